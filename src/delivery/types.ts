@@ -1,0 +1,68 @@
+/**
+ * The seam between inbound (session → spool) and delivery (workers → couriers).
+ * Types only: every layer may import these with `import type`.
+ */
+
+/** Where one final mailbox of a transaction goes. */
+export type Route =
+  | { kind: "local"; domain: string; localPart: string } // DATA/mail/<domain>/<localPart>/ (both lower-cased)
+  | { kind: "remote"; domain: string }; // relayed (issue: outbound)
+
+/** One final delivery target of a transaction (after alias expansion and de-duplication). */
+export interface EnvelopeRecipient {
+  /** The address as given in RCPT TO (DSN Original-Recipient when no ORCPT). */
+  rcpt: string;
+  /** The final address delivered to (Delivered-To for local). Equals rcpt unless an alias expanded it. */
+  address: string;
+  route: Route;
+  /** RFC 3461 ORCPT as "type;xtext-decoded-address", when given. */
+  orcpt?: string;
+  /** RFC 3461 NOTIFY values, upper-case, when given. */
+  notify?: Array<"NEVER" | "SUCCESS" | "FAILURE" | "DELAY">;
+}
+
+/** Everything we know about a message besides its bytes. Stored with the message in the spool. */
+export interface Envelope {
+  /** Envelope sender, "" for the null path <>. */
+  sender: string;
+  recipients: EnvelopeRecipient[];
+  /** MAIL FROM parameters kept for delivery and DSN (RFC 1652, 3030, 3461, 6531). */
+  body: "7BIT" | "8BITMIME" | "BINARYMIME";
+  smtputf8: boolean;
+  ret?: "FULL" | "HDRS";
+  envid?: string;
+  /** Who handed it to us. */
+  client: {
+    address: string;
+    helo: string;
+    listener: string;
+    /** e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384", absent on plaintext. */
+    tls?: string;
+    /** The authenticated identity (RFC 4954), never written into headers. */
+    authUser?: string;
+  };
+  /** Milliseconds since the epoch at which the message was accepted (set by the spool at commit). */
+  arrival: number;
+}
+
+/** The result of one delivery attempt to one recipient. `reply` is the remote's or our own text, one line. */
+export type Outcome =
+  | { kind: "delivered"; reply: string }
+  | { kind: "deferred"; reply: string } // temporary: retry later
+  | { kind: "failed"; reply: string }; // permanent: bounce
+
+/** A message as a courier sees it: the envelope and a way to read the stored bytes. */
+export interface StoredMessage {
+  id: string;
+  envelope: Envelope;
+  /** Size in bytes of the stored message (our Received header included). */
+  size: number;
+  /** Read the stored message bytes (Received header first), in order, in chunks. */
+  chunks(): Iterable<Uint8Array>;
+}
+
+/** A way to deliver (local Maildir, remote SMTP). Chosen by route kind in one setup module. */
+export interface Courier {
+  readonly name: string;
+  deliver(message: StoredMessage, recipients: EnvelopeRecipient[]): Promise<Outcome[]>;
+}

@@ -1,0 +1,63 @@
+/**
+ * The ports through which a session reaches the world. The session imports no implementation; app/ hands it
+ * objects that satisfy these.
+ */
+import type { Envelope, Route } from "../delivery/types.ts";
+
+/** A message being received: bytes stream to disk as they arrive (memory stays bounded whatever the size). */
+export interface MessageSink {
+  /** The queue id, assigned at begin() so that the Received header can name it. */
+  readonly id: string;
+  /** Bytes written so far. */
+  readonly size: number;
+  /** Append bytes. The sink copies what it keeps; the caller may reuse `bytes` afterwards. */
+  write(bytes: Uint8Array): void;
+  /**
+   * Store the envelope with the bytes and make both durable (fsync'd, renamed into the spool, directory fsync'd).
+   * Resolves only then; afterwards the message is handed to delivery. Rejects on any I/O error (nothing queued).
+   */
+  commit(envelope: Envelope): Promise<void>;
+  /** Discard everything written (RSET, size exceeded, client gone, 5xx at end of data). Idempotent. */
+  abort(): void;
+}
+
+export interface SpoolPort {
+  begin(): MessageSink;
+}
+
+/** What RCPT TO turns into. */
+export type RcptDecision =
+  | { kind: "accept"; targets: Array<{ address: string; route: Route }> }
+  | { kind: "unknownUser" } // 550 5.1.1
+  | { kind: "relayDenied" }; // 554 5.7.1
+
+export interface RcptContext {
+  clientAddress: string;
+  authUser: string | undefined;
+}
+
+export interface PolicyPort {
+  /** Decide a recipient; `address` is localPart@domain as parsed (domain may be any case). */
+  recipient(localPart: string, domain: string, ctx: RcptContext): RcptDecision;
+  /** RFC 4954 + CONTRACT: may this authenticated user use `sender` ("" = <>) as MAIL FROM? */
+  senderAllowed(authUser: string, sender: string): boolean;
+}
+
+/** SASL credential check; async because hashing is slow (argon2id ≈ 120 ms) and runs off the event loop. */
+export interface AuthPort {
+  /** Resolves to the canonical user name on success, null on bad credentials. */
+  verify(user: string, password: string): Promise<string | null>;
+  /** Brute-force state of a client address across connections (CONTRACT: auth_ip_* limits). */
+  ipStatus(clientAddress: string): "ok" | "delay" | "blocked";
+  recordFailure(clientAddress: string): void;
+}
+
+export interface LogPort {
+  info(event: string, fields: Record<string, unknown>): void;
+  warn(event: string, fields: Record<string, unknown>): void;
+  error(event: string, fields: Record<string, unknown>): void;
+}
+
+export interface Clock {
+  now(): number; // ms since epoch
+}

@@ -1,0 +1,13 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["src/**/*.test.ts", "test/**/*.test.ts"],
+    exclude: ["test/deno/**", "node_modules/**"],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    // e2e files spawn servers on their own free ports; two cores: keep file parallelism modest.
+    maxWorkers: 2,
+    reporters: ["default", "./test/summary-reporter.ts"],
+  },
+});
