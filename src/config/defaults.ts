@@ -1,0 +1,67 @@
+import { availableParallelism, cpus, hostname } from "node:os";
+import { resolve } from "node:path";
+import type { Config, ListenerConfig } from "./types.ts";
+
+/** The listeners of CONTRACT "Embedded defaults": loopback only, unprivileged ports. */
+export function defaultListeners(): ListenerConfig[] {
+  return [
+    { name: "mx", host: "127.0.0.1", port: 2525, tls: "starttls", auth: "optional" },
+    { name: "submission", host: "127.0.0.1", port: 2587, tls: "starttls", auth: "required" },
+    { name: "submissions", host: "127.0.0.1", port: 2465, tls: "implicit", auth: "required" },
+  ];
+}
+
+export function osHostname(): string {
+  return hostname() || "localhost";
+}
+
+export function cpuCount(): number {
+  return typeof availableParallelism === "function" ? availableParallelism() : Math.max(1, cpus().length);
+}
+
+/**
+ * CONTRACT "Embedded defaults" (no config file); every other value is the default of the CONTRACT's example.
+ * Relative paths resolve against cwd, as they would against the directory of a config file.
+ */
+export function defaultConfig(cwd?: string): Config {
+  const base = resolve(cwd ?? "");
+  return {
+    hostname: osHostname(),
+    dataDir: resolve(base, "data"),
+    configPath: null,
+    server: { user: "" },
+    tls: { cert: resolve(base, "certs/server.crt"), key: resolve(base, "certs/server.key") },
+    listeners: defaultListeners(),
+    local: { domains: ["localhost"], usersFile: resolve(base, "users.txt"), catchAll: true, aliases: {} },
+    relay: {
+      networks: [],
+      smarthost: "",
+      smarthostUser: "",
+      smarthostPassword: "",
+      smarthostTls: "starttls",
+      smarthostCa: "",
+      mxPort: 25,
+      routes: {},
+    },
+    dns: { servers: [] },
+    queue: {
+      retryIntervalsMs: [60_000, 300_000, 1_800_000, 7_200_000, 21_600_000],
+      maxAgeMs: 5 * 86_400_000,
+      delayWarningMs: 4 * 3_600_000,
+    },
+    delivery: { workers: cpuCount() },
+    limits: {
+      maxMessageSize: 26_214_400,
+      maxRecipients: 100,
+      maxConnections: 10_000,
+      maxConnectionsPerIp: 50,
+      maxAuthFailures: 3,
+      maxHops: 50,
+      authIpDelayAfter: 3,
+      authIpBlockAfter: 10,
+      authIpBlockMs: 600_000,
+      idleTimeoutS: 300,
+    },
+    metrics: { listen: "127.0.0.1:9025" },
+  };
+}

@@ -1,0 +1,69 @@
+/** The validated configuration, in the shape the rest of the server uses (camelCase, absolute paths, ms). */
+
+export type TlsMode = "none" | "starttls" | "implicit";
+export type AuthMode = "off" | "optional" | "required";
+
+export interface ListenerConfig {
+  name: string;
+  host: string;
+  port: number;
+  tls: TlsMode;
+  auth: AuthMode;
+}
+
+export interface Config {
+  hostname: string;
+  /** Absolute. */
+  dataDir: string;
+  /** Absolute path of the file read; null = embedded defaults. */
+  configPath: string | null;
+  server: { user: string };
+  /** Absolute paths. */
+  tls: { cert: string; key: string };
+  listeners: ListenerConfig[];
+  local: {
+    /** Lower-case. */
+    domains: string[];
+    /** Absolute; "" = no users file. */
+    usersFile: string;
+    catchAll: boolean;
+    /** Lower-case address → lower-case target addresses (deduplicated). */
+    aliases: Record<string, string[]>;
+  };
+  relay: {
+    /** CIDR blocks ("127.0.0.0/8", "::1/128"); a bare address in the file becomes /32 or /128. */
+    networks: string[];
+    /** "host:port" or "". */
+    smarthost: string;
+    smarthostUser: string;
+    smarthostPassword: string;
+    smarthostTls: TlsMode;
+    /** Absolute or "". */
+    smarthostCa: string;
+    mxPort: number;
+    /** Lower-case domain → "host:port". */
+    routes: Record<string, string>;
+  };
+  /** "ip" or "ip:port"; empty = the system resolver. */
+  dns: { servers: string[] };
+  queue: { retryIntervalsMs: number[]; maxAgeMs: number; delayWarningMs: number };
+  /** 0 in the file is resolved to the number of CPUs. */
+  delivery: { workers: number };
+  limits: {
+    maxMessageSize: number;
+    maxRecipients: number;
+    maxConnections: number;
+    maxConnectionsPerIp: number;
+    maxAuthFailures: number;
+    maxHops: number;
+    authIpDelayAfter: number;
+    authIpBlockAfter: number;
+    authIpBlockMs: number;
+    idleTimeoutS: number;
+  };
+  /** "host:port" or "" (off). */
+  metrics: { listen: string };
+}
+
+/** Each error is one line "dotted.path: message", the path in TOML key names. */
+export type ConfigResult = { ok: true; config: Config } | { ok: false; errors: string[] };

@@ -1,0 +1,274 @@
+import { describe, expect, test } from "vitest";
+import { parseCommand, type Command, type ParseError } from "./command.ts";
+
+const enc = new TextEncoder();
+const parse = (s: string) => parseCommand(enc.encode(s));
+function cmd(s: string): Command {
+  const r = parse(s);
+  if (!r.ok) throw new Error(`${s}: ${r.error}`);
+  return r.command;
+}
+function err(s: string): ParseError | undefined {
+  const r = parse(s);
+  return r.ok ? undefined : r.error;
+}
+
+describe("verbs", () => {
+  test("case-insensitive verbs without arguments", () => {
+    for (const v of ["DATA", "RSET", "QUIT", "STARTTLS", "NOOP"]) {
+      expect(cmd(v).verb).toBe(v);
+      expect(cmd(v.toLowerCase()).verb).toBe(v);
+    }
+    expect(cmd("StartTls").verb).toBe("STARTTLS");
+  });
+  test("unknown verbs", () => {
+    for (const s of ["", "EXPN x", "HELLO", "DAT", "DATAX", "STARTTLX", "MAILFROM:<a@b>", " NOOP", "NOOP\tx"]) {
+      expect(err(s), s).toBe("unknown");
+    }
+  });
+  test("DATA, RSET, QUIT, STARTTLS refuse arguments; trailing spaces are tolerated", () => {
+    for (const v of ["DATA", "RSET", "QUIT", "STARTTLS"]) {
+      expect(err(`${v} x`)).toBe("syntax");
+      expect(cmd(`${v}  `).verb).toBe(v);
+    }
+  });
+  test("NOOP ignores an argument, HELP keeps it, VRFY needs one", () => {
+    expect(cmd("NOOP hello")).toEqual({ verb: "NOOP" });
+    expect(cmd("HELP")).toEqual({ verb: "HELP", arg: "" });
+    expect(cmd("HELP mail")).toEqual({ verb: "HELP", arg: "mail" });
+    expect(cmd("VRFY alice")).toEqual({ verb: "VRFY", arg: "alice" });
+    expect(err("VRFY")).toBe("syntax");
+    expect(err("VRFY   ")).toBe("syntax");
+  });
+  test("EHLO/HELO keep the first token as given, refuse an empty one", () => {
+    expect(cmd("EHLO mx.example.com")).toEqual({ verb: "EHLO", domain: "mx.example.com" });
+    expect(cmd("helo [192.0.2.1]")).toEqual({ verb: "HELO", domain: "[192.0.2.1]" });
+    expect(cmd("EHLO  odd_name extra")).toEqual({ verb: "EHLO", domain: "odd_name" });
+    expect(err("EHLO")).toBe("syntax");
+    expect(err("EHLO ")).toBe("syntax");
+  });
+  test("control characters and invalid UTF-8 in arguments are syntax errors", () => {
+    expect(err("EHLO a\rb")).toBe("syntax");
+    expect(err("EHLO a\nb")).toBe("syntax");
+    expect(err("EHLO a\0")).toBe("syntax");
+    expect(parseCommand(Uint8Array.of(69, 72, 76, 79, 32, 0xc3, 0x28)).ok).toBe(false);
+    expect(parseCommand(Uint8Array.of(69, 72, 76, 79, 32, 0xff))).toEqual({ ok: false, error: "syntax" });
+    expect(cmd("EHLO bücher.example")).toEqual({ verb: "EHLO", domain: "bücher.example" });
+  });
+  test("BDAT size [LAST]", () => {
+    expect(cmd("BDAT 100")).toEqual({ verb: "BDAT", size: 100, last: false });
+    expect(cmd("bdat 0 last")).toEqual({ verb: "BDAT", size: 0, last: true });
+    expect(cmd("BDAT 999999999999999 LAST")).toEqual({ verb: "BDAT", size: 999999999999999, last: true });
+    for (const s of ["BDAT", "BDAT x", "BDAT -1", "BDAT 1 NOTLAST", "BDAT 1 LAST x", "BDAT 1000000000000000"]) {
+      expect(err(s), s).toBe("syntax");
+    }
+  });
+  test("AUTH mechanism [initial]", () => {
+    expect(cmd("AUTH plain")).toEqual({ verb: "AUTH", mechanism: "PLAIN" });
+    expect(cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA==")).toEqual({
+      verb: "AUTH",
+      mechanism: "PLAIN",
+      initial: "AGFsaWNlAHNlY3JldA==",
+    });
+    expect(cmd("AUTH PLAIN =")).toEqual({ verb: "AUTH", mechanism: "PLAIN", initial: "=" });
+    expect(cmd("AUTH CRAM-MD5").verb).toBe("AUTH");
+    for (const s of ["AUTH", "AUTH PLAIN a b", "AUTH PL@IN", "AUTH ABCDEFGHIJKLMNOPQRSTU"]) {
+      expect(err(s), s).toBe("syntax");
+    }
+  });
+});
+
+describe("MAIL FROM", () => {
+  const path = (s: string) => {
+    const c = cmd(s);
+    if (c.verb !== "MAIL") throw new Error("not MAIL");
+    return c;
+  };
+  test("plain address, case-insensitive keyword", () => {
+    const c = path("mail from:<Alice@Example.COM>");
+    expect(c.path).toEqual({ address: "Alice@Example.COM", localPart: "Alice", domain: "Example.COM", utf8: false });
+    expect(c.params).toEqual({ smtputf8: false });
+  });
+  test("one space after the colon is tolerated, two are not", () => {
+    expect(path("MAIL FROM: <a@b.c>").path.address).toBe("a@b.c");
+    expect(err("MAIL FROM:  <a@b.c>")).toBe("badSender");
+  });
+  test("null reverse-path", () => {
+    expect(path("MAIL FROM:<>").path).toEqual({ address: "", localPart: "", domain: "", utf8: false });
+    expect(path("MAIL FROM:<> SIZE=10").params.size).toBe(10);
+  });
+  test("wrong keyword is a syntax error", () => {
+    for (const s of ["MAIL", "MAIL TO:<a@b>", "MAIL FROM <a@b>", "MAIL FRM:<a@b>"]) expect(err(s), s).toBe("syntax");
+  });
+  test("malformed paths are badSender", () => {
+    for (const s of [
+      "MAIL FROM:",
+      "MAIL FROM:a@b.c",
+      "MAIL FROM:<a@b.c",
+      "MAIL FROM:<a>",
+      "MAIL FROM:<postmaster>",
+      "MAIL FROM:<@b.c>",
+      "MAIL FROM:<a@>",
+      "MAIL FROM:<a@b..c>",
+      "MAIL FROM:<a@b.c.>",
+      "MAIL FROM:<a@-b.c>",
+      "MAIL FROM:<a@b-.c>",
+      "MAIL FROM:<a..b@c.d>",
+      "MAIL FROM:<.a@c.d>",
+      "MAIL FROM:<a.@c.d>",
+      "MAIL FROM:<a b@c.d>",
+      "MAIL FROM:<a@b.c>x",
+      "MAIL FROM:<a@b_c.d>",
+      'MAIL FROM:<"a@c.d>',
+      "MAIL FROM:<a@[1.2.3]>",
+      "MAIL FROM:<a@[256.1.1.1]>",
+      "MAIL FROM:<a@[IPv6:1::2::3]>",
+      "MAIL FROM:<a@[IPv6:1:2:3:4:5:6:7]>",
+      "MAIL FROM:<a@[IPv6:1:2:3:4:5:6:7::8]>",
+      "MAIL FROM:<a@[IPv6:12345::1]>",
+      "MAIL FROM:<a@[x]>",
+      "MAIL FROM:<a@b.c>>",
+      `MAIL FROM:<a@${"x".repeat(64)}.c>`,
+    ]) {
+      expect(err(s), s).toBe("badSender");
+    }
+  });
+  test("quoted local part: address keeps quotes, localPart is the value", () => {
+    const c = path('MAIL FROM:<"john \\"jd\\" doe"@example.com>');
+    expect(c.path.address).toBe('"john \\"jd\\" doe"@example.com');
+    expect(c.path.localPart).toBe('john "jd" doe');
+    expect(c.path.domain).toBe("example.com");
+    expect(path('MAIL FROM:<"a>b"@c.d>').path.localPart).toBe("a>b");
+    expect(path('MAIL FROM:<""@c.d>').path.localPart).toBe("");
+  });
+  test("atext specials in a dot-string", () => {
+    expect(path("MAIL FROM:<a.b+tag!#$%&'*/=?^_`{|}~-x@c.d>").path.localPart).toBe("a.b+tag!#$%&'*/=?^_`{|}~-x");
+  });
+  test("address literals", () => {
+    expect(path("MAIL FROM:<a@[192.0.2.1]>").path.domain).toBe("[192.0.2.1]");
+    for (const lit of [
+      "IPv6:2001:db8::1",
+      "ipv6:::1",
+      "IPv6:1:2:3:4:5:6:7:8",
+      "IPv6:::ffff:192.0.2.1",
+      "IPv6:1:2:3:4:5:6:1.2.3.4",
+      "IPv6:1::1.2.3.4",
+      "x-tag:content",
+    ]) {
+      expect(path(`MAIL FROM:<a@[${lit}]>`).path.domain).toBe(`[${lit}]`);
+    }
+  });
+  test("source routes are accepted and dropped", () => {
+    const c = path("MAIL FROM:<@a.example,@b.example:user@d.example>");
+    expect(c.path).toEqual({ address: "user@d.example", localPart: "user", domain: "d.example", utf8: false });
+    expect(err("MAIL FROM:<@a.example,b.example:user@d.example>")).toBe("badSender");
+    expect(err("MAIL FROM:<@a.example user@d.example>")).toBe("badSender");
+  });
+  test("non-ASCII is allowed and flagged (RFC 6531)", () => {
+    const c = path("MAIL FROM:<jöran@bücher.example> SMTPUTF8");
+    expect(c.path).toEqual({ address: "jöran@bücher.example", localPart: "jöran", domain: "bücher.example", utf8: true });
+    expect(c.params.smtputf8).toBe(true);
+  });
+  test("paths over 256 octets incl. brackets are bad; exactly 256 is fine", () => {
+    const domain = (n: number) => {
+      const labels: string[] = [];
+      while (n > 0) {
+        const l = Math.min(n, 63);
+        labels.push("d".repeat(l));
+        n -= l + 1;
+      }
+      return labels.join(".");
+    };
+    // "<" + "a@" + domain + ">" = 256: domain of 252 octets.
+    const d252 = domain(252);
+    expect(d252.length).toBe(252);
+    expect(path(`MAIL FROM:<a@${d252}>`).path.domain).toBe(d252);
+    expect(err(`MAIL FROM:<ab@${d252}>`)).toBe("badSender");
+    // Counted in octets, not characters.
+    expect(err(`MAIL FROM:<é@${d252}>`)).toBe("badSender");
+  });
+  test("ESMTP parameters", () => {
+    const c = path(
+      "MAIL FROM:<a@b.c> size=1000 BODY=8bitmime SMTPUTF8 RET=hdrs ENVID=QQ+2B1 AUTH=<>",
+    );
+    expect(c.params).toEqual({ size: 1000, body: "8BITMIME", smtputf8: true, ret: "HDRS", envid: "QQ+1", auth: "<>" });
+    expect(path("MAIL FROM:<a@b.c> BODY=BINARYMIME").params.body).toBe("BINARYMIME");
+    expect(path("MAIL FROM:<a@b.c> AUTH=a+2Bb@c.d").params.auth).toBe("a+2Bb@c.d");
+    expect(path("MAIL FROM:<a@b.c>  SIZE=1  ").params.size).toBe(1);
+  });
+  test("unknown, malformed and duplicate parameters are badParam", () => {
+    for (const s of [
+      "MAIL FROM:<a@b.c> FOO=1",
+      "MAIL FROM:<a@b.c> SIZE",
+      "MAIL FROM:<a@b.c> SIZE=",
+      "MAIL FROM:<a@b.c> SIZE=x",
+      "MAIL FROM:<a@b.c> SIZE=1234567890123456",
+      "MAIL FROM:<a@b.c> SIZE=1 SIZE=2",
+      "MAIL FROM:<a@b.c> BODY=9BIT",
+      "MAIL FROM:<a@b.c> BODY",
+      "MAIL FROM:<a@b.c> SMTPUTF8=yes",
+      "MAIL FROM:<a@b.c> SMTPUTF8 smtputf8",
+      "MAIL FROM:<a@b.c> RET=ALL",
+      "MAIL FROM:<a@b.c> ENVID=a+zz",
+      "MAIL FROM:<a@b.c> AUTH=a=b",
+      "MAIL FROM:<a@b.c> NOTIFY=NEVER",
+      "MAIL FROM:<a@b.c> =1",
+      "MAIL FROM:<a@b.c> -X=1",
+    ]) {
+      expect(err(s), s).toBe("badParam");
+    }
+  });
+});
+
+describe("RCPT TO", () => {
+  const rcpt = (s: string) => {
+    const c = cmd(s);
+    if (c.verb !== "RCPT") throw new Error("not RCPT");
+    return c;
+  };
+  test("plain address and the tolerated space", () => {
+    expect(rcpt("RCPT TO:<bob@example.com>").path.address).toBe("bob@example.com");
+    expect(rcpt("rcpt to: <bob@example.com>").path.domain).toBe("example.com");
+  });
+  test("<postmaster> without domain is allowed (RFC 5321 §4.5.1), any case", () => {
+    expect(rcpt("RCPT TO:<postmaster>").path).toEqual({
+      address: "postmaster",
+      localPart: "postmaster",
+      domain: "",
+      utf8: false,
+    });
+    expect(rcpt("RCPT TO:<PostMaster>").path.address).toBe("PostMaster");
+    expect(err("RCPT TO:<postmasters>")).toBe("badRecipient");
+    expect(err('RCPT TO:<"postmaster">')).toBe("badRecipient");
+  });
+  test("<> and malformed paths are badRecipient", () => {
+    for (const s of ["RCPT TO:<>", "RCPT TO:bob@example.com", "RCPT TO:<bob>", "RCPT TO:<bob@>", "RCPT TO:"]) {
+      expect(err(s), s).toBe("badRecipient");
+    }
+    expect(err("RCPT FROM:<a@b.c>")).toBe("syntax");
+  });
+  test("NOTIFY and ORCPT (RFC 3461)", () => {
+    const c = rcpt("RCPT TO:<b@c.d> NOTIFY=success,Delay ORCPT=rfc822;b+2Bx@c.d");
+    expect(c.params).toEqual({ notify: ["SUCCESS", "DELAY"], orcpt: "rfc822;b+x@c.d" });
+    expect(rcpt("RCPT TO:<b@c.d> NOTIFY=NEVER").params.notify).toEqual(["NEVER"]);
+    expect(rcpt("RCPT TO:<b@c.d> ORCPT=utf-8;b@c.d").params.orcpt).toBe("utf-8;b@c.d");
+  });
+  test("bad RCPT parameters are badParam", () => {
+    for (const s of [
+      "RCPT TO:<b@c.d> NOTIFY=NEVER,SUCCESS",
+      "RCPT TO:<b@c.d> NOTIFY=SUCCESS,SUCCESS",
+      "RCPT TO:<b@c.d> NOTIFY=SOMETIMES",
+      "RCPT TO:<b@c.d> NOTIFY",
+      "RCPT TO:<b@c.d> NOTIFY=NEVER NOTIFY=NEVER",
+      "RCPT TO:<b@c.d> ORCPT=rfc822",
+      "RCPT TO:<b@c.d> ORCPT=;a@b",
+      "RCPT TO:<b@c.d> ORCPT=rfc822;",
+      "RCPT TO:<b@c.d> ORCPT=rfc822;a+zz",
+      "RCPT TO:<b@c.d> ORCPT=rfc822;a@b ORCPT=rfc822;a@b",
+      "RCPT TO:<b@c.d> SIZE=1",
+      "RCPT TO:<b@c.d> SMTPUTF8",
+    ]) {
+      expect(err(s), s).toBe("badParam");
+    }
+  });
+});
