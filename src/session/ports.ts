@@ -60,4 +60,13 @@ export interface LogPort {
 
 export interface Clock {
   now(): number; // ms since epoch
+  /** Resolve after ms (the AUTH brute-force delay). */
+  delay(ms: number): Promise<void>;
+}
+
+/** Counters the session moves (observe/ implements them as Prometheus metrics). */
+export interface SessionMetrics {
+  accepted(listener: string, bytes: number): void;
+  rejected(code: string): void;
+  auth(listener: string, ok: boolean): void;
 }

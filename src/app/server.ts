@@ -1,0 +1,295 @@
+/**
+ * The composition root: config → certificates → users/policy/auth → spool → delivery pool → listeners →
+ * sessions, plus the idle sweeper, metrics endpoint, SIGHUP reload and SIGTERM drain. The only module that
+ * knows every concrete type.
+ */
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Authenticator, loadUsers, type AuthLimits } from "../auth/index.ts";
+import { ensureCertificate } from "../certs/index.ts";
+import { splitHostPort, type Config, type ConfigResult, type ListenerConfig } from "../config/index.ts";
+import { DeliveryPool, type DeliveryResult } from "../delivery/index.ts";
+import { Registry, Counter, GaugeFn, Histogram, serveObserve, type Logger } from "../observe/index.ts";
+import { Policy } from "../policy/index.ts";
+import { recover, Spool } from "../queue/index.ts";
+import { passwordHasher } from "../runtime/index.ts";
+import { Session, type SessionMetrics, type SessionSettings } from "../session/index.ts";
+import type { Conn, ConnHandler, Listener, ListenerSpec, TlsOptions, Transport } from "../transport/types.ts";
+import { queueStats } from "./queue-stats.ts";
+
+export interface ServerOptions {
+  transport: Transport;
+  log: Logger;
+  /** Re-read the config for SIGHUP (the same source the server started from). */
+  reloadConfig?: () => ConfigResult;
+}
+
+export interface RunningServer {
+  readonly listeners: ReadonlyArray<Listener>;
+  /** SIGHUP: re-read config, users, certificate; keep the old on any error. */
+  reload(): Promise<boolean>;
+  /** SIGTERM: drain and stop. Resolves when everything is closed. */
+  shutdown(): Promise<void>;
+  /** `queue flush` (SIGUSR1): retry deferred items now. */
+  flushQueue(): void;
+}
+
+/** CONTRACT: the listen backlog is at least 1024 (Bun's listen uses the kernel's somaxconn, 4096 here). */
+const BACKLOG = 1024;
+const DRAIN_MS = 5000;
+/** Dummy argon2id hash verified for unknown users so that timing does not reveal which users exist. */
+let dummyHash: string | null = null;
+
+const NOOP_HANDLER: ConnHandler = { onData() {}, onDrain() {}, onClose() {} };
+
+function sessionSettings(c: Config, l: ListenerConfig): SessionSettings {
+  return {
+    hostname: c.hostname,
+    listener: l.name,
+    tls: l.tls,
+    auth: l.auth,
+    maxMessageSize: c.limits.maxMessageSize,
+    maxRecipients: c.limits.maxRecipients,
+    maxHops: c.limits.maxHops,
+    maxAuthFailures: c.limits.maxAuthFailures,
+  };
+}
+
+function authLimits(c: Config): AuthLimits {
+  return {
+    delayAfter: c.limits.authIpDelayAfter,
+    blockAfter: c.limits.authIpBlockAfter,
+    blockMs: c.limits.authIpBlockMs,
+  };
+}
+
+function readTls(c: Config): TlsOptions {
+  return { cert: readFileSync(c.tls.cert, "utf8"), key: readFileSync(c.tls.key, "utf8") };
+}
+
+export async function startServer(initial: Config, opts: ServerOptions): Promise<RunningServer> {
+  const log = opts.log;
+  let config = initial;
+  const queueDir = join(config.dataDir, "queue");
+  const mailDir = join(config.dataDir, "mail");
+  mkdirSync(queueDir, { recursive: true, mode: 0o700 });
+  mkdirSync(mailDir, { recursive: true, mode: 0o700 });
+
+  // TLS: generate a self-signed pair on first start when the configured files are absent.
+  const needsTls = config.listeners.some((l) => l.tls !== "none");
+  let tls: TlsOptions | null = null;
+  if (needsTls) {
+    if (await ensureCertificate(config.hostname, config.tls.cert, config.tls.key)) {
+      log.warn("tls.generated", { cert: config.tls.cert, key: config.tls.key, note: "self-signed; replace it" });
+    }
+    tls = readTls(config);
+  }
+
+  // Users, policy, authentication.
+  const hasher = passwordHasher();
+  dummyHash ??= await hasher.hash("ringmta-dummy-password");
+  const users = loadUsers(config.local.usersFile);
+  for (const e of users.errors) log.warn("users.bad_line", { file: config.local.usersFile, problem: e });
+  const policyOf = (c: Config, u: typeof users): Policy =>
+    new Policy({
+      domains: c.local.domains,
+      users: [...u.users.values()].map((e) => e.address),
+      aliases: c.local.aliases,
+      catchAll: c.local.catchAll,
+      relayNetworks: c.relay.networks,
+    });
+  let policy = policyOf(config, users);
+  const auth = new Authenticator(users.users, hasher, authLimits(config), Date.now, dummyHash);
+
+  // Metrics (CONTRACT: at least these families).
+  const registry = new Registry();
+  const mConnTotal = registry.add(new Counter("ringmta_connections_total", "Connections accepted, by listener."));
+  const mConnOpen = registry.add(new Counter("ringmta_connections_open", "Connections open now, by listener.", true));
+  const mAccepted = registry.add(new Counter("ringmta_messages_accepted_total", "Messages accepted (250 after data)."));
+  const mBytes = registry.add(new Counter("ringmta_received_bytes_total", "Message bytes accepted, by listener."));
+  const mRejected = registry.add(new Counter("ringmta_messages_rejected_total", "Rejecting replies, by code."));
+  const mAuth = registry.add(new Counter("ringmta_auth_total", "AUTH attempts, by listener and result."));
+  const mDeliveries = registry.add(new Counter("ringmta_deliveries_total", "Delivery attempts, by courier and outcome."));
+  const mDeliveryLatency = registry.add(
+    new Histogram("ringmta_delivery_seconds", "From acceptance to delivery.", [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 60, 600, 3600]),
+  );
+  const stats = queueStats();
+  registry.add(new GaugeFn("ringmta_queue_messages", "Messages in the spool.", () => stats.count));
+  registry.add(new GaugeFn("ringmta_queue_oldest_seconds", "Age of the oldest message in the spool.", () => stats.oldestSeconds()));
+
+  const sessionMetrics: SessionMetrics = {
+    accepted: (listener, bytes) => {
+      mAccepted.inc({ listener });
+      mBytes.inc({ listener }, bytes);
+    },
+    rejected: (code) => mRejected.inc({ code }),
+    auth: (listener, ok) => mAuth.inc({ listener, result: ok ? "success" : "failure" }),
+  };
+
+  // Delivery.
+  const pool = new DeliveryPool({
+    workers: config.delivery.workers,
+    queueDir,
+    mailDir,
+    hostname: config.hostname,
+    retryIntervalsMs: config.queue.retryIntervalsMs,
+    log,
+    onResult: (r: DeliveryResult) => {
+      for (const o of r.outcomes) {
+        mDeliveries.inc({ courier: "local", outcome: o.outcome.kind });
+        log.info("delivery.attempt", { id: r.id, index: o.index, outcome: o.outcome.kind, reply: o.outcome.reply });
+      }
+      if (r.error) log.warn("delivery.error", { id: r.id, error: r.error });
+      if (r.done) {
+        const arrival = stats.remove(r.id);
+        if (arrival !== undefined) mDeliveryLatency.observe((Date.now() - arrival) / 1000);
+        log.info("queue.done", { id: r.id });
+      }
+    },
+  });
+  const spool = new Spool({
+    dir: queueDir,
+    onCommitted: (id, envelope) => {
+      stats.add(id, envelope.arrival);
+      pool.enqueue(id);
+    },
+  });
+  const recovered = recover(queueDir, log);
+  await pool.start();
+  for (const item of recovered.items) {
+    stats.add(item.id, item.envelope.arrival);
+    pool.enqueue(item.id, true);
+  }
+  if (recovered.items.length || recovered.removed.length || recovered.corrupt.length) {
+    log.info("queue.recovered", {
+      pending: recovered.items.length,
+      removed: recovered.removed.length,
+      corrupt: recovered.corrupt.length,
+    });
+  }
+
+  // Sessions and connection limits (CONTRACT: counted over all listeners).
+  const sessions = new Set<Session>();
+  const perIp = new Map<string, number>();
+  let total = 0;
+  let draining = false;
+  const clock = { now: Date.now, delay: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)) };
+  const tlsSource = (): TlsOptions | null => tls;
+
+  const factoryFor = (lc: ListenerConfig) => (conn: Conn, spec: ListenerSpec): ConnHandler => {
+    const ip = conn.remoteAddress;
+    const lim = config.limits;
+    if (draining || total >= lim.maxConnections || (perIp.get(ip) ?? 0) >= lim.maxConnectionsPerIp) {
+      mRejected.inc({ code: "421" });
+      conn.write(new TextEncoder().encode(draining ? "421 4.3.2 Server shutting down\r\n" : "421 4.7.0 Too many connections, try later\r\n"));
+      conn.end();
+      return NOOP_HANDLER;
+    }
+    total++;
+    perIp.set(ip, (perIp.get(ip) ?? 0) + 1);
+    mConnTotal.inc({ listener: spec.name });
+    mConnOpen.inc({ listener: spec.name });
+    const session = new Session(conn, sessionSettings(config, lc), {
+      spool,
+      policy,
+      auth,
+      clock,
+      log,
+      metrics: sessionMetrics,
+      onGone: (s) => {
+        sessions.delete(s);
+        total--;
+        const n = (perIp.get(ip) ?? 1) - 1;
+        if (n <= 0) perIp.delete(ip);
+        else perIp.set(ip, n);
+        mConnOpen.inc({ listener: spec.name }, -1);
+      },
+    });
+    sessions.add(session);
+    session.start();
+    return session;
+  };
+
+  const listeners: Listener[] = [];
+  try {
+    for (const lc of config.listeners) {
+      const spec: ListenerSpec = {
+        name: lc.name,
+        host: lc.host,
+        port: lc.port,
+        implicitTls: lc.tls === "implicit",
+        backlog: BACKLOG,
+      };
+      const l = opts.transport.listen(spec, tlsSource, factoryFor(lc));
+      listeners.push(l);
+      log.info("listener.up", { name: lc.name, host: lc.host, port: l.port, tls: lc.tls, auth: lc.auth });
+    }
+  } catch (e) {
+    for (const l of listeners) l.stop();
+    await pool.stop();
+    throw e;
+  }
+
+  // Idle sweeper (CONTRACT: 421 4.4.2 after idle_timeout_s; slowloris counts as idle outside DATA).
+  const sweeper = setInterval(() => {
+    const now = Date.now();
+    const idleMs = config.limits.idleTimeoutS * 1000;
+    for (const s of sessions) s.checkIdle(now, idleMs);
+  }, 1000);
+
+  let metricsServer: Awaited<ReturnType<typeof serveObserve>> | null = null;
+  if (config.metrics.listen !== "") {
+    const hp = splitHostPort(config.metrics.listen, true)!;
+    metricsServer = await serveObserve(hp.host, hp.port, {
+      metrics: () => registry.render(),
+      health: () =>
+        draining
+          ? { ok: false, reason: "shutting down" }
+          : !pool.healthy()
+            ? { ok: false, reason: "delivery workers down" }
+            : { ok: true },
+    });
+    log.info("metrics.up", { listen: config.metrics.listen });
+  }
+
+  return {
+    listeners,
+    flushQueue: () => pool.flushScheduled(),
+    async reload(): Promise<boolean> {
+      if (!opts.reloadConfig) return false;
+      const r = opts.reloadConfig();
+      if (!r.ok) {
+        log.error("config.reload_failed", { errors: r.errors, note: "keeping the running config" });
+        return false;
+      }
+      try {
+        const next = r.config;
+        const u = loadUsers(next.local.usersFile);
+        const nextTls = next.listeners.some((l) => l.tls !== "none") ? readTls(next) : null;
+        policy = policyOf(next, u);
+        auth.update(u.users, authLimits(next));
+        tls = nextTls;
+        config = next;
+        log.info("config.reloaded", { users: u.users.size, domains: next.local.domains });
+        return true;
+      } catch (e) {
+        log.error("config.reload_failed", { error: String(e), note: "keeping the running config" });
+        return false;
+      }
+    },
+    async shutdown(): Promise<void> {
+      if (draining) return;
+      draining = true;
+      log.info("server.stopping", { open: sessions.size });
+      for (const l of listeners) l.stop();
+      for (const s of [...sessions]) s.shutdown(false);
+      const deadline = Date.now() + DRAIN_MS;
+      while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      for (const s of [...sessions]) s.shutdown(true);
+      clearInterval(sweeper);
+      metricsServer?.close();
+      await pool.stop();
+      log.info("server.stopped", {});
+    },
+  };
+}

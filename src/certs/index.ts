@@ -1,0 +1,1 @@
+export { ensureCertificate, generateCertificate, writePemPair, type CertOptions, type PemPair } from "./generate.ts";

@@ -1,0 +1,61 @@
+/**
+ * The CLI (CONTRACT "Commands"): serve, check-config, user, queue, certs. Exit codes: 0 ok, 1 runtime failure,
+ * 2 bad usage or bad config. Errors go to stderr, one plain sentence each.
+ */
+import type { Transport } from "../transport/types.ts";
+import { UsageError } from "./args.ts";
+import { certsCommand } from "./certs.ts";
+import { checkConfigCommand } from "./check-config.ts";
+import { queueCommand } from "./queue.ts";
+import { serveCommand } from "./serve.ts";
+import { userCommand } from "./user.ts";
+
+export interface CliRuntime {
+  transport: () => Transport;
+}
+
+const USAGE = `usage: ringmta <command> [options]
+  serve [--config FILE] [--log-format json|text]
+  check-config [--config FILE]
+  user add ADDRESS [--password-stdin] [--config FILE]
+  user del ADDRESS [--config FILE]
+  user list [--config FILE]
+  queue list [--json] [--config FILE]
+  queue show ID [--config FILE]
+  queue delete ID [--config FILE]
+  queue flush [--config FILE]
+  certs generate --host NAME [--out DIR] [--rsa]
+`;
+
+export async function run(argv: string[], rt: CliRuntime): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case "serve":
+        return await serveCommand(rest, rt.transport);
+      case "check-config":
+        return checkConfigCommand(rest);
+      case "user":
+        return await userCommand(rest);
+      case "queue":
+        return queueCommand(rest);
+      case "certs":
+        return await certsCommand(rest);
+      case "help":
+      case "--help":
+      case "-h":
+        process.stdout.write(USAGE);
+        return 0;
+      default:
+        process.stderr.write(cmd === undefined ? USAGE : `ringmta: unknown command "${cmd}".\n${USAGE}`);
+        return 2;
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`ringmta: ${e.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`ringmta: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  }
+}

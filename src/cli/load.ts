@@ -1,0 +1,17 @@
+/** Shared by the subcommands: resolve --config the CONTRACT way and print problems as `config error: …`. */
+import { resolveConfig, type Config } from "../config/index.ts";
+import { flag, type ParsedArgs } from "./args.ts";
+
+export class ConfigProblem extends Error {}
+
+export function printConfigErrors(errors: string[]): void {
+  for (const e of errors) process.stderr.write(`config error: ${e}\n`);
+}
+
+/** Returns the config, or prints its problems and returns null (the caller exits 2). */
+export function loadConfigOrReport(a: ParsedArgs): Config | null {
+  const r = resolveConfig(flag(a, "config"), process.cwd());
+  if (r.ok) return r.config;
+  printConfigErrors(r.errors);
+  return null;
+}

@@ -1,0 +1,2 @@
+export { Policy, type PolicySettings } from "./policy.ts";
+export { cidrContains, parseCidr, parseIp, type Cidr } from "./cidr.ts";

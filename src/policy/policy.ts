@@ -1,0 +1,151 @@
+/**
+ * Who may send what to whom: local domains, users, aliases (chains, loops), catch-all, relay permission and
+ * the sender/login match. Pure: built from config values and the users list, no I/O.
+ */
+import type { Route } from "../delivery/types.ts";
+import type { PolicyPort, RcptContext, RcptDecision } from "../session/index.ts";
+import { cidrContains, parseCidr, parseIp, type Cidr } from "./cidr.ts";
+
+export interface PolicySettings {
+  domains: string[];
+  /** Addresses of the users file (any case). */
+  users: Iterable<string>;
+  aliases: Record<string, string[]>;
+  catchAll: boolean;
+  relayNetworks: string[];
+}
+
+/** Alias chains deeper than this are treated as loops (Postfix: virtual_alias_recursion_limit = 1000; we are
+ *  stricter because a deep chain is a mistake). */
+const MAX_ALIAS_DEPTH = 20;
+
+function splitAddress(address: string): [string, string] {
+  const at = address.lastIndexOf("@");
+  return at < 0 ? [address, ""] : [address.slice(0, at), address.slice(at + 1)];
+}
+
+/** Lookups are case-insensitive (as Postfix's maps are). */
+function key(localPart: string, domain: string): string {
+  return `${localPart}@${domain}`.toLowerCase();
+}
+
+/** A local part that is safe as one directory name under DATA/mail/<domain>/ (no traversal, no control bytes). */
+function safeMailboxName(localPart: string): boolean {
+  return localPart !== "" && localPart !== "." && localPart !== ".." && !/[/\\\x00-\x1f\x7f]/.test(localPart);
+}
+
+export class Policy implements PolicyPort {
+  private readonly domains: Set<string>;
+  private readonly users: Set<string>;
+  private readonly aliases: Map<string, string[]>;
+  private readonly networks: Cidr[];
+
+  constructor(private readonly s: PolicySettings) {
+    this.domains = new Set(s.domains.map((d) => d.toLowerCase()));
+    this.users = new Set([...s.users].map((u) => u.toLowerCase()));
+    this.aliases = new Map(Object.entries(s.aliases).map(([k, v]) => [k.toLowerCase(), v]));
+    this.networks = s.relayNetworks.map((n) => parseCidr(n)).filter((c): c is Cidr => c !== null);
+  }
+
+  isLocalDomain(domain: string): boolean {
+    return this.domains.has(domain.toLowerCase());
+  }
+
+  recipient(localPart: string, domain: string, ctx: RcptContext): RcptDecision {
+    // RFC 5321 §4.5.1: <postmaster> without a domain must be accepted; it means our postmaster.
+    if (domain === "") {
+      const first = this.s.domains[0];
+      if (localPart.toLowerCase() !== "postmaster" || first === undefined) return { kind: "unknownUser" };
+      domain = first;
+    }
+    if (!this.isLocalDomain(domain)) {
+      if (!this.mayRelay(ctx)) return { kind: "relayDenied" };
+      return { kind: "accept", targets: [{ address: `${localPart}@${domain}`, route: this.remote(domain) }] };
+    }
+    const targets: Array<{ address: string; route: Route }> = [];
+    if (!this.expand(localPart, domain, targets, new Set(), 0)) return { kind: "unknownUser" };
+    return targets.length > 0 ? { kind: "accept", targets } : { kind: "unknownUser" };
+  }
+
+  /**
+   * Resolve one address into final targets. Aliases win over users (as Postfix virtual_alias_maps do); a
+   * chain that comes back to an address already on the path is a loop: that branch yields nothing.
+   * Returns false when a local address is unknown.
+   */
+  private expand(
+    localPart: string,
+    domain: string,
+    out: Array<{ address: string; route: Route }>,
+    path: Set<string>,
+    depth: number,
+  ): boolean {
+    const k = key(localPart, domain);
+    if (!this.isLocalDomain(domain)) {
+      out.push({ address: `${localPart}@${domain}`, route: this.remote(domain) });
+      return true;
+    }
+    const alias = this.aliases.get(k);
+    if (alias !== undefined) {
+      if (path.has(k) || depth >= MAX_ALIAS_DEPTH) return true;
+      path.add(k);
+      let any = false;
+      for (const target of alias) {
+        const [lp, d] = splitAddress(target);
+        // A target that is itself (alias "a" -> ["a", "b"]) means "deliver here too".
+        if (key(lp, d) === k) {
+          if (this.deliverable(lp, d)) {
+            out.push(this.local(lp, d));
+            any = true;
+          }
+          continue;
+        }
+        if (this.expand(lp, d, out, path, depth + 1)) any = true;
+      }
+      path.delete(k);
+      return any;
+    }
+    if (!this.deliverable(localPart, domain)) return false;
+    out.push(this.local(localPart, domain));
+    return true;
+  }
+
+  private deliverable(localPart: string, domain: string): boolean {
+    if (!safeMailboxName(localPart)) return false;
+    return this.users.has(key(localPart, domain)) || this.s.catchAll;
+  }
+
+  private local(localPart: string, domain: string): { address: string; route: Route } {
+    const lp = localPart.toLowerCase();
+    const d = domain.toLowerCase();
+    return { address: `${lp}@${d}`, route: { kind: "local", domain: d, localPart: lp } };
+  }
+
+  private remote(domain: string): Route {
+    return { kind: "remote", domain: domain.toLowerCase() };
+  }
+
+  /** CONTRACT: relaying needs AUTH or a client inside relay.networks. */
+  mayRelay(ctx: RcptContext): boolean {
+    if (ctx.authUser !== undefined) return true;
+    if (this.networks.length === 0) return false;
+    const ip = parseIp(ctx.clientAddress);
+    return ip !== null && this.networks.some((n) => cidrContains(n, ip));
+  }
+
+  /**
+   * CONTRACT: after AUTH, MAIL FROM must be the user's own address or an alias whose targets include it;
+   * domains compare case-insensitively, local parts exactly; <> is not the user's address.
+   */
+  senderAllowed(authUser: string, sender: string): boolean {
+    if (sender === "") return false;
+    const norm = (a: string): string => {
+      const [lp, d] = splitAddress(a);
+      return `${lp}@${d.toLowerCase()}`;
+    };
+    const user = norm(authUser);
+    const from = norm(sender);
+    if (from === user) return true;
+    const targets = this.aliases.get(sender.toLowerCase());
+    return targets !== undefined && targets.some((t) => norm(t) === user);
+  }
+}

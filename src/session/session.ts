@@ -1,0 +1,773 @@
+/**
+ * One SMTP server session (RFC 5321) as a state machine over bytes: the transport hands it chunks, it hands back
+ * replies through the Conn it was given and reaches the world only through ports (spool, policy, auth, clock,
+ * log, metrics). All parsing is on Uint8Array views of the chunks (no string conversion of the stream).
+ *
+ * Pipelining (RFC 2920): replies are queued while a chunk is processed and written once per chunk, in order.
+ * While an asynchronous step runs (end-of-data fsync, AUTH verification, TLS handshake) the phase is "busy":
+ * later bytes are kept and processed when the step completes, so replies never overtake each other.
+ */
+import type { Envelope, EnvelopeRecipient } from "../delivery/types.ts";
+import {
+  BareNewlineCheck,
+  DATA_BARE_NEWLINE,
+  DATA_MORE,
+  DotReader,
+  LOGIN_PASS_PROMPT,
+  LOGIN_USER_PROMPT,
+  MAX_AUTH_LINE,
+  MAX_COMMAND_LINE,
+  ReceivedCounter,
+  Reply,
+  decodeBase64,
+  decodePlain,
+  decodeText,
+  findCrlf,
+  multiline,
+  okQueued,
+  parseCommand,
+  type Command,
+  type MailParams,
+  type ParseError,
+} from "../protocol/index.ts";
+import type { Conn, TlsInfo } from "../transport/types.ts";
+import type { AuthPort, Clock, LogPort, MessageSink, PolicyPort, SessionMetrics, SpoolPort } from "./ports.ts";
+import { receivedHeader } from "./received.ts";
+
+export interface SessionSettings {
+  hostname: string;
+  listener: string;
+  tls: "none" | "starttls" | "implicit";
+  auth: "off" | "optional" | "required";
+  maxMessageSize: number;
+  maxRecipients: number;
+  maxHops: number;
+  maxAuthFailures: number;
+}
+
+export interface SessionDeps {
+  spool: SpoolPort;
+  policy: PolicyPort;
+  auth: AuthPort;
+  clock: Clock;
+  log: LogPort;
+  metrics: SessionMetrics;
+  /** Called once when the session is over (socket closed). */
+  onGone(session: Session): void;
+}
+
+/** The closed set of phases; every switch over it is exhaustive. */
+type Phase = "command" | "data" | "bdat" | "authPlain" | "authLoginUser" | "authLoginPass" | "busy" | "closed";
+
+const encoder = new TextEncoder();
+/** Stop reading from a client that does not read its replies once this much is queued. */
+const WRITE_HIGH_WATER = 64 * 1024;
+/** Bytes kept while an asynchronous step runs before the socket is paused. */
+const STASH_HIGH_WATER = 256 * 1024;
+const AUTH_DELAY_MS = 1000;
+
+const PARSE_REPLY: Record<ParseError, string> = {
+  unknown: Reply.unknownCommand,
+  syntax: Reply.syntax,
+  badSender: Reply.badSender,
+  badRecipient: Reply.badRecipient,
+  badParam: Reply.badParam,
+};
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
+/** "AUTH " at buf[pos], case-insensitive, so that the longer AUTH line limit applies (CONTRACT: 12288). */
+function startsWithAuth(buf: Uint8Array, pos: number, end: number): boolean {
+  return (
+    end - pos >= 5 &&
+    (buf[pos]! | 0x20) === 0x61 &&
+    (buf[pos + 1]! | 0x20) === 0x75 &&
+    (buf[pos + 2]! | 0x20) === 0x74 &&
+    (buf[pos + 3]! | 0x20) === 0x68 &&
+    buf[pos + 4] === 0x20
+  );
+}
+
+function routeKey(r: EnvelopeRecipient): string {
+  return r.route.kind === "local"
+    ? `l:${r.route.domain}/${r.route.localPart}`
+    : `r:${r.address.slice(0, r.address.lastIndexOf("@") + 1)}${r.route.domain}`;
+}
+
+export class Session {
+  private phase: Phase = "command";
+  private out = "";
+  /** Unprocessed input: a partial command line, or bytes that arrived while busy. */
+  private stash: Uint8Array | null = null;
+  /** Dropping an over-long command line up to its CRLF (then 500 5.5.2). */
+  private discarding = false;
+  /** Bytes between STARTTLS and the handshake are discarded (CVE-2011-0411). */
+  private tlsPending = false;
+  private pausedForWrite = false;
+  private pausedForStash = false;
+  /** SIGTERM: finish the current transaction, then 421 4.3.2. */
+  private draining = false;
+
+  private helo: string | null = null;
+  private esmtp = false;
+  private authUser: string | undefined = undefined;
+  private authFailures = 0;
+  private loginUser = "";
+  private tlsInfo: TlsInfo | null;
+
+  // The mail transaction (RFC 5321 §3.3).
+  private sender: string | null = null;
+  private mailParams: MailParams | null = null;
+  private recipients: EnvelopeRecipient[] = [];
+  private seen = new Set<string>();
+  private rcptCount = 0;
+  private firstRcpt = "";
+  private sink: MessageSink | null = null;
+  private bodySize = 0;
+  private tooBig = false;
+  private bdatRemaining = 0;
+  private bdatLast = false;
+  /** This BDAT chunk is read and thrown away (no transaction, or the transaction already failed). */
+  private bdatDiscard: string | null = null;
+  private bdatActive = false;
+
+  private readonly dot = new DotReader();
+  private readonly bare = new BareNewlineCheck();
+  private readonly hops = new ReceivedCounter();
+  private readonly emitBody = (bytes: Uint8Array): void => this.body(bytes);
+
+  lastByteAt: number;
+  lastCommandAt: number;
+
+  constructor(
+    private readonly conn: Conn,
+    private readonly settings: SessionSettings,
+    private readonly deps: SessionDeps,
+  ) {
+    this.tlsInfo = conn.tls;
+    this.lastByteAt = this.lastCommandAt = deps.clock.now();
+  }
+
+  /** Send the greeting (RFC 5321 §4.2). */
+  start(): void {
+    this.reply(`220 ${this.settings.hostname} ESMTP ringmta`);
+    this.flush();
+  }
+
+  get closed(): boolean {
+    return this.phase === "closed";
+  }
+
+  get inTransaction(): boolean {
+    return this.sender !== null || this.phase === "busy";
+  }
+
+  // ---- transport events ------------------------------------------------------------------------------------
+
+  onData(chunk: Uint8Array): void {
+    this.lastByteAt = this.deps.clock.now();
+    if (this.phase === "closed" || this.tlsPending) return;
+    if (this.phase === "busy") {
+      this.stash = this.stash ? concat(this.stash, chunk) : chunk;
+      if (this.stash.length > STASH_HIGH_WATER && !this.pausedForStash) {
+        this.pausedForStash = true;
+        this.conn.pause();
+      }
+      return;
+    }
+    const buf = this.stash ? concat(this.stash, chunk) : chunk;
+    this.stash = null;
+    this.run(buf, 0);
+    this.flush();
+  }
+
+  onDrain(): void {
+    if (this.pausedForWrite && this.conn.pendingWrite < WRITE_HIGH_WATER) {
+      this.pausedForWrite = false;
+      if (!this.pausedForStash) this.conn.resume();
+    }
+  }
+
+  onClose(): void {
+    if (this.phase !== "closed") this.phase = "closed";
+    this.abortMessage();
+    this.deps.onGone(this);
+  }
+
+  /** Called by the idle sweeper: 421 4.4.2 when nothing useful arrived for idleMs (CONTRACT: slowloris too). */
+  checkIdle(now: number, idleMs: number): void {
+    switch (this.phase) {
+      case "data":
+      case "bdat":
+        if (now - this.lastByteAt <= idleMs) return;
+        break;
+      case "command":
+      case "authPlain":
+      case "authLoginUser":
+      case "authLoginPass":
+        if (now - this.lastCommandAt <= idleMs) return;
+        break;
+      case "busy":
+        // Waiting on our own work (fsync, password check) is not the client's idleness; a stalled handshake is.
+        if (!this.tlsPending || now - this.lastByteAt <= idleMs) return;
+        break;
+      case "closed":
+        return;
+    }
+    this.deps.metrics.rejected("421");
+    this.closeWith(Reply.idle);
+  }
+
+  /** SIGTERM. Not forced: sessions between transactions get 421 now, others when their transaction ends. */
+  shutdown(force: boolean): void {
+    if (this.phase === "closed") return;
+    if (!force && this.inTransaction) {
+      this.draining = true;
+      return;
+    }
+    this.closeWith(Reply.shutdown);
+  }
+
+  // ---- the byte loop ---------------------------------------------------------------------------------------
+
+  private run(buf: Uint8Array, pos: number): void {
+    const end = buf.length;
+    while (pos < end) {
+      switch (this.phase) {
+        case "command":
+        case "authPlain":
+        case "authLoginUser":
+        case "authLoginPass": {
+          if (this.discarding) {
+            const lf = findCrlf(buf, pos, end);
+            if (lf < 0) {
+              // Keep a trailing CR: its LF may start the next chunk.
+              if (buf[end - 1] === 13) this.stash = buf.subarray(end - 1);
+              return;
+            }
+            pos = lf + 1;
+            this.discarding = false;
+            this.lastCommandAt = this.deps.clock.now();
+            this.reject(Reply.lineTooLong);
+            continue;
+          }
+          const limit = this.phase !== "command" || startsWithAuth(buf, pos, end) ? MAX_AUTH_LINE : MAX_COMMAND_LINE;
+          const lf = findCrlf(buf, pos, Math.min(end, pos + limit));
+          if (lf < 0) {
+            if (end - pos >= limit) {
+              // RFC 5321 §4.5.3.1.4: over-long line. Drop it to its end, then 500; the session survives.
+              this.discarding = true;
+              continue;
+            }
+            this.stash = buf.subarray(pos);
+            return;
+          }
+          const line = buf.subarray(pos, lf - 1);
+          pos = lf + 1;
+          this.lastCommandAt = this.deps.clock.now();
+          if (this.phase === "command") this.command(line);
+          else this.authResponse(line);
+          break;
+        }
+        case "data": {
+          const r = this.dot.read(buf, pos, end, this.emitBody);
+          if (r === DATA_MORE) return;
+          if (r === DATA_BARE_NEWLINE) {
+            this.bareNewline();
+            return;
+          }
+          pos = r;
+          this.endOfMessage();
+          break;
+        }
+        case "bdat": {
+          const n = Math.min(this.bdatRemaining, end - pos);
+          const slice = buf.subarray(pos, pos + n);
+          pos += n;
+          this.bdatRemaining -= n;
+          if (this.bdatDiscard === null) {
+            if (this.mailParams?.body !== "BINARYMIME" && !this.bare.scan(slice, 0, n)) {
+              this.bareNewline();
+              return;
+            }
+            this.body(slice);
+          }
+          if (this.bdatRemaining === 0) this.endOfChunk();
+          break;
+        }
+        case "busy":
+          // After STARTTLS the rest of the chunk is dropped, not kept (CVE-2011-0411).
+          if (!this.tlsPending) this.stash = this.stash ? concat(this.stash, buf.subarray(pos)) : buf.subarray(pos);
+          return;
+        case "closed":
+          return;
+      }
+    }
+  }
+
+  // ---- commands --------------------------------------------------------------------------------------------
+
+  private command(line: Uint8Array): void {
+    const parsed = parseCommand(line);
+    if (!parsed.ok) {
+      this.reject(PARSE_REPLY[parsed.error]);
+      return;
+    }
+    const cmd = parsed.command;
+    switch (cmd.verb) {
+      case "EHLO":
+      case "HELO":
+        return this.hello(cmd.domain, cmd.verb === "EHLO");
+      case "MAIL":
+        return this.mail(cmd);
+      case "RCPT":
+        return this.rcpt(cmd);
+      case "DATA":
+        return this.data();
+      case "BDAT":
+        return this.bdat(cmd.size, cmd.last);
+      case "RSET":
+        this.resetTransaction();
+        return this.reply(Reply.ok);
+      case "NOOP":
+        return this.reply(Reply.noop);
+      case "VRFY":
+        return this.reply(Reply.vrfy);
+      case "HELP":
+        return this.reply(Reply.help);
+      case "QUIT":
+        return this.closeWith(Reply.quit);
+      case "STARTTLS":
+        return this.startTls();
+      case "AUTH":
+        return this.authStart(cmd.mechanism, cmd.initial);
+    }
+  }
+
+  private hello(domain: string, esmtp: boolean): void {
+    // RFC 5321 §4.1.4: EHLO/HELO in a transaction resets it.
+    this.resetTransaction();
+    this.helo = domain;
+    this.esmtp = esmtp;
+    if (!esmtp) return this.reply(`250 ${this.settings.hostname}`);
+    const s = this.settings;
+    const lines = [
+      `${s.hostname} Hello ${domain}`,
+      "PIPELINING",
+      `SIZE ${s.maxMessageSize}`,
+      "8BITMIME",
+      "SMTPUTF8",
+      "ENHANCEDSTATUSCODES",
+      "CHUNKING",
+      "BINARYMIME",
+      "DSN",
+    ];
+    if (s.tls === "starttls" && !this.tlsInfo) lines.push("STARTTLS");
+    if (this.authOffered()) lines.push("AUTH PLAIN LOGIN");
+    this.reply(multiline("250", lines));
+  }
+
+  /** CONTRACT: AUTH only under TLS, and never where auth = "off". */
+  private authOffered(): boolean {
+    return this.tlsInfo !== null && this.settings.auth !== "off";
+  }
+
+  private mail(cmd: Extract<Command, { verb: "MAIL" }>): void {
+    if (this.helo === null || this.sender !== null) return this.reject(Reply.badSequence);
+    if (this.settings.auth === "required" && this.authUser === undefined) return this.reject(Reply.authRequired);
+    const p = cmd.params;
+    if (cmd.path.utf8 && !p.smtputf8) return this.reject(Reply.smtputf8Required);
+    if (p.size !== undefined && p.size > this.settings.maxMessageSize) return this.reject(Reply.tooBig);
+    if (this.authUser !== undefined && !this.deps.policy.senderAllowed(this.authUser, cmd.path.address)) {
+      return this.reject(Reply.senderMismatch);
+    }
+    this.sender = cmd.path.address;
+    this.mailParams = p;
+    this.reply(Reply.okSender);
+  }
+
+  private rcpt(cmd: Extract<Command, { verb: "RCPT" }>): void {
+    if (this.sender === null || this.bdatActive) return this.reject(Reply.badSequence);
+    if (this.rcptCount >= this.settings.maxRecipients) return this.reject(Reply.tooManyRecipients);
+    if (cmd.path.utf8 && !this.mailParams!.smtputf8) return this.reject(Reply.smtputf8Required);
+    const decision = this.deps.policy.recipient(cmd.path.localPart, cmd.path.domain, {
+      clientAddress: this.conn.remoteAddress,
+      authUser: this.authUser,
+    });
+    switch (decision.kind) {
+      case "unknownUser":
+        return this.reject(Reply.unknownUser);
+      case "relayDenied":
+        return this.reject(Reply.relayDenied);
+      case "accept":
+        break;
+    }
+    for (const t of decision.targets) {
+      const r: EnvelopeRecipient = { rcpt: cmd.path.address, address: t.address, route: t.route };
+      if (cmd.params.orcpt !== undefined) r.orcpt = cmd.params.orcpt;
+      if (cmd.params.notify !== undefined) r.notify = cmd.params.notify;
+      // CONTRACT: within one transaction, at most once to each final mailbox.
+      const key = routeKey(r);
+      if (this.seen.has(key)) continue;
+      this.seen.add(key);
+      this.recipients.push(r);
+    }
+    if (this.rcptCount === 0) this.firstRcpt = cmd.path.address;
+    this.rcptCount++;
+    this.reply(Reply.okRecipient);
+  }
+
+  private data(): void {
+    if (this.sender === null || this.rcptCount === 0 || this.bdatActive) return this.reject(Reply.badSequence);
+    // RFC 3030 §3: BINARYMIME content can only be sent with BDAT.
+    if (this.mailParams!.body === "BINARYMIME") return this.reject(Reply.binaryNeedsBdat);
+    this.beginMessage();
+    this.dot.reset();
+    this.phase = "data";
+    this.reply(Reply.dataGo);
+  }
+
+  private bdat(size: number, last: boolean): void {
+    this.bdatRemaining = size;
+    this.bdatLast = last;
+    if (this.sender === null || this.rcptCount === 0) {
+      // RFC 3030 §4.2: the chunk is read whatever the reply.
+      this.bdatDiscard = Reply.badSequence;
+    } else {
+      this.bdatDiscard = null;
+      if (!this.bdatActive) {
+        this.bdatActive = true;
+        this.bare.reset();
+        this.beginMessage();
+      }
+    }
+    this.phase = "bdat";
+    if (size === 0) this.endOfChunk();
+  }
+
+  private beginMessage(): void {
+    const sink = this.deps.spool.begin();
+    this.sink = sink;
+    this.bodySize = 0;
+    this.tooBig = false;
+    this.hops.reset();
+    const header = receivedHeader({
+      helo: this.helo!,
+      clientAddress: this.conn.remoteAddress,
+      hostname: this.settings.hostname,
+      esmtp: this.esmtp,
+      tls: this.tlsText(),
+      authenticated: this.authUser !== undefined,
+      utf8: this.mailParams!.smtputf8,
+      id: sink.id,
+      singleRecipient: this.rcptCount === 1 ? this.firstRcpt : undefined,
+      date: new Date(this.deps.clock.now()),
+    });
+    sink.write(encoder.encode(header));
+  }
+
+  /** Message bytes, unstuffed (DATA) or raw (BDAT). The size limit is enforced here, while reading. */
+  private body(bytes: Uint8Array): void {
+    if (this.tooBig) return;
+    this.bodySize += bytes.length;
+    if (this.bodySize > this.settings.maxMessageSize) {
+      this.tooBig = true;
+      this.sink?.abort();
+      return;
+    }
+    this.hops.feed(bytes);
+    this.sink!.write(bytes);
+  }
+
+  private endOfChunk(): void {
+    if (this.bdatDiscard !== null) {
+      this.phase = "command";
+      return this.reject(this.bdatDiscard);
+    }
+    if (this.bdatLast) {
+      if (this.mailParams?.body !== "BINARYMIME" && !this.bare.finish()) return this.bareNewline();
+      return this.endOfMessage();
+    }
+    this.phase = "command";
+    if (this.tooBig) {
+      // RFC 3030 §4.2: after a failed chunk the transaction is over; later BDATs get 503.
+      this.resetTransaction();
+      return this.reject(Reply.tooBig);
+    }
+    this.reply(`250 2.0.0 ${this.bodySize} octets received`);
+  }
+
+  private endOfMessage(): void {
+    this.phase = "command";
+    if (this.tooBig) {
+      this.resetTransaction();
+      return this.reject(Reply.tooBig);
+    }
+    if (this.hops.count > this.settings.maxHops) {
+      this.resetTransaction();
+      return this.reject(Reply.loop);
+    }
+    const sink = this.sink!;
+    const envelope = this.envelope();
+    const size = this.bodySize;
+    this.sink = null;
+    this.enterBusy();
+    sink.commit(envelope).then(
+      () => {
+        this.deps.metrics.accepted(this.settings.listener, size);
+        this.deps.log.info("smtp.accepted", {
+          id: sink.id,
+          listener: this.settings.listener,
+          client: this.conn.remoteAddress,
+          from: envelope.sender,
+          to: envelope.recipients.map((r) => r.address),
+          size,
+          auth: this.authUser,
+        });
+        this.resetTransaction();
+        this.leaveBusy(okQueued(sink.id));
+      },
+      (err: unknown) => {
+        this.deps.log.error("spool.commit_failed", { id: sink.id, error: String(err) });
+        this.resetTransaction();
+        this.deps.metrics.rejected("451");
+        this.leaveBusy(Reply.localError);
+      },
+    );
+  }
+
+  private envelope(): Envelope {
+    const p = this.mailParams!;
+    const e: Envelope = {
+      sender: this.sender!,
+      recipients: this.recipients,
+      body: p.body ?? "7BIT",
+      smtputf8: p.smtputf8,
+      client: { address: this.conn.remoteAddress, helo: this.helo!, listener: this.settings.listener },
+      arrival: 0,
+    };
+    if (p.ret !== undefined) e.ret = p.ret;
+    if (p.envid !== undefined) e.envid = p.envid;
+    const tls = this.tlsText();
+    if (tls !== undefined) e.client.tls = tls;
+    if (this.authUser !== undefined) e.client.authUser = this.authUser;
+    return e;
+  }
+
+  private tlsText(): string | undefined {
+    return this.tlsInfo ? `${this.tlsInfo.version} ${this.tlsInfo.cipher}` : undefined;
+  }
+
+  private bareNewline(): void {
+    // CONTRACT / RFC 5321 §2.3.8: a bare CR or LF in message data is never a line end (SMTP smuggling).
+    this.deps.metrics.rejected("521");
+    this.closeWith(Reply.bareNewline);
+  }
+
+  // ---- STARTTLS (RFC 3207) ---------------------------------------------------------------------------------
+
+  private startTls(): void {
+    if (this.settings.tls !== "starttls" || this.tlsInfo !== null) return this.reject(Reply.badSequence);
+    this.reply(Reply.readyTls);
+    this.flush();
+    // CVE-2011-0411: whatever the client pipelined after STARTTLS is dropped, now and until the handshake.
+    this.stash = null;
+    this.tlsPending = true;
+    this.phase = "busy";
+    this.conn.startTls().then(
+      (info) => {
+        this.tlsPending = false;
+        this.tlsInfo = info;
+        // RFC 3207 §4.2: forget everything learned before TLS.
+        this.helo = null;
+        this.esmtp = false;
+        this.resetTransaction();
+        this.stash = null;
+        this.leaveBusy(null);
+      },
+      (err: unknown) => {
+        this.deps.log.warn("tls.handshake_failed", { client: this.conn.remoteAddress, error: String(err) });
+        this.phase = "closed";
+        this.conn.end();
+      },
+    );
+  }
+
+  // ---- AUTH (RFC 4954) -------------------------------------------------------------------------------------
+
+  private authStart(mechanism: string, initial: string | undefined): void {
+    if (this.settings.auth === "off") return this.reject(Reply.badSequence);
+    if (this.tlsInfo === null) return this.reject(Reply.encryptionRequired);
+    if (this.helo === null || this.authUser !== undefined || this.sender !== null) {
+      return this.reject(Reply.badSequence);
+    }
+    if (this.deps.auth.ipStatus(this.conn.remoteAddress) === "blocked") return this.reject(Reply.authBlocked);
+    if (mechanism === "PLAIN") {
+      if (initial === undefined) {
+        this.phase = "authPlain";
+        return this.reply("334 ");
+      }
+      return this.plainResponse(initial);
+    }
+    if (mechanism === "LOGIN") {
+      if (initial === undefined) {
+        this.phase = "authLoginUser";
+        return this.reply(LOGIN_USER_PROMPT);
+      }
+      return this.loginUserResponse(initial);
+    }
+    this.reject(Reply.authUnknownMech);
+  }
+
+  private authResponse(line: Uint8Array): void {
+    const text = decodeText(line) ?? "";
+    const phase = this.phase;
+    this.phase = "command";
+    if (text === "*") return this.reject(Reply.authCancelled);
+    switch (phase) {
+      case "authPlain":
+        return this.plainResponse(text);
+      case "authLoginUser":
+        return this.loginUserResponse(text);
+      case "authLoginPass":
+        return this.loginPassResponse(text);
+      default:
+        return this.reject(Reply.badSequence);
+    }
+  }
+
+  private plainResponse(b64: string): void {
+    const bytes = b64 === "=" ? new Uint8Array(0) : decodeBase64(b64);
+    if (bytes === null) return this.reject(Reply.authBadBase64);
+    const creds = decodePlain(bytes);
+    if (creds === "malformed") return this.reject(Reply.authBadBase64);
+    this.verify(creds.user, creds.password);
+  }
+
+  private loginUserResponse(b64: string): void {
+    const bytes = decodeBase64(b64);
+    const user = bytes && decodeText(bytes);
+    if (user === null || user === "") {
+      this.phase = "command";
+      return this.reject(Reply.authBadBase64);
+    }
+    this.loginUser = user;
+    this.phase = "authLoginPass";
+    this.reply(LOGIN_PASS_PROMPT);
+  }
+
+  private loginPassResponse(b64: string): void {
+    const bytes = decodeBase64(b64);
+    const password = bytes && decodeText(bytes);
+    if (password === null) return this.reject(Reply.authBadBase64);
+    this.verify(this.loginUser, password);
+  }
+
+  private verify(user: string, password: string): void {
+    const ip = this.conn.remoteAddress;
+    const slow = this.deps.auth.ipStatus(ip) === "delay";
+    this.enterBusy();
+    const check = user === "" ? Promise.resolve(null) : this.deps.auth.verify(user, password);
+    const settled = slow ? Promise.all([check, this.deps.clock.delay(AUTH_DELAY_MS)]).then(([r]) => r) : check;
+    settled.then(
+      (canonical) => {
+        this.deps.metrics.auth(this.settings.listener, canonical !== null);
+        if (canonical !== null) {
+          this.authUser = canonical;
+          this.deps.log.info("smtp.auth", { client: ip, listener: this.settings.listener, user: canonical });
+          return this.leaveBusy(Reply.authOk);
+        }
+        this.authFailures++;
+        this.deps.auth.recordFailure(ip);
+        this.deps.log.warn("smtp.auth_failed", { client: ip, listener: this.settings.listener, user });
+        if (this.authFailures >= this.settings.maxAuthFailures) {
+          this.phase = "command";
+          this.deps.metrics.rejected("421");
+          return this.closeWith(Reply.tooManyAuthFailures);
+        }
+        this.deps.metrics.rejected("535");
+        this.leaveBusy(Reply.authFailed);
+      },
+      (err: unknown) => {
+        this.deps.log.error("auth.error", { client: ip, error: String(err) });
+        this.leaveBusy(Reply.authBlocked);
+      },
+    );
+  }
+
+  // ---- helpers ---------------------------------------------------------------------------------------------
+
+  private enterBusy(): void {
+    this.phase = "busy";
+  }
+
+  /** An asynchronous step finished: reply, then process what arrived meanwhile. */
+  private leaveBusy(reply: string | null): void {
+    if (this.phase !== "busy") return; // closed meanwhile
+    this.phase = "command";
+    if (reply !== null) this.reply(reply);
+    if (this.draining && this.sender === null) {
+      this.closeWith(Reply.shutdown);
+      return;
+    }
+    const rest = this.stash;
+    this.stash = null;
+    if (rest) this.run(rest, 0);
+    this.flush();
+    if (this.pausedForStash && (this.phase as Phase) !== "busy") {
+      this.pausedForStash = false;
+      if (!this.pausedForWrite) this.conn.resume();
+    }
+  }
+
+  private resetTransaction(): void {
+    this.abortMessage();
+    this.sender = null;
+    this.mailParams = null;
+    if (this.recipients.length) this.recipients = [];
+    if (this.seen.size) this.seen.clear();
+    this.rcptCount = 0;
+    this.bdatActive = false;
+    this.bdatDiscard = null;
+    this.tooBig = false;
+  }
+
+  private abortMessage(): void {
+    if (this.sink) {
+      this.sink.abort();
+      this.sink = null;
+    }
+  }
+
+  private reply(line: string): void {
+    this.out += line + "\r\n";
+  }
+
+  private reject(line: string): void {
+    this.deps.metrics.rejected(line.slice(0, 3));
+    this.reply(line);
+  }
+
+  private flush(): void {
+    if (this.out === "") return;
+    this.conn.write(encoder.encode(this.out));
+    this.out = "";
+    if (this.conn.pendingWrite >= WRITE_HIGH_WATER && !this.pausedForWrite) {
+      this.pausedForWrite = true;
+      this.conn.pause();
+    }
+  }
+
+  private closeWith(line: string): void {
+    this.reply(line);
+    this.flush();
+    this.abortMessage();
+    this.phase = "closed";
+    this.conn.end();
+  }
+}

@@ -1,0 +1,260 @@
+/**
+ * The Bun adapter: Bun.listen sockets behind the Conn seam of transport/types.ts.
+ *
+ * Platform facts (ARCHITECTURE.md): `write()` returns what the kernel took and buffers nothing, so the rest is
+ * queued here and flushed on `drain`; each `data` chunk is a fresh buffer that the session may keep;
+ * STARTTLS is `socket.upgradeTLS()`, after which decrypted bytes arrive at the new handlers and the old
+ * handler keeps seeing ciphertext, which is ignored by a flag.
+ */
+import { constants as cryptoConstants } from "node:crypto";
+import type {
+  Conn,
+  ConnHandler,
+  Listener,
+  ListenerSpec,
+  SessionFactory,
+  TlsInfo,
+  TlsOptions,
+  Transport,
+} from "../types.ts";
+
+declare const Bun: any;
+type BunSocket = any;
+
+/** CONTRACT: TLS 1.2 and 1.3 only. */
+const SECURE_OPTIONS = cryptoConstants.SSL_OP_NO_TLSv1 | cryptoConstants.SSL_OP_NO_TLSv1_1 | 0;
+/** Modern AEAD suites only for TLS 1.2 (TLS 1.3 suites are all AEAD); the server's order wins. */
+const CIPHERS = [
+  "ECDHE-ECDSA-AES128-GCM-SHA256",
+  "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384",
+  "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305",
+  "ECDHE-RSA-CHACHA20-POLY1305",
+].join(":");
+
+function bunTls(t: TlsOptions): object {
+  return {
+    cert: t.cert,
+    key: t.key,
+    secureOptions: SECURE_OPTIONS | cryptoConstants.SSL_OP_CIPHER_SERVER_PREFERENCE,
+    ciphers: CIPHERS,
+  };
+}
+
+function tlsInfoOf(s: BunSocket): TlsInfo {
+  const cipher = s.getCipher?.();
+  return { version: String(s.getTLSVersion?.() ?? "TLS"), cipher: String(cipher?.standardName ?? cipher?.name ?? "") };
+}
+
+class BunConn implements Conn {
+  handler: ConnHandler | null = null;
+  tls: TlsInfo | null = null;
+  /** Writes the kernel did not take yet, oldest first. */
+  private queue: Uint8Array[] = [];
+  private queued = 0;
+  private ending = false;
+  private closed = false;
+  /** Set once upgradeTLS ran: the raw socket's data handler then sees ciphertext only. */
+  upgraded = false;
+  private tlsWaiter: { resolve(i: TlsInfo): void; reject(e: Error): void } | null = null;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly localAddress: string;
+  readonly localPort: number;
+
+  constructor(
+    private sock: BunSocket,
+    private readonly tlsSource: () => TlsOptions | null,
+  ) {
+    this.remoteAddress = sock.remoteAddress ?? "";
+    this.remotePort = sock.remotePort ?? 0;
+    this.localAddress = sock.localAddress ?? "";
+    this.localPort = sock.localPort ?? 0;
+  }
+
+  get pendingWrite(): number {
+    return this.queued;
+  }
+
+  write(bytes: Uint8Array): void {
+    if (this.closed || bytes.length === 0) return;
+    if (this.queued > 0) {
+      this.queue.push(bytes);
+      this.queued += bytes.length;
+      return;
+    }
+    const n = this.sock.write(bytes);
+    if (n < bytes.length) {
+      const rest = n > 0 ? bytes.subarray(n) : bytes;
+      this.queue.push(rest);
+      this.queued += rest.length;
+    }
+  }
+
+  /** drain: push queued bytes until the kernel stops taking them. */
+  flushQueue(): void {
+    while (this.queue.length > 0 && !this.closed) {
+      const head = this.queue[0]!;
+      const n = this.sock.write(head);
+      if (n <= 0) return;
+      this.queued -= n;
+      if (n < head.length) {
+        this.queue[0] = head.subarray(n);
+        return;
+      }
+      this.queue.shift();
+    }
+    if (this.queued === 0) {
+      if (this.ending) this.sock.end();
+      else this.handler?.onDrain();
+    }
+  }
+
+  end(): void {
+    if (this.ending || this.closed) return;
+    this.ending = true;
+    if (this.queued === 0) this.sock.end();
+  }
+
+  pause(): void {
+    this.sock.pause?.();
+  }
+
+  resume(): void {
+    this.sock.resume?.();
+  }
+
+  startTls(): Promise<TlsInfo> {
+    const tls = this.tlsSource();
+    if (tls === null) return Promise.reject(new Error("no TLS certificate configured"));
+    return new Promise<TlsInfo>((resolve, reject) => {
+      this.tlsWaiter = { resolve, reject };
+      const upgrade = (): void => {
+        this.upgraded = true;
+        const [, tlsSock] = this.sock.upgradeTLS({ tls: bunTls(tls), socket: TLS_HANDLERS, data: this });
+        this.sock = tlsSock;
+      };
+      // The 220 must be on the wire before the handshake starts.
+      if (this.queued === 0) upgrade();
+      else this.afterFlush = upgrade;
+    });
+  }
+
+  afterFlush: (() => void) | null = null;
+
+  handshakeDone(success: boolean, err: Error | null): void {
+    const w = this.tlsWaiter;
+    this.tlsWaiter = null;
+    if (!w) return;
+    if (success) {
+      this.tls = tlsInfoOf(this.sock);
+      w.resolve(this.tls);
+    } else {
+      w.reject(err ?? new Error("TLS handshake failed"));
+      this.sock.end();
+    }
+  }
+
+  gone(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue = [];
+    this.queued = 0;
+    const w = this.tlsWaiter;
+    this.tlsWaiter = null;
+    w?.reject(new Error("connection closed"));
+    this.handler?.onClose();
+  }
+}
+
+/** Handlers of a socket after STARTTLS: decrypted data, TLS drain/close. */
+const TLS_HANDLERS = {
+  binaryType: "uint8array",
+  handshake(s: BunSocket, success: boolean, err: Error | null) {
+    (s.data as BunConn).handshakeDone(success, err);
+  },
+  data(s: BunSocket, chunk: Uint8Array) {
+    (s.data as BunConn).handler?.onData(chunk);
+  },
+  drain(s: BunSocket) {
+    (s.data as BunConn).flushQueue();
+  },
+  close(s: BunSocket) {
+    (s.data as BunConn).gone();
+  },
+  error(s: BunSocket) {
+    (s.data as BunConn).gone();
+  },
+};
+
+export function createBunTransport(): Transport {
+  return {
+    listen(spec: ListenerSpec, tlsSource: () => TlsOptions | null, factory: SessionFactory): Listener {
+      const implicit = spec.implicitTls;
+      const tls = implicit ? tlsSource() : null;
+      if (implicit && tls === null) throw new Error(`listener ${spec.name}: implicit TLS needs a certificate`);
+      const server = Bun.listen({
+        hostname: spec.host,
+        port: spec.port,
+        // Implicit-TLS listeners are replaced on a certificate reload by a second listener on the same port
+        // (Bun keeps one certificate per listener); plain ones stay exclusive so a second instance fails loudly.
+        reusePort: implicit,
+        ...(tls ? { tls: bunTls(tls) } : {}),
+        socket: {
+          binaryType: "uint8array",
+          open(s: BunSocket) {
+            const conn = new BunConn(s, tlsSource);
+            s.data = conn;
+            // Implicit TLS (RFC 8314): the greeting comes after the handshake.
+            if (!implicit) conn.handler = factory(conn, spec);
+          },
+          handshake(s: BunSocket, success: boolean) {
+            const conn = s.data as BunConn;
+            if (!implicit || conn.handler) return;
+            if (!success) {
+              s.end();
+              return;
+            }
+            conn.tls = tlsInfoOf(s);
+            conn.handler = factory(conn, spec);
+          },
+          data(s: BunSocket, chunk: Uint8Array) {
+            const conn = s.data as BunConn;
+            if (conn.upgraded) return; // ciphertext of the upgraded socket
+            conn.handler?.onData(chunk);
+          },
+          drain(s: BunSocket) {
+            const conn = s.data as BunConn;
+            if (conn.upgraded) return;
+            if (conn.afterFlush) {
+              conn.flushQueue();
+              if (conn.pendingWrite === 0) {
+                const f = conn.afterFlush;
+                conn.afterFlush = null;
+                f();
+              }
+              return;
+            }
+            conn.flushQueue();
+          },
+          close(s: BunSocket) {
+            const conn = s.data as BunConn | undefined;
+            if (conn && !conn.upgraded) conn.gone();
+          },
+          error(s: BunSocket) {
+            const conn = s.data as BunConn | undefined;
+            if (conn && !conn.upgraded) conn.gone();
+          },
+        },
+      });
+      return {
+        spec,
+        port: server.port,
+        stop() {
+          server.stop(false);
+        },
+      };
+    },
+  };
+}
