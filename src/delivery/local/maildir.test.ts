@@ -1,0 +1,114 @@
+import { describe, expect, test } from "vitest";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Envelope } from "../types.ts";
+import { openStored, Spool } from "../../queue/index.ts";
+import { MaildirCourier, maildirHostname, maildirName } from "./index.ts";
+
+const temp = () => mkdtempSync(join(tmpdir(), "ringmta-maildir-"));
+
+function envelope(sender: string, rcpts: string[]): Envelope {
+  return {
+    sender,
+    recipients: rcpts.map((a) => {
+      const [localPart, domain] = a.split("@");
+      return { rcpt: a, address: a, route: { kind: "local", domain, localPart } };
+    }),
+    body: "8BITMIME",
+    smtputf8: false,
+    client: { address: "127.0.0.1", helo: "c.test", listener: "mx" },
+    arrival: 0,
+  };
+}
+
+async function stored(root: string, body: Uint8Array, sender: string, rcpts: string[]) {
+  const dir = join(root, "queue");
+  const sink = new Spool({ dir, onCommitted: () => {} }).begin();
+  sink.write(body);
+  await sink.commit(envelope(sender, rcpts));
+  return openStored(dir, sink.id)!;
+}
+
+const RECEIVED = "Received: from c.test ([127.0.0.1]) by mx.test with ESMTP id X; Mon, 1 Jan 2024 00:00:00 +0000\r\n";
+
+describe("MaildirCourier", () => {
+  test("writes Return-Path + Delivered-To, then the stored bytes unchanged; 0600 files, 0700 dirs", async () => {
+    const root = temp();
+    const body = new TextEncoder().encode(RECEIVED + "Subject: héllo\r\n\r\nline\r\n.. not unstuffed here\r\n");
+    const item = await stored(root, body, "alice@example.test", ["bob@example.test", "carol@other.test"]);
+    const courier = new MaildirCourier({ mailDir: join(root, "mail"), hostname: "mx.test" });
+    const out = await courier.deliver(item.message, item.envelope.recipients);
+    expect(out.map((o) => o.kind)).toEqual(["delivered", "delivered"]);
+    const box = join(root, "mail", "example.test", "bob");
+    const files = readdirSync(join(box, "new"));
+    expect(files.length).toBe(1);
+    const content = readFileSync(join(box, "new", files[0]));
+    const prefix = "Return-Path: <alice@example.test>\r\nDelivered-To: bob@example.test\r\n";
+    expect(content.equals(Buffer.concat([Buffer.from(prefix), Buffer.from(body)]))).toBe(true);
+    expect(files[0]).toBe(maildirName(item.envelope.arrival, item.id, 0, "mx.test", content.length));
+    expect(files[0]).toMatch(new RegExp(`^\\d+\\.R${item.id}_0\\.mx\\.test,S=${content.length}$`));
+    expect(statSync(join(box, "new", files[0])).mode & 0o777).toBe(0o600);
+    expect(statSync(box).mode & 0o777).toBe(0o700);
+    expect(readdirSync(join(box, "tmp"))).toEqual([]);
+    expect(readdirSync(join(root, "mail", "other.test", "carol", "new")).length).toBe(1);
+  });
+
+  test("null sender gives Return-Path: <>, and a large message is copied byte-exact", async () => {
+    const root = temp();
+    const big = Buffer.alloc(300_000);
+    for (let i = 0; i < big.length; i++) big[i] = 32 + (i % 90);
+    const item = await stored(root, big, "", ["bob@example.test"]);
+    const out = await new MaildirCourier({ mailDir: join(root, "mail"), hostname: "h" }).deliver(
+      item.message,
+      item.envelope.recipients,
+    );
+    expect(out[0].kind).toBe("delivered");
+    const dir = join(root, "mail", "example.test", "bob", "new");
+    const content = readFileSync(join(dir, readdirSync(dir)[0]));
+    const prefix = Buffer.from("Return-Path: <>\r\nDelivered-To: bob@example.test\r\n");
+    expect(content.equals(Buffer.concat([prefix, big]))).toBe(true);
+  });
+
+  test("redelivery of the same id and index gives one file, also after a reader moved it to cur/", async () => {
+    const root = temp();
+    const item = await stored(root, new TextEncoder().encode("Subject: x\r\n\r\nx\r\n"), "a@b.test", ["bob@example.test"]);
+    const courier = new MaildirCourier({ mailDir: join(root, "mail"), hostname: "mx.test" });
+    const box = join(root, "mail", "example.test", "bob");
+    expect((await courier.deliver(item.message, item.envelope.recipients))[0].kind).toBe("delivered");
+    // Same id+index again (say the process died before recording the outcome): EEXIST counts as delivered.
+    expect((await courier.deliver(item.message, item.envelope.recipients))[0].kind).toBe("delivered");
+    expect(readdirSync(join(box, "new")).length).toBe(1);
+    expect(readdirSync(join(box, "tmp"))).toEqual([]);
+    // A reader (Dovecot) moves it to cur/ and adds flags; a recovered attempt must still find it.
+    const [name] = readdirSync(join(box, "new"));
+    renameSync(join(box, "new", name), join(box, "cur", `${name}:2,S`));
+    const again = await new MaildirCourier({ mailDir: join(root, "mail"), hostname: "mx.test" }).deliver(
+      { ...item.message, recheck: true },
+      item.envelope.recipients,
+    );
+    expect(again[0].kind).toBe("delivered");
+    expect(readdirSync(join(box, "new"))).toEqual([]);
+    expect(readdirSync(join(box, "cur"))).toEqual([`${name}:2,S`]);
+  });
+
+  test("an I/O error is a deferred outcome with a 4.3.0 reply, never a throw", async () => {
+    const root = temp();
+    const item = await stored(root, new TextEncoder().encode("x\r\n"), "a@b.test", ["bob@example.test"]);
+    const box = join(root, "mail", "example.test", "bob");
+    mkdirSync(join(box, "tmp"), { recursive: true });
+    writeFileSync(join(box, "new"), "a file where new/ should be"); // works as root too, unlike a chmod
+    const out = await new MaildirCourier({ mailDir: join(root, "mail"), hostname: "mx.test" }).deliver(
+      item.message,
+      item.envelope.recipients,
+    );
+    expect(out[0].kind).toBe("deferred");
+    expect(out[0].reply).toMatch(/^4\.3\.0 maildir delivery to bob@example\.test failed: E[A-Z]+$/);
+    expect(readdirSync(join(box, "tmp"))).toEqual([]);
+  });
+
+  test("hostname escapes / and : as Maildir requires", () => {
+    expect(maildirHostname("a/b:c")).toBe("a\\057b\\072c");
+    expect(maildirHostname(hostname())).not.toMatch(/[/:]/);
+  });
+});

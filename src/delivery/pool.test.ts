@@ -1,0 +1,186 @@
+import { describe, expect, test } from "vitest";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Envelope } from "./types.ts";
+import { openStored, recover, Spool } from "../queue/index.ts";
+import { DeliveryPool, MaildirCourier } from "./index.ts";
+import type { DeliveryResult } from "./index.ts";
+
+const temp = () => mkdtempSync(join(tmpdir(), "ringmta-pool-"));
+
+function envelope(rcpts: string[]): Envelope {
+  return {
+    sender: "alice@example.test",
+    recipients: rcpts.map((a) => {
+      const [localPart, domain] = a.split("@");
+      return { rcpt: a, address: a, route: { kind: "local", domain, localPart } };
+    }),
+    body: "7BIT",
+    smtputf8: false,
+    client: { address: "127.0.0.1", helo: "c.test", listener: "mx" },
+    arrival: 0,
+  };
+}
+
+function waitFor(cond: () => boolean, ms = 30_000): Promise<void> {
+  const t0 = Date.now();
+  return new Promise((resolve, reject) => {
+    const tick = () => {
+      if (cond()) resolve();
+      else if (Date.now() - t0 > ms) reject(new Error("timed out"));
+      else setTimeout(tick, 5);
+    };
+    tick();
+  });
+}
+
+const countNew = (mail: string, boxes: string[]) =>
+  boxes.reduce((n, b) => n + readdirSync(join(mail, "example.test", b, "new")).length, 0);
+
+describe("DeliveryPool", () => {
+  test("2,000 messages to 3 local mailboxes through 2 workers: exactly 2,000 files, spool empty", async () => {
+    const root = temp();
+    const queueDir = join(root, "queue");
+    const mailDir = join(root, "mail");
+    let done = 0;
+    const failures: DeliveryResult[] = [];
+    const pool = new DeliveryPool({
+      workers: 2,
+      queueDir,
+      mailDir,
+      hostname: "mx.test",
+      retryIntervalsMs: [60_000],
+      onResult: (r) => {
+        if (r.done && r.outcomes.every((o) => o.outcome.kind === "delivered")) done++;
+        else failures.push(r);
+      },
+    });
+    await pool.start();
+    expect(pool.healthy()).toBe(true);
+    const spool = new Spool({ dir: queueDir, onCommitted: (id) => pool.enqueue(id) });
+    const boxes = ["u0", "u1", "u2"];
+    const total = 2000;
+    const t0 = performance.now();
+    const body = (i: number) => new TextEncoder().encode(`Received: by mx.test; x\r\nSubject: m${i}\r\n\r\nbody ${i}\r\n`);
+    // 100 concurrent "sessions", as a busy server would have.
+    for (let base = 0; base < total; base += 100) {
+      await Promise.all(
+        Array.from({ length: 100 }, (_, k) => {
+          const i = base + k;
+          const sink = spool.begin();
+          sink.write(body(i));
+          return sink.commit(envelope([`${boxes[i % 3]}@example.test`]));
+        }),
+      );
+    }
+    await waitFor(() => done + failures.length === total);
+    const secs = (performance.now() - t0) / 1000;
+    console.log(`pool: ${total} messages committed and delivered in ${secs.toFixed(2)} s = ${Math.round(total / secs)} msgs/s`);
+    expect(failures).toEqual([]);
+    await pool.stop();
+    expect(pool.healthy()).toBe(false);
+    expect(countNew(mailDir, boxes)).toBe(total);
+    expect(readdirSync(queueDir)).toEqual([]);
+    const first = readdirSync(join(mailDir, "example.test", "u1", "new"))[0];
+    expect(readFileSync(join(mailDir, "example.test", "u1", "new", first), "utf8")).toMatch(
+      /^Return-Path: <alice@example\.test>\r\nDelivered-To: u1@example\.test\r\nReceived: by mx\.test; x\r\nSubject: m\d+\r\n\r\nbody \d+\r\n$/,
+    );
+  });
+
+  test("after a crash: recovered items are delivered once, also those delivered before the crash", async () => {
+    const root = temp();
+    const queueDir = join(root, "queue");
+    const mailDir = join(root, "mail");
+    const spool = new Spool({ dir: queueDir, onCommitted: () => {} });
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const sink = spool.begin();
+      sink.write(new TextEncoder().encode(`Subject: ${i}\r\n\r\n`));
+      await sink.commit(envelope(["bob@example.test", "carol@example.test"]));
+      ids.push(sink.id);
+    }
+    // The previous run delivered the first 10 (one moved to cur/ by a reader) but died before recording it.
+    const courier = new MaildirCourier({ mailDir, hostname: "mx.test" });
+    for (const id of ids.slice(0, 10)) {
+      const item = openStored(queueDir, id)!;
+      await courier.deliver(item.message, item.envelope.recipients);
+    }
+    const bobNew = join(mailDir, "example.test", "bob", "new");
+    const moved = readdirSync(bobNew)[0];
+    const { renameSync } = await import("node:fs");
+    renameSync(join(bobNew, moved), join(mailDir, "example.test", "bob", "cur", `${moved}:2,S`));
+    writeFileSync(join(queueDir, `${ids[19]}x.tmp`), "stray");
+
+    const r = recover(queueDir);
+    expect(r.items.length).toBe(20);
+    let results = 0;
+    const pool = new DeliveryPool({
+      workers: 2,
+      queueDir,
+      mailDir,
+      hostname: "mx.test",
+      retryIntervalsMs: [60_000],
+      onResult: () => results++,
+    });
+    await pool.start();
+    for (const it of r.items) pool.enqueue(it.id, true);
+    await waitFor(() => results === 20);
+    await pool.stop();
+    for (const who of ["bob", "carol"]) {
+      const box = join(mailDir, "example.test", who);
+      expect(readdirSync(join(box, "new")).length + readdirSync(join(box, "cur")).length).toBe(20);
+    }
+    expect(readdirSync(queueDir)).toEqual([]);
+  });
+
+  test("a deferred recipient is recorded, retried on schedule and then delivered", async () => {
+    const root = temp();
+    const queueDir = join(root, "queue");
+    const mailDir = join(root, "mail");
+    const box = join(mailDir, "example.test", "bob");
+    mkdirSync(box, { recursive: true });
+    writeFileSync(join(box, "new"), "not a directory"); // the mailbox is broken for now
+    const results: DeliveryResult[] = [];
+    const pool = new DeliveryPool({
+      workers: 1,
+      queueDir,
+      mailDir,
+      hostname: "mx.test",
+      retryIntervalsMs: [300],
+      onResult: (r) => results.push(r),
+    });
+    await pool.start();
+    const spool = new Spool({ dir: queueDir, onCommitted: (id) => pool.enqueue(id) });
+    const sink = spool.begin();
+    sink.write(new TextEncoder().encode("Subject: later\r\n\r\n"));
+    await sink.commit(envelope(["bob@example.test", "carol@example.test"]));
+    await waitFor(() => results.length === 1);
+    expect(results[0].done).toBe(false);
+    expect(results[0].outcomes.map((o) => o.outcome.kind).sort()).toEqual(["deferred", "delivered"]);
+    expect(results[0].nextAttempt).toBeGreaterThan(Date.now());
+    expect(pool.scheduledCount).toBe(1);
+    const state = openStored(queueDir, sink.id)!.state;
+    expect(state.map((s) => s.status)).toEqual(["deferred", "delivered"]);
+    expect(state[0].lastReply).toMatch(/^4\.3\.0 /);
+    rmSync(join(box, "new")); // repaired before the retry
+    await waitFor(() => results.length === 2);
+    expect(results[1].done).toBe(true);
+    expect(results[1].outcomes).toEqual([{ index: 0, outcome: expect.objectContaining({ kind: "delivered" }) }]);
+    await pool.stop();
+    expect(readdirSync(join(box, "new")).length).toBe(1);
+    expect(readdirSync(join(mailDir, "example.test", "carol", "new")).length).toBe(1);
+    expect(readdirSync(queueDir)).toEqual([]);
+  });
+});
+
+describe("DeliveryPool.wants", () => {
+  test("true only when a pending recipient has a courier", () => {
+    const local = envelope(["bob@example.test"]);
+    const remote: Envelope = { ...local, recipients: [{ rcpt: "x@far.test", address: "x@far.test", route: { kind: "remote", domain: "far.test" } }] };
+    expect(DeliveryPool.wants(local)).toBe(true);
+    expect(DeliveryPool.wants(local, [{ status: "delivered" }])).toBe(false);
+    expect(DeliveryPool.wants(local, [{ status: "deferred" }])).toBe(true);
+    expect(DeliveryPool.wants(remote)).toBe(false);
+  });
+});

@@ -1,0 +1,324 @@
+/**
+ * The main-thread side of delivery: a ring shared with N worker threads (worker.ts). Ids go in through
+ * enqueue(); when the ring is full they wait in an in-memory backlog that is moved into the ring as workers claim
+ * items. Deferred items wait in one sorted schedule served by a single timer. A worker that dies is replaced, and
+ * the ids it had claimed are queued again with FLAG_RECHECK (the Maildir courier then detects copies already made).
+ */
+import { createRing, Ring } from "../ring/index.ts";
+import { deleteItem } from "../queue/index.ts";
+import { COURIER_KINDS, FLAG_RECHECK } from "./worker-protocol.ts";
+import type { Envelope } from "./types.ts";
+import type { DeliveryResult, PoolToWorker, WorkerInit, WorkerToPool } from "./worker-protocol.ts";
+
+export type { DeliveryResult } from "./worker-protocol.ts";
+
+export interface PoolLog {
+  info(event: string, fields: Record<string, unknown>): void;
+  warn(event: string, fields: Record<string, unknown>): void;
+  error(event: string, fields: Record<string, unknown>): void;
+}
+
+export interface DeliveryPoolOptions {
+  workers: number;
+  queueDir: string;
+  mailDir: string;
+  hostname: string;
+  retryIntervalsMs: number[];
+  /** Power of 2; default 4096. */
+  ringCapacity?: number;
+  /** Every result as it arrives (metrics, logs). */
+  onResult?(r: DeliveryResult): void;
+  /**
+   * A finished item with failed recipients (RFC 3464 bounce time). The pool deletes the item once this resolves;
+   * when absent, it deletes it at once.
+   */
+  onFinished?(r: DeliveryResult): Promise<void> | void;
+  log?: PoolLog;
+}
+
+interface Handle {
+  worker: Worker;
+  slot: number;
+  alive: boolean;
+  claimed: Set<string>;
+  ready: () => void;
+  stopped: () => void;
+}
+
+const RESTART_DELAY_MS = 200;
+const STOP_TIMEOUT_MS = 8000;
+const WORKER_URL = () => new URL("./worker.ts", import.meta.url).href;
+
+export class DeliveryPool {
+  private readonly opts: DeliveryPoolOptions;
+  private readonly sab: SharedArrayBuffer;
+  private readonly ring: Ring;
+  private readonly handles: Array<Handle | null>;
+  /** Ids in the ring, the backlog or a worker's hands, with their flags. Guards against double delivery. */
+  private readonly outstanding = new Map<string, number>();
+  private backlog: Array<{ id: string; flags: number }> = [];
+  private backlogHead = 0;
+  private notifyQueued = false;
+  /** Deferred items by due time, ascending; `due` holds the current time of each id. */
+  private scheduled: Array<{ at: number; id: string }> = [];
+  private readonly due = new Map<string, number>();
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private timerAt = 0;
+  private started = false;
+  private stopping = false;
+
+  constructor(opts: DeliveryPoolOptions) {
+    if (!Number.isInteger(opts.workers) || opts.workers < 1) throw new RangeError("workers must be a positive integer");
+    this.opts = opts;
+    this.sab = createRing(opts.ringCapacity ?? 4096);
+    this.ring = new Ring(this.sab);
+    this.handles = new Array(opts.workers).fill(null);
+  }
+
+  /** Spawn the workers; resolves when every one has initialised. */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    await Promise.all(this.handles.map((_, slot) => this.spawn(slot)));
+  }
+
+  /** Queue `id` for delivery now. `recovered`: found at start-up, so a copy may already have been delivered. */
+  enqueue(id: string, recovered = false): void {
+    this.push(id, recovered ? FLAG_RECHECK : 0);
+  }
+
+  /** Queue `id` again at `atMs` (a deferred retry). The item is re-checked for copies made by earlier attempts. */
+  schedule(id: string, atMs: number): void {
+    if (this.stopping) return;
+    this.due.set(id, atMs);
+    let lo = 0;
+    let hi = this.scheduled.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.scheduled[mid].at <= atMs) lo = mid + 1;
+      else hi = mid;
+    }
+    this.scheduled.splice(lo, 0, { at: atMs, id });
+    this.arm();
+  }
+
+  /** Move every scheduled item to the ring now (`queue flush`). */
+  flushScheduled(): void {
+    const items = this.scheduled;
+    this.scheduled = [];
+    for (const { id, at } of items) {
+      if (this.due.get(id) !== at) continue;
+      this.due.delete(id);
+      this.push(id, FLAG_RECHECK);
+    }
+  }
+
+  /**
+   * Does an item have a pending recipient that a worker can deliver? Items whose pending recipients all lack a
+   * courier (remote, before the remote courier exists) are not enqueued: they would only be loaded for nothing.
+   */
+  static wants(envelope: Envelope, state?: ReadonlyArray<{ status: string }>): boolean {
+    return envelope.recipients.some(
+      (r, i) =>
+        COURIER_KINDS.includes(r.route.kind) &&
+        (state === undefined || (state[i].status !== "delivered" && state[i].status !== "failed")),
+    );
+  }
+
+  /** Items waiting for a worker (ring + backlog). */
+  get depth(): number {
+    return this.ring.depth + (this.backlog.length - this.backlogHead);
+  }
+
+  /** Items waiting for their next attempt. */
+  get scheduledCount(): number {
+    return this.due.size;
+  }
+
+  healthy(): boolean {
+    return this.started && !this.stopping && this.handles.every((h) => h !== null && h.alive);
+  }
+
+  /**
+   * Stop the workers after their in-flight deliveries; what is still queued stays in the spool for the next start.
+   * A worker still busy after `timeoutMs` is terminated: its items are re-checked at the next start.
+   */
+  async stop(timeoutMs = STOP_TIMEOUT_MS): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    await Promise.all(
+      this.handles.map(async (h) => {
+        if (h === null || !h.alive) return;
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(() => {
+            this.opts.log?.warn("delivery.stop_timeout", { slot: h.slot, claimed: h.claimed.size });
+            resolve();
+          }, timeoutMs);
+          h.stopped = () => {
+            clearTimeout(t);
+            resolve();
+          };
+          h.worker.postMessage({ type: "stop" } satisfies PoolToWorker);
+        });
+        h.alive = false;
+        h.worker.terminate();
+      }),
+    );
+  }
+
+  private push(id: string, flags: number): void {
+    if (this.stopping) return;
+    const had = this.outstanding.get(id);
+    if (had !== undefined) {
+      // Already on its way; keep the stronger flag for a copy still in the backlog.
+      this.outstanding.set(id, had | flags);
+      return;
+    }
+    this.outstanding.set(id, flags);
+    if (this.backlogHead < this.backlog.length || !this.ring.push(id, flags)) this.backlog.push({ id, flags });
+    this.queueNotify();
+  }
+
+  private flushBacklog(): void {
+    let moved = false;
+    while (this.backlogHead < this.backlog.length) {
+      const b = this.backlog[this.backlogHead];
+      if (!this.ring.push(b.id, this.outstanding.get(b.id) ?? b.flags)) break;
+      this.backlogHead++;
+      moved = true;
+    }
+    if (this.backlogHead === this.backlog.length) {
+      this.backlog = [];
+      this.backlogHead = 0;
+    } else if (this.backlogHead > 4096 && this.backlogHead * 2 > this.backlog.length) {
+      this.backlog = this.backlog.slice(this.backlogHead);
+      this.backlogHead = 0;
+    }
+    if (moved) this.queueNotify();
+  }
+
+  /** One notify per burst of pushes: a wake-up per id would cost a syscall each. */
+  private queueNotify(): void {
+    if (this.notifyQueued) return;
+    this.notifyQueued = true;
+    queueMicrotask(() => {
+      this.notifyQueued = false;
+      this.ring.notify();
+    });
+  }
+
+  private arm(): void {
+    const first = this.scheduled[0];
+    if (first === undefined || this.stopping) return;
+    if (this.timer !== null && this.timerAt <= first.at) return;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timerAt = first.at;
+    this.timer = setTimeout(() => this.fire(), Math.max(0, first.at - Date.now()));
+  }
+
+  private fire(): void {
+    this.timer = null;
+    const now = Date.now();
+    let k = 0;
+    while (k < this.scheduled.length && this.scheduled[k].at <= now) k++;
+    const dueNow = this.scheduled.splice(0, k);
+    for (const { id, at } of dueNow) {
+      if (this.due.get(id) !== at) continue; // superseded by a later schedule()
+      this.due.delete(id);
+      this.push(id, FLAG_RECHECK);
+    }
+    this.arm();
+  }
+
+  private spawn(slot: number): Promise<void> {
+    return new Promise<void>((resolveReady) => {
+      const worker = new Worker(WORKER_URL(), { type: "module" });
+      const h: Handle = { worker, slot, alive: true, claimed: new Set(), ready: resolveReady, stopped: () => {} };
+      this.handles[slot] = h;
+      worker.onmessage = (e: MessageEvent) => this.onMessage(h, e.data as WorkerToPool);
+      worker.onerror = (e: Event) => {
+        e.preventDefault();
+        this.onDeath(h, (e as ErrorEvent).message ?? "worker error");
+      };
+      // Bun reports a worker's exit as "close"; an exit we did not ask for is a death.
+      worker.addEventListener("close", () => this.onDeath(h, "worker exited"));
+      const init: WorkerInit = {
+        type: "init",
+        sab: this.sab,
+        queueDir: this.opts.queueDir,
+        mailDir: this.opts.mailDir,
+        hostname: this.opts.hostname,
+        retryIntervalsMs: this.opts.retryIntervalsMs,
+      };
+      worker.postMessage(init satisfies PoolToWorker);
+    });
+  }
+
+  private onMessage(h: Handle, msg: WorkerToPool): void {
+    switch (msg.type) {
+      case "ready":
+        h.ready();
+        return;
+      case "claimed":
+        for (const id of msg.ids) h.claimed.add(id);
+        this.flushBacklog();
+        return;
+      case "result": {
+        const { type: _t, ...r } = msg;
+        h.claimed.delete(r.id);
+        this.outstanding.delete(r.id);
+        this.flushBacklog();
+        this.onResult(r);
+        return;
+      }
+      case "stopped":
+        h.stopped();
+        return;
+    }
+  }
+
+  private onResult(r: DeliveryResult): void {
+    this.opts.onResult?.(r);
+    if (r.error !== undefined) {
+      this.opts.log?.warn("delivery.error", { id: r.id, error: r.error });
+      // A vanished item is simply gone; otherwise retry after the first interval, re-checking for copies.
+      if (!r.done) this.schedule(r.id, Date.now() + this.opts.retryIntervalsMs[0]);
+      return;
+    }
+    if (r.done) {
+      if (r.outcomes.some((o) => o.outcome.kind === "failed")) void this.finish(r);
+      return;
+    }
+    if (r.nextAttempt > 0) this.schedule(r.id, r.nextAttempt);
+  }
+
+  private async finish(r: DeliveryResult): Promise<void> {
+    try {
+      await this.opts.onFinished?.(r);
+      deleteItem(this.opts.queueDir, r.id);
+    } catch (err) {
+      this.opts.log?.error("delivery.finish_failed", { id: r.id, error: String(err) });
+    }
+  }
+
+  private onDeath(h: Handle, reason: string): void {
+    if (!h.alive) return;
+    h.alive = false;
+    h.worker.terminate();
+    h.ready();
+    h.stopped();
+    if (this.stopping) return;
+    this.opts.log?.error("delivery.worker_died", { slot: h.slot, reason, claimed: h.claimed.size });
+    // What it had claimed may be partly delivered: queue it again with the re-check flag.
+    for (const id of h.claimed) {
+      this.outstanding.delete(id);
+      this.push(id, FLAG_RECHECK);
+    }
+    h.claimed.clear();
+    setTimeout(() => {
+      if (!this.stopping && this.handles[h.slot] === h) void this.spawn(h.slot);
+    }, RESTART_DELAY_MS);
+  }
+}

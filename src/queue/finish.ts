@@ -1,0 +1,38 @@
+/**
+ * What the delivery worker does to the spool after an attempt, both grouped through the shared SyncBatcher:
+ * record outcomes in <id>.state (fsync'd before the result is reported), or, when every recipient is delivered,
+ * remove the item. Removal unlinks <id>.msg first (the atomic point where the item is gone) and fsyncs the spool
+ * directory, so that a crash cannot bring a delivered item back; were it to come back anyway, the Maildir
+ * courier's deterministic names still recognise the copy already delivered.
+ */
+import { unlinkSync } from "node:fs";
+import { dirname } from "node:path";
+import type { SyncBatcher } from "../fsio/index.ts";
+import { appendStateRecords } from "./state-log.ts";
+import type { StateRecord } from "./state-log.ts";
+import { msgPath, statePath } from "./stored.ts";
+
+export async function recordOutcomes(
+  dir: string,
+  id: string,
+  records: readonly StateRecord[],
+  batcher: SyncBatcher,
+): Promise<void> {
+  const path = statePath(dir, id);
+  const { created } = await appendStateRecords(path, records, batcher);
+  if (created) await batcher.syncDir(dirname(path));
+}
+
+export async function finishItem(dir: string, id: string, batcher: SyncBatcher): Promise<void> {
+  unlinkIfPresent(msgPath(dir, id));
+  unlinkIfPresent(statePath(dir, id));
+  await batcher.syncDir(dir);
+}
+
+function unlinkIfPresent(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+}

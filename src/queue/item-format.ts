@@ -1,0 +1,71 @@
+/**
+ * The self-validating layout of a committed spool item `<id>.msg` (see spool.ts for the whole spool format):
+ *
+ *   [message bytes: S]  [meta JSON, UTF-8: M]  [trailer: 24 bytes]
+ *
+ * trailer = magic "RMTAQ001" (8) | S high 32 bits | S low 32 bits | M | check word S_low ^ M ^ 0x52494E47
+ * (each u32 big-endian). A file is valid only when its length is exactly S + M + 24, the
+ * magic and check word match and the meta JSON parses to {v: 1, id, envelope} with the file's id. A file cut short
+ * anywhere (crash before the fsync completed) fails the length or magic test.
+ */
+import type { Envelope } from "../delivery/types.ts";
+
+export const TRAILER_LEN = 24;
+const MAGIC = [0x52, 0x4d, 0x54, 0x41, 0x51, 0x30, 0x30, 0x31]; // "RMTAQ001"
+const CHECK = 0x52494e47;
+
+export class CorruptItemError extends Error {
+  override readonly name = "CorruptItemError";
+}
+
+export function encodeTrailer(size: number, metaLen: number): Uint8Array {
+  const t = new Uint8Array(TRAILER_LEN);
+  t.set(MAGIC, 0);
+  const v = new DataView(t.buffer);
+  const hi = Math.floor(size / 2 ** 32);
+  const lo = size >>> 0;
+  v.setUint32(8, hi);
+  v.setUint32(12, lo);
+  v.setUint32(16, metaLen);
+  v.setUint32(20, (lo ^ metaLen ^ CHECK) >>> 0);
+  return t;
+}
+
+/** Parse a trailer; throws CorruptItemError when it is not one. */
+export function decodeTrailer(t: Uint8Array): { size: number; metaLen: number } {
+  if (t.length !== TRAILER_LEN) throw new CorruptItemError("short trailer");
+  for (let i = 0; i < 8; i++) if (t[i] !== MAGIC[i]) throw new CorruptItemError("bad trailer magic");
+  const v = new DataView(t.buffer, t.byteOffset, TRAILER_LEN);
+  const lo = v.getUint32(12);
+  const metaLen = v.getUint32(16);
+  if (v.getUint32(20) !== (lo ^ metaLen ^ CHECK) >>> 0) throw new CorruptItemError("bad trailer check word");
+  return { size: v.getUint32(8) * 2 ** 32 + lo, metaLen };
+}
+
+export function encodeMeta(id: string, envelope: Envelope): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify({ v: 1, id, envelope }));
+}
+
+/** Parse and shape-check the meta JSON; throws CorruptItemError. */
+export function decodeMeta(bytes: Uint8Array, id: string): Envelope {
+  let meta: unknown;
+  try {
+    meta = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch {
+    throw new CorruptItemError("meta is not JSON");
+  }
+  const m = meta as { v?: unknown; id?: unknown; envelope?: Partial<Envelope> } | null;
+  if (m === null || typeof m !== "object" || m.v !== 1) throw new CorruptItemError("bad meta version");
+  if (m.id !== id) throw new CorruptItemError("meta id does not match the file name");
+  const e = m.envelope;
+  if (
+    !e ||
+    typeof e.sender !== "string" ||
+    typeof e.arrival !== "number" ||
+    !Array.isArray(e.recipients) ||
+    e.recipients.some((r) => !r || typeof r.address !== "string" || !r.route || typeof r.route.kind !== "string")
+  ) {
+    throw new CorruptItemError("bad envelope");
+  }
+  return e as Envelope;
+}

@@ -1,0 +1,134 @@
+import { describe, expect, test } from "vitest";
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Envelope } from "../delivery/types.ts";
+import {
+  deleteItem,
+  listQueue,
+  openStored,
+  recordOutcomes,
+  recover,
+  retrySchedule,
+  showItem,
+  Spool,
+  SyncBatcher,
+} from "./index.ts";
+
+const temp = () => mkdtempSync(join(tmpdir(), "ringmta-recover-"));
+
+function envelope(rcpts: string[]): Envelope {
+  return {
+    sender: "alice@example.test",
+    recipients: rcpts.map((a) => {
+      const [localPart, domain] = a.split("@");
+      return { rcpt: a, address: a, route: { kind: "local", domain, localPart } };
+    }),
+    body: "7BIT",
+    smtputf8: false,
+    client: { address: "127.0.0.1", helo: "client.test", listener: "mx" },
+    arrival: 0,
+  };
+}
+
+async function commit(dir: string, body: string, rcpts = ["bob@example.test"]): Promise<string> {
+  const sink = new Spool({ dir, onCommitted: () => {} }).begin();
+  sink.write(new TextEncoder().encode(body));
+  await sink.commit(envelope(rcpts));
+  return sink.id;
+}
+
+describe("recover", () => {
+  test("deletes stray .tmp, moves truncated and corrupt items to corrupt/, returns the good ones", async () => {
+    const dir = temp();
+    const good = await commit(dir, "Subject: good\r\n\r\nok\r\n");
+    const truncated = await commit(dir, "Subject: cut\r\n\r\n" + "x".repeat(5000));
+    const garbled = await commit(dir, "Subject: garbled\r\n\r\nzz\r\n");
+    truncateSync(join(dir, `${truncated}.msg`), 3000);
+    const g = readFileSync(join(dir, `${garbled}.msg`));
+    g[g.length - 30] ^= 0xff; // flips a byte of the meta JSON's end
+    writeFileSync(join(dir, `${garbled}.msg`), g);
+    writeFileSync(join(dir, "0000000000000000XXXX.tmp"), "half a message");
+    writeFileSync(join(dir, "0000000000000000YYYY.msg"), "not a spool item at all");
+    writeFileSync(join(dir, "0000000000000000ZZZZ.state"), '{"i":0}\n'); // orphan
+
+    const warnings: string[] = [];
+    const r = recover(dir, { warn: (_e, f) => warnings.push(String(f.id)) });
+    expect(r.items.map((i) => i.id)).toEqual([good]);
+    expect(r.items[0].state[0].status).toBe("queued");
+    expect(r.corrupt.sort()).toEqual([`0000000000000000YYYY.msg`, `${truncated}.msg`, `${garbled}.msg`].sort());
+    expect(r.removed.sort()).toEqual(["0000000000000000XXXX.tmp", "0000000000000000ZZZZ.state"]);
+    expect(warnings.length).toBe(3);
+    expect(readdirSync(dir).sort()).toEqual([`${good}.msg`, "corrupt"]);
+    expect(readdirSync(join(dir, "corrupt")).length).toBe(3);
+  });
+
+  test("items with every recipient delivered are removed; done with a failure are returned as finished", async () => {
+    const dir = temp();
+    const b = new SyncBatcher();
+    const delivered = await commit(dir, "a\r\n", ["x@a.test", "y@a.test"]);
+    const failed = await commit(dir, "b\r\n", ["x@a.test", "y@a.test"]);
+    const partial = await commit(dir, "c\r\n", ["x@a.test", "y@a.test"]);
+    const rec = (index: number, status: "delivered" | "failed" | "deferred") => ({
+      index,
+      status,
+      attempts: 1,
+      nextAttempt: status === "deferred" ? Date.now() + 60_000 : 0,
+      lastReply: `${status}!`,
+    });
+    await recordOutcomes(dir, delivered, [rec(0, "delivered"), rec(1, "delivered")], b);
+    await recordOutcomes(dir, failed, [rec(0, "delivered"), rec(1, "failed")], b);
+    await recordOutcomes(dir, partial, [rec(0, "delivered"), rec(1, "deferred")], b);
+    const r = recover(dir);
+    expect(r.items.map((i) => i.id)).toEqual([partial]);
+    expect(r.items[0].state.map((s) => s.status)).toEqual(["delivered", "deferred"]);
+    expect(r.finished.map((i) => i.id)).toEqual([failed]);
+    expect(r.removed).toEqual([`${delivered}.msg`]);
+    expect(existsSync(join(dir, `${delivered}.state`))).toBe(false);
+  });
+
+  test("a torn last state line is ignored, and the next append starts on a fresh line", async () => {
+    const dir = temp();
+    const b = new SyncBatcher();
+    const id = await commit(dir, "a\r\n", ["x@a.test", "y@a.test"]);
+    await recordOutcomes(dir, id, [{ index: 0, status: "deferred", attempts: 1, nextAttempt: 5, lastReply: "r1" }], b);
+    appendFileSync(join(dir, `${id}.state`), '{"i":1,"s":"deliv'); // crash mid-write
+    expect(openStored(dir, id)!.state.map((s) => s.status)).toEqual(["deferred", "queued"]);
+    await recordOutcomes(dir, id, [{ index: 1, status: "failed", attempts: 1, nextAttempt: 0, lastReply: "r2" }], b);
+    const st = openStored(dir, id)!.state;
+    expect(st.map((s) => s.status)).toEqual(["deferred", "failed"]);
+    expect(st[1].lastReply).toBe("r2");
+  });
+});
+
+describe("listQueue / showItem / deleteItem", () => {
+  test("lists items with ISO times and per-recipient state; delete removes msg and state", async () => {
+    const dir = temp();
+    const b = new SyncBatcher();
+    const a = await commit(dir, "Subject: a\r\n\r\n", ["x@a.test", "y@a.test"]);
+    const c = await commit(dir, "Subject: c\r\n\r\n");
+    const next = Date.now() + 300_000;
+    await recordOutcomes(dir, a, [{ index: 1, status: "deferred", attempts: 2, nextAttempt: next, lastReply: "451 busy" }], b);
+    const list = listQueue(dir);
+    expect(list.map((e) => e.id)).toEqual([a, c]);
+    expect(list[0]).toMatchObject({ sender: "alice@example.test", size: 14 });
+    expect(list[0].arrival).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect(list[0].recipients).toEqual([
+      { address: "x@a.test", state: "queued", attempts: 0, next_attempt: null, last_reply: "" },
+      { address: "y@a.test", state: "deferred", attempts: 2, next_attempt: new Date(next).toISOString(), last_reply: "451 busy" },
+    ]);
+    expect(showItem(dir, "../etc")).toBeNull();
+    expect(deleteItem(dir, a)).toBe(true);
+    expect(deleteItem(dir, a)).toBe(false);
+    expect(readdirSync(dir)).toEqual([`${c}.msg`]);
+    expect(listQueue(join(dir, "nope"))).toEqual([]);
+  });
+});
+
+describe("retrySchedule", () => {
+  test("walks the intervals and repeats the last", () => {
+    const iv = [60_000, 300_000, 1_800_000];
+    expect([1, 2, 3, 4, 10].map((n) => retrySchedule(iv, n))).toEqual([60_000, 300_000, 1_800_000, 1_800_000, 1_800_000]);
+    expect(retrySchedule(iv, 0)).toBe(60_000);
+  });
+});

@@ -1,0 +1,176 @@
+/**
+ * The durable spool, DATA/queue/. Its format is ringmta's own (CONTRACT "Storage layout"):
+ *
+ *   <id>.tmp    a message being received. Never valid: deleted at start by recover().
+ *   <id>.msg    a committed message: the bytes as received (our Received header first), then the meta JSON
+ *               {v: 1, id, envelope} and a 24-byte trailer with lengths and a magic (item-format.ts). It exists
+ *               only after write → fsync → rename(<id>.tmp → <id>.msg) → fsync(DATA/queue/), so its presence
+ *               means a complete, durable message: this is what a 250 to end-of-data promises.
+ *   <id>.state  per-recipient delivery log, one JSON line per attempt outcome (state-log.ts). Absent until the
+ *               first attempt that does not deliver everything.
+ *   corrupt/    items that failed validation at start, moved aside for a human.
+ *
+ * <id> is 20 characters of [0-9A-Z] (queue-id.ts). An item is finished when every recipient is delivered or
+ * failed; the worker then unlinks <id>.msg (first: that is the atomic "gone") and <id>.state.
+ *
+ * Small messages (≤ 64 KiB) stay in memory until commit and reach the disk in one write; larger ones stream to
+ * <id>.tmp in 64 KiB pieces, so a sink never holds more than 64 KiB whatever the message size.
+ */
+import { closeSync, openSync, renameSync } from "node:fs";
+import { Buffer } from "node:buffer";
+import { join } from "node:path";
+import type { Envelope } from "../delivery/types.ts";
+import type { MessageSink, SpoolPort } from "../session/ports.ts";
+import { FILE_MODE, mkdirDurableSync, SyncBatcher, unlinkQuiet, writeAllSync } from "../fsio/index.ts";
+import { encodeMeta, encodeTrailer } from "./item-format.ts";
+import { newQueueId } from "./queue-id.ts";
+
+export const SINK_BUFFER = 64 * 1024;
+
+export interface SpoolOptions {
+  dir: string;
+  onCommitted(id: string, envelope: Envelope, size: number): void;
+  /** Shared group-commit batcher; one is made when absent. */
+  batcher?: SyncBatcher;
+}
+
+export class Spool implements SpoolPort {
+  readonly dir: string;
+  readonly batcher: SyncBatcher;
+  private readonly onCommitted: SpoolOptions["onCommitted"];
+
+  constructor(opts: SpoolOptions) {
+    this.dir = opts.dir;
+    this.onCommitted = opts.onCommitted;
+    this.batcher = opts.batcher ?? new SyncBatcher();
+    mkdirDurableSync(this.dir);
+  }
+
+  begin(): MessageSink {
+    return new SpoolSink(this.dir, newQueueId(), this.batcher, this.onCommitted);
+  }
+}
+
+type SinkState = "open" | "committing" | "done";
+
+export class SpoolSink implements MessageSink {
+  readonly id: string;
+  size = 0;
+  private buf: Uint8Array | null = null;
+  private bufLen = 0;
+  private fd = -1;
+  private state: SinkState = "open";
+  private readonly tmp: string;
+
+  constructor(
+    private readonly dir: string,
+    id: string,
+    private readonly batcher: SyncBatcher,
+    private readonly onCommitted: SpoolOptions["onCommitted"],
+  ) {
+    this.id = id;
+    this.tmp = join(dir, `${id}.tmp`);
+  }
+
+  /** Bytes held in memory right now (≤ 64 KiB by construction). */
+  get buffered(): number {
+    return this.buf === null ? 0 : this.buf.length;
+  }
+
+  write(bytes: Uint8Array): void {
+    if (this.state !== "open") throw new Error(`spool sink ${this.id} is closed`);
+    this.size += bytes.length;
+    let off = 0;
+    const n = bytes.length;
+    while (off < n) {
+      if (this.bufLen === SINK_BUFFER) this.flush();
+      // A large piece with nothing buffered goes straight to the file: no copy.
+      if (this.bufLen === 0 && n - off >= SINK_BUFFER) {
+        this.openFile();
+        writeAllSync(this.fd, off === 0 ? bytes : bytes.subarray(off));
+        return;
+      }
+      const take = Math.min(SINK_BUFFER - this.bufLen, n - off);
+      this.reserve(this.bufLen + take);
+      this.buf!.set(off === 0 && take === n ? bytes : bytes.subarray(off, off + take), this.bufLen);
+      this.bufLen += take;
+      off += take;
+    }
+  }
+
+  async commit(envelope: Envelope): Promise<void> {
+    if (this.state !== "open") throw new Error(`spool sink ${this.id} is closed`);
+    this.state = "committing";
+    const msg = join(this.dir, `${this.id}.msg`);
+    let renamed = false;
+    try {
+      envelope.arrival = Date.now();
+      const meta = encodeMeta(this.id, envelope);
+      const trailer = encodeTrailer(this.size, meta.length);
+      // One write for the tail: buffered bytes + meta + trailer.
+      const tail = Buffer.allocUnsafe(this.bufLen + meta.length + trailer.length);
+      if (this.bufLen > 0) tail.set(this.buf!.subarray(0, this.bufLen), 0);
+      tail.set(meta, this.bufLen);
+      tail.set(trailer, this.bufLen + meta.length);
+      this.buf = null;
+      this.bufLen = 0;
+      this.openFile();
+      writeAllSync(this.fd, tail);
+      await this.batcher.syncFd(this.fd);
+      renameSync(this.tmp, msg);
+      renamed = true;
+      await this.batcher.syncDir(this.dir);
+      closeSync(this.fd);
+      this.fd = -1;
+    } catch (err) {
+      this.release();
+      if (renamed) unlinkQuiet(msg);
+      throw err;
+    }
+    this.state = "done";
+    this.onCommitted(this.id, envelope, this.size);
+  }
+
+  abort(): void {
+    if (this.state !== "open") return;
+    this.release();
+  }
+
+  private release(): void {
+    this.state = "done";
+    this.buf = null;
+    this.bufLen = 0;
+    if (this.fd >= 0) {
+      try {
+        closeSync(this.fd);
+      } catch {
+        // the descriptor is gone either way
+      }
+      this.fd = -1;
+      unlinkQuiet(this.tmp);
+    }
+  }
+
+  private openFile(): void {
+    // "wx": a leftover of the same name would mean two writers; refuse rather than interleave.
+    if (this.fd < 0) this.fd = openSync(this.tmp, "wx", FILE_MODE);
+  }
+
+  private flush(): void {
+    this.openFile();
+    writeAllSync(this.fd, this.buf!.subarray(0, this.bufLen));
+    this.bufLen = 0;
+  }
+
+  /** Grow the buffer by doubling from 4 KiB: thousands of idle sessions must not each pin 64 KiB. */
+  private reserve(need: number): void {
+    const cur = this.buf === null ? 0 : this.buf.length;
+    if (need <= cur) return;
+    let cap = Math.max(cur, 4096);
+    while (cap < need) cap *= 2;
+    cap = Math.min(cap, SINK_BUFFER);
+    const next = Buffer.allocUnsafe(cap);
+    if (this.buf !== null && this.bufLen > 0) next.set(this.buf.subarray(0, this.bufLen), 0);
+    this.buf = next;
+  }
+}
