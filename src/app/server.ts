@@ -176,7 +176,9 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   const clock = { now: Date.now, delay: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)) };
   const tlsSource = (): TlsOptions | null => tls;
 
-  const factoryFor = (lc: ListenerConfig) => (conn: Conn, spec: ListenerSpec): ConnHandler => {
+  const factory = (conn: Conn, spec: ListenerSpec): ConnHandler => {
+    // The listener's current settings (SIGHUP may have changed its auth mode or the limits).
+    const lc = config.listeners.find((l) => l.name === spec.name)!;
     const ip = conn.remoteAddress;
     const lim = config.limits;
     if (draining || total >= lim.maxConnections || (perIp.get(ip) ?? 0) >= lim.maxConnectionsPerIp) {
@@ -211,16 +213,16 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   };
 
   const listeners: Listener[] = [];
+  const specOf = (lc: ListenerConfig): ListenerSpec => ({
+    name: lc.name,
+    host: lc.host,
+    port: lc.port,
+    implicitTls: lc.tls === "implicit",
+    backlog: BACKLOG,
+  });
   try {
     for (const lc of config.listeners) {
-      const spec: ListenerSpec = {
-        name: lc.name,
-        host: lc.host,
-        port: lc.port,
-        implicitTls: lc.tls === "implicit",
-        backlog: BACKLOG,
-      };
-      const l = opts.transport.listen(spec, tlsSource, factoryFor(lc));
+      const l = opts.transport.listen(specOf(lc), tlsSource, factory);
       listeners.push(l);
       log.info("listener.up", { name: lc.name, host: lc.host, port: l.port, tls: lc.tls, auth: lc.auth });
     }
@@ -229,6 +231,22 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     await pool.stop();
     throw e;
   }
+
+  /**
+   * A Bun TLS listener keeps the certificate it was created with, so on a certificate change each implicit-TLS
+   * listener is replaced: the new one binds the same port (SO_REUSEPORT) before the old one stops accepting.
+   * Open connections of the old listener stay up. STARTTLS reads the current certificate at each upgrade.
+   */
+  const rebindImplicit = (): void => {
+    for (let i = 0; i < listeners.length; i++) {
+      const old = listeners[i]!;
+      if (!old.spec.implicitTls) continue;
+      const fresh = opts.transport.listen({ ...old.spec, port: old.port }, tlsSource, factory);
+      old.stop();
+      listeners[i] = fresh;
+      log.info("listener.rebound", { name: old.spec.name, port: fresh.port, reason: "certificate reloaded" });
+    }
+  };
 
   // Idle sweeper (CONTRACT: 421 4.4.2 after idle_timeout_s; slowloris counts as idle outside DATA).
   const sweeper = setInterval(() => {
@@ -266,10 +284,18 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         const next = r.config;
         const u = loadUsers(next.local.usersFile);
         const nextTls = next.listeners.some((l) => l.tls !== "none") ? readTls(next) : null;
+        const certChanged = nextTls?.cert !== tls?.cert || nextTls?.key !== tls?.key;
+        const same = (a: ListenerConfig[], b: ListenerConfig[]): boolean =>
+          a.length === b.length && a.every((l, i) => l.host === b[i]!.host && l.port === b[i]!.port && l.tls === b[i]!.tls);
+        if (!same(config.listeners, next.listeners)) {
+          log.warn("config.listeners_changed", { note: "listener addresses apply at the next restart" });
+        }
         policy = policyOf(next, u);
         auth.update(u.users, authLimits(next));
         tls = nextTls;
-        config = next;
+        // Listener addresses stay as bound; their tls/auth settings and limits apply to new connections.
+        config = { ...next, listeners: config.listeners.map((l) => next.listeners.find((n) => n.name === l.name) ?? l) };
+        if (certChanged) rebindImplicit();
         log.info("config.reloaded", { users: u.users.size, domains: next.local.domains });
         return true;
       } catch (e) {

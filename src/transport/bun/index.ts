@@ -17,6 +17,7 @@ import type {
   TlsOptions,
   Transport,
 } from "../types.ts";
+import { raiseBacklog } from "./backlog.ts";
 
 declare const Bun: any;
 type BunSocket = any;
@@ -248,6 +249,9 @@ export function createBunTransport(): Transport {
           },
         },
       });
+      if (!raiseBacklog(server.fd, spec.backlog)) {
+        throw new Error(`listener ${spec.name}: could not set the listen backlog to ${spec.backlog}`);
+      }
       return {
         spec,
         port: server.port,
