@@ -68,3 +68,44 @@ export interface Listener {
 export interface Transport {
   listen(spec: ListenerSpec, tls: () => TlsOptions | null, factory: SessionFactory): Listener;
 }
+
+// ---- outbound (the SMTP client of delivery/remote) --------------------------------------------------------
+
+export interface ClientTlsOptions {
+  /** SNI and the name the certificate must match. */
+  servername: string;
+  /** Verify the peer's certificate chain and name (smart host: yes by default; opportunistic MX: no). */
+  verify: boolean;
+  /** Extra CA certificates (PEM) to trust besides the system's. */
+  ca?: string;
+}
+
+export interface DialOptions {
+  host: string;
+  port: number;
+  /** Give up connecting after this long (RFC 5321 §4.5.3.2 "initial 220" is the caller's own timer). */
+  timeoutMs: number;
+  /** Implicit TLS from the first byte (RFC 8314), e.g. a smart host on 465. */
+  tls?: ClientTlsOptions;
+}
+
+/** An outbound connection. Bytes arrive at the handler set with setHandler (set it before awaiting anything). */
+export interface ClientConn {
+  readonly remoteAddress: string;
+  readonly tls: TlsInfo | null;
+  /** Never drops: what the kernel does not take is queued and flushed on drain. */
+  write(bytes: Uint8Array): void;
+  readonly pendingWrite: number;
+  setHandler(h: ConnHandler): void;
+  /** STARTTLS (RFC 3207) from the client side, after the server's 220. Rejects when verification fails. */
+  startTls(opts: ClientTlsOptions): Promise<TlsInfo>;
+  /** Flush, then close. */
+  end(): void;
+  /** Close now. */
+  destroy(): void;
+}
+
+export interface Dialer {
+  /** Rejects on refusal, timeout or a TLS failure (implicit TLS). */
+  connect(o: DialOptions): Promise<ClientConn>;
+}
