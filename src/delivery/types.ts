@@ -66,3 +66,26 @@ export interface Courier {
   readonly name: string;
   deliver(message: StoredMessage, recipients: EnvelopeRecipient[]): Promise<Outcome[]>;
 }
+
+// ---- the spool as the session writes to it (implemented by queue/, used by session/) ---------------------------
+
+/** A message being received: bytes stream to disk as they arrive (memory stays bounded whatever the size). */
+export interface MessageSink {
+  /** The queue id, assigned at begin() so that the Received header can name it. */
+  readonly id: string;
+  /** Bytes written so far. */
+  readonly size: number;
+  /** Append bytes. The sink copies what it keeps; the caller may reuse `bytes` afterwards. */
+  write(bytes: Uint8Array): void;
+  /**
+   * Store the envelope with the bytes and make both durable (fsync'd, renamed into the spool, directory fsync'd).
+   * Resolves only then; afterwards the message is handed to delivery. Rejects on any I/O error (nothing queued).
+   */
+  commit(envelope: Envelope): Promise<void>;
+  /** Discard everything written (RSET, size exceeded, client gone, 5xx at end of data). Idempotent. */
+  abort(): void;
+}
+
+export interface SpoolPort {
+  begin(): MessageSink;
+}

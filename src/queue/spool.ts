@@ -19,8 +19,7 @@
 import { closeSync, openSync, renameSync } from "node:fs";
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
-import type { Envelope } from "../delivery/types.ts";
-import type { MessageSink, SpoolPort } from "../session/ports.ts";
+import type { Envelope, MessageSink, SpoolPort } from "../delivery/types.ts";
 import { FILE_MODE, mkdirDurableSync, SyncBatcher, unlinkQuiet, writeAllSync } from "../fsio/index.ts";
 import { encodeMeta, encodeTrailer } from "./item-format.ts";
 import { newQueueId } from "./queue-id.ts";

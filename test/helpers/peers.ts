@@ -1,0 +1,73 @@
+/**
+ * Third-party programs the e2e suite talks to. A test that needs one is skipped when it is missing, with the
+ * Debian package to install in its title; under RINGMTA_REQUIRE_PEERS=1 (CI) a missing program fails the test.
+ */
+import { accessSync, constants } from "node:fs";
+import { delimiter, join } from "node:path";
+import { test, type TestContext } from "vitest";
+
+export type Peer = "swaks" | "smtp-source" | "smtp-sink" | "python3" | "openssl" | "dovecot" | "dnsmasq" | "postfix";
+
+/** Debian package that brings each program (the ones .ci/run installs). */
+export const PEER_PACKAGE: Record<Peer, string> = {
+  swaks: "swaks",
+  "smtp-source": "postfix",
+  "smtp-sink": "postfix",
+  python3: "python3",
+  openssl: "openssl",
+  dovecot: "dovecot-imapd",
+  dnsmasq: "dnsmasq-base",
+  postfix: "postfix",
+};
+
+const found = new Map<Peer, string | null>();
+
+/** Absolute path of the program, or null. Postfix tools live in /usr/sbin, which a non-root PATH may lack. */
+export function peerPath(name: Peer): string | null {
+  const cached = found.get(name);
+  if (cached !== undefined) return cached;
+  const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/sbin", "/sbin", "/usr/local/sbin"];
+  let hit: string | null = null;
+  for (const d of dirs) {
+    if (!d) continue;
+    try {
+      accessSync(join(d, name), constants.X_OK);
+      hit = join(d, name);
+      break;
+    } catch {
+      // not in this directory
+    }
+  }
+  found.set(name, hit);
+  return hit;
+}
+
+export function havePeer(name: Peer): boolean {
+  return peerPath(name) !== null;
+}
+
+export function peerInstallHint(name: Peer): string {
+  return `install with: apt-get install -y ${PEER_PACKAGE[name]}`;
+}
+
+/**
+ * A test that needs `name`. Missing peer: skipped, its title ending " (skipped: install with: apt-get install -y
+ * PKG)"; with RINGMTA_REQUIRE_PEERS=1 it runs and fails with that hint instead.
+ */
+export function peerTest(
+  name: Peer,
+  title: string,
+  fn: (ctx: TestContext) => unknown,
+  timeoutMs?: number,
+): void {
+  const missing = !havePeer(name);
+  if (!missing) {
+    test(title, fn, timeoutMs);
+  } else if (process.env.RINGMTA_REQUIRE_PEERS === "1") {
+    test(title, () => {
+      throw new Error(`${name} not found and RINGMTA_REQUIRE_PEERS=1: ${peerInstallHint(name)}`);
+    });
+  } else {
+    test(`${title} (skipped: ${peerInstallHint(name)})`, (ctx) => ctx.skip(`${name} not found`));
+  }
+}
