@@ -4,7 +4,19 @@
  * rename itself survives a crash (POSIX: rename is atomic, but only the directory fsync makes it durable).
  * Files are created 0600 and directories 0700 (CONTRACT "Storage layout").
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import {
+  close as fsClose,
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  open as fsOpen,
+  openSync,
+  rename as fsRename,
+  renameSync,
+  unlinkSync,
+  write as fsWrite,
+  writeSync,
+} from "node:fs";
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 
@@ -91,4 +103,32 @@ export function unlinkQuiet(path: string): void {
   } catch {
     // already gone or never created: nothing to clean up
   }
+}
+
+// ---- the same steps on the runtime's threadpool, so the event loop never waits on the disk ------------------
+
+export function openAsync(path: string, flags: string, mode: number): Promise<number> {
+  return new Promise((resolve, reject) => fsOpen(path, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd))));
+}
+
+export function writeAllAsync(fd: number, data: Uint8Array): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const step = (off: number): void => {
+      fsWrite(fd, data, off, data.length - off, null, (err, n) => {
+        if (err) return reject(err);
+        if (off + n >= data.length) return resolve();
+        step(off + n);
+      });
+    };
+    step(0);
+  });
+}
+
+export function renameAsync(from: string, to: string): Promise<void> {
+  return new Promise((resolve, reject) => fsRename(from, to, (err) => (err ? reject(err) : resolve())));
+}
+
+/** Close without waiting; a close error on a descriptor already fsync'd loses nothing. */
+export function closeQuiet(fd: number): void {
+  fsClose(fd, () => {});
 }

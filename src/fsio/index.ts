@@ -8,5 +8,9 @@ export {
   unlinkQuiet,
   writeAllSync,
   writeFileDurable,
+  openAsync,
+  writeAllAsync,
+  renameAsync,
+  closeQuiet,
 } from "./durable.ts";
 export { SyncBatcher } from "./sync-batcher.ts";

@@ -9,10 +9,20 @@ function escapeLabel(v: string): string {
   return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
 }
 
+/** Rendered label sets by a cheap raw key: inc() runs per command and per message, so no regex there. */
+const labelCache = new Map<string, string>();
+const LABEL_CACHE_MAX = 10_000;
+
 function labelText(labels: Labels): string {
-  const keys = Object.keys(labels);
-  if (keys.length === 0) return "";
-  return "{" + keys.map((k) => `${k}="${escapeLabel(labels[k]!)}"`).join(",") + "}";
+  let raw = "";
+  for (const k in labels) raw += k + "\x00" + labels[k] + "\x01";
+  if (raw === "") return "";
+  let text = labelCache.get(raw);
+  if (text === undefined) {
+    text = "{" + Object.keys(labels).map((k) => `${k}="${escapeLabel(labels[k]!)}"`).join(",") + "}";
+    if (labelCache.size < LABEL_CACHE_MAX) labelCache.set(raw, text);
+  }
+  return text;
 }
 
 interface Family {

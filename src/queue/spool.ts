@@ -16,11 +16,21 @@
  * Small messages (≤ 64 KiB) stay in memory until commit and reach the disk in one write; larger ones stream to
  * <id>.tmp in 64 KiB pieces, so a sink never holds more than 64 KiB whatever the message size.
  */
-import { closeSync, openSync, renameSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import type { Envelope, MessageSink, SpoolPort } from "../delivery/types.ts";
-import { FILE_MODE, mkdirDurableSync, SyncBatcher, unlinkQuiet, writeAllSync } from "../fsio/index.ts";
+import {
+  closeQuiet,
+  FILE_MODE,
+  mkdirDurableSync,
+  openAsync,
+  renameAsync,
+  SyncBatcher,
+  unlinkQuiet,
+  writeAllAsync,
+  writeAllSync,
+} from "../fsio/index.ts";
 import { encodeMeta, encodeTrailer } from "./item-format.ts";
 import { newQueueId } from "./queue-id.ts";
 
@@ -113,13 +123,15 @@ export class SpoolSink implements MessageSink {
       tail.set(trailer, this.bufLen + meta.length);
       this.buf = null;
       this.bufLen = 0;
-      this.openFile();
-      writeAllSync(this.fd, tail);
+      // Off the event loop: open/write/rename run on the threadpool (a create in a directory that is being
+      // fsync'd can block for hundreds of microseconds here), fsyncs are batched across sessions.
+      if (this.fd < 0) this.fd = await openAsync(this.tmp, "wx", FILE_MODE);
+      await writeAllAsync(this.fd, tail);
       await this.batcher.syncFd(this.fd);
-      renameSync(this.tmp, msg);
+      await renameAsync(this.tmp, msg);
       renamed = true;
       await this.batcher.syncDir(this.dir);
-      closeSync(this.fd);
+      closeQuiet(this.fd);
       this.fd = -1;
     } catch (err) {
       this.release();
