@@ -124,7 +124,7 @@ export class Session {
   private sender: string | null = null;
   private mailParams: MailParams | null = null;
   private recipients: EnvelopeRecipient[] = [];
-  private seen = new Set<string>();
+  private seen: Set<string> | null = null;
   private rcptCount = 0;
   private firstRcpt = "";
   private sink: MessageSink | null = null;
@@ -136,10 +136,24 @@ export class Session {
   private bdatDiscard: string | null = null;
   private bdatActive = false;
 
-  private readonly dot = new DotReader();
-  private readonly bare = new BareNewlineCheck();
-  private readonly hops = new ReceivedCounter();
-  private readonly emitBody = (bytes: Uint8Array): void => this.body(bytes);
+  // Made on first use: thousands of idle sessions must each stay a few hundred bytes (issue 5: ≤ 4 KiB each).
+  private dotReader: DotReader | null = null;
+  private bareCheck: BareNewlineCheck | null = null;
+  private hopCounter: ReceivedCounter | null = null;
+  private emitBodyFn: ((bytes: Uint8Array) => void) | null = null;
+
+  private get dot(): DotReader {
+    return (this.dotReader ??= new DotReader());
+  }
+  private get bare(): BareNewlineCheck {
+    return (this.bareCheck ??= new BareNewlineCheck());
+  }
+  private get hops(): ReceivedCounter {
+    return (this.hopCounter ??= new ReceivedCounter());
+  }
+  private get emitBody(): (bytes: Uint8Array) => void {
+    return (this.emitBodyFn ??= (bytes: Uint8Array): void => this.body(bytes));
+  }
 
   lastByteAt: number;
   lastCommandAt: number;
@@ -413,8 +427,9 @@ export class Session {
       if (cmd.params.notify !== undefined) r.notify = cmd.params.notify;
       // CONTRACT: within one transaction, at most once to each final mailbox.
       const key = routeKey(r);
-      if (this.seen.has(key)) continue;
-      this.seen.add(key);
+      const seen = (this.seen ??= new Set());
+      if (seen.has(key)) continue;
+      seen.add(key);
       this.recipients.push(r);
     }
     if (this.rcptCount === 0) this.firstRcpt = cmd.path.address;
@@ -730,7 +745,7 @@ export class Session {
     this.sender = null;
     this.mailParams = null;
     if (this.recipients.length) this.recipients = [];
-    if (this.seen.size) this.seen.clear();
+    this.seen = null;
     this.rcptCount = 0;
     this.bdatActive = false;
     this.bdatDiscard = null;
