@@ -40,13 +40,16 @@ export async function generateCertificate(o: CertOptions): Promise<PemPair> {
     names.push({ type: "ip", value: "127.0.0.1" }, { type: "ip", value: "::1" });
   }
   const now = new Date();
+  const notBefore = new Date(now.getTime() - 60_000);
   const serial = Buffer.from(crypto.getRandomValues(new Uint8Array(16)));
   serial[0] = serial[0]! & 0x7f; // a positive INTEGER (RFC 5280 §4.1.2.2)
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial.toString("hex"),
     name: `CN=${o.host}`,
-    notBefore: new Date(now.getTime() - 60_000),
-    notAfter: new Date(now.getTime() + (o.days ?? 825) * 86_400_000),
+    // A minute of slack for clocks slightly behind; the lifetime counts from notBefore (825 days at most,
+    // the CA/Browser Forum ceiling that testssl checks).
+    notBefore,
+    notAfter: new Date(notBefore.getTime() + (o.days ?? 825) * 86_400_000),
     signingAlgorithm: alg,
     keys,
     extensions: [

@@ -1,0 +1,173 @@
+import { describe, expect, test } from "vitest";
+import { Policy, type PolicySettings } from "./policy.ts";
+
+const ANON = { clientAddress: "203.0.113.5", authUser: undefined };
+
+function policy(over: Partial<PolicySettings> = {}): Policy {
+  return new Policy({
+    domains: ["example.test", "Other.Test"],
+    users: ["alice@example.test", "Bob@Example.Test", "carol@other.test"],
+    aliases: {},
+    catchAll: false,
+    relayNetworks: [],
+    ...over,
+  });
+}
+
+/** The final addresses RCPT TO:<address> resolves to, or the refusal kind. */
+function resolve(p: Policy, address: string, ctx: { clientAddress: string; authUser: string | undefined } = ANON): string[] | string {
+  const at = address.lastIndexOf("@");
+  const d = at < 0 ? p.recipient(address, "", ctx) : p.recipient(address.slice(0, at), address.slice(at + 1), ctx);
+  return d.kind === "accept" ? d.targets.map((t) => `${t.route.kind}:${t.address}`) : d.kind;
+}
+
+describe("local recipients", () => {
+  test("users of local domains are accepted case-insensitively, with lower-cased Maildir routes", () => {
+    const p = policy();
+    expect(resolve(p, "alice@example.test")).toEqual(["local:alice@example.test"]);
+    expect(resolve(p, "ALICE@EXAMPLE.TEST")).toEqual(["local:alice@example.test"]);
+    expect(resolve(p, "bob@example.test")).toEqual(["local:bob@example.test"]);
+    expect(resolve(p, "carol@OTHER.test")).toEqual(["local:carol@other.test"]);
+    const d = p.recipient("Alice", "Example.Test", ANON);
+    expect(d.kind === "accept" && d.targets[0]!.route).toEqual({ kind: "local", domain: "example.test", localPart: "alice" });
+  });
+
+  test("unknown users of a local domain → unknownUser; catch_all accepts any safe local part", () => {
+    expect(resolve(policy(), "nobody@example.test")).toBe("unknownUser");
+    expect(resolve(policy({ catchAll: true }), "nobody@example.test")).toEqual(["local:nobody@example.test"]);
+  });
+
+  test("catch_all never accepts a local part that is not one safe directory name", () => {
+    const p = policy({ catchAll: true });
+    for (const lp of ["..", ".", "a/b", "a\\b", "x\x01y"]) expect(resolve(p, `${lp}@example.test`), lp).toBe("unknownUser");
+  });
+
+  test("RFC 5321 §4.5.1: <postmaster> without a domain means the first local domain's postmaster", () => {
+    expect(resolve(policy({ catchAll: true }), "postmaster")).toEqual(["local:postmaster@example.test"]);
+    expect(resolve(policy({ catchAll: true }), "PostMaster")).toEqual(["local:postmaster@example.test"]);
+    expect(resolve(policy({ aliases: { "postmaster@example.test": ["alice@example.test"] } }), "postmaster")).toEqual([
+      "local:alice@example.test",
+    ]);
+    // Any other local part without a domain is not an address.
+    expect(resolve(policy({ catchAll: true }), "alice")).toBe("unknownUser");
+  });
+});
+
+describe("aliases", () => {
+  test("an alias expands to its targets; keys match case-insensitively", () => {
+    const p = policy({ aliases: { "Team@Example.test": ["alice@example.test", "bob@example.test"] } });
+    expect(resolve(p, "team@EXAMPLE.test")).toEqual(["local:alice@example.test", "local:bob@example.test"]);
+  });
+
+  test("chains are followed to the final addresses, across local domains and to remote ones", () => {
+    const p = policy({
+      aliases: {
+        "a@example.test": ["b@example.test"],
+        "b@example.test": ["c@other.test", "x@remote.test"],
+        "c@other.test": ["carol@other.test"],
+      },
+    });
+    expect(resolve(p, "a@example.test")).toEqual(["local:carol@other.test", "remote:x@remote.test"]);
+  });
+
+  test("an alias wins over a user of the same name", () => {
+    const p = policy({ aliases: { "alice@example.test": ["bob@example.test"] } });
+    expect(resolve(p, "alice@example.test")).toEqual(["local:bob@example.test"]);
+  });
+
+  test("an alias that names itself among its targets also delivers to itself", () => {
+    const p = policy({ aliases: { "alice@example.test": ["alice@example.test", "bob@example.test"] } });
+    expect(resolve(p, "alice@example.test")).toEqual(["local:alice@example.test", "local:bob@example.test"]);
+  });
+
+  test("a loop yields nothing on the looping branch, and terminates", () => {
+    const loop = policy({ aliases: { "x@example.test": ["y@example.test"], "y@example.test": ["x@example.test"] } });
+    expect(resolve(loop, "x@example.test")).toBe("unknownUser");
+    const partial = policy({
+      aliases: { "x@example.test": ["y@example.test", "alice@example.test"], "y@example.test": ["x@example.test"] },
+    });
+    expect(resolve(partial, "x@example.test")).toEqual(["local:alice@example.test"]);
+  });
+
+  test("a chain deeper than the depth limit is cut off instead of recursing forever", () => {
+    const aliases: Record<string, string[]> = {};
+    for (let i = 0; i < 100; i++) aliases[`l${i}@example.test`] = [`l${i + 1}@example.test`];
+    aliases["l100@example.test"] = ["alice@example.test"];
+    expect(resolve(policy({ aliases }), "l0@example.test")).toBe("unknownUser");
+    expect(resolve(policy({ aliases }), "l95@example.test")).toEqual(["local:alice@example.test"]);
+  });
+
+  test("targets that are unknown local users are dropped; none left → unknownUser", () => {
+    const p = policy({ aliases: { "t@example.test": ["ghost@example.test", "alice@example.test"], "g@example.test": ["ghost@example.test"] } });
+    expect(resolve(p, "t@example.test")).toEqual(["local:alice@example.test"]);
+    expect(resolve(p, "g@example.test")).toBe("unknownUser");
+  });
+});
+
+describe("relay permission", () => {
+  test("a remote recipient without AUTH and outside relay.networks → relayDenied", () => {
+    expect(resolve(policy(), "x@remote.test")).toBe("relayDenied");
+    expect(policy().mayRelay(ANON)).toBe(false);
+  });
+
+  test("an authenticated user may relay anywhere", () => {
+    const ctx = { clientAddress: "203.0.113.5", authUser: "alice@example.test" };
+    expect(resolve(policy(), "x@Remote.Test", ctx)).toEqual(["remote:x@Remote.Test"]);
+    const d = policy().recipient("x", "Remote.Test", ctx);
+    expect(d.kind === "accept" && d.targets[0]!.route).toEqual({ kind: "remote", domain: "remote.test" });
+  });
+
+  test("relay.networks: IPv4 CIDR, IPv6 CIDR and IPv4-mapped client addresses", () => {
+    const p = policy({ relayNetworks: ["127.0.0.0/8", "2001:db8::/32", "192.0.2.1"] });
+    const may = (ip: string): boolean => p.mayRelay({ clientAddress: ip, authUser: undefined });
+    expect(may("127.0.0.1")).toBe(true);
+    expect(may("::ffff:127.0.0.1")).toBe(true);
+    expect(may("2001:db8:1::5")).toBe(true);
+    expect(may("192.0.2.1")).toBe(true);
+    expect(may("192.0.2.2")).toBe(false);
+    expect(may("::1")).toBe(false);
+    expect(may("2001:db9::1")).toBe(false);
+    expect(may("")).toBe(false);
+    expect(resolve(p, "x@remote.test", { clientAddress: "::ffff:127.0.0.1", authUser: undefined })).toEqual([
+      "remote:x@remote.test",
+    ]);
+  });
+
+  test("an unparsable relay.networks entry grants nothing", () => {
+    const p = policy({ relayNetworks: ["not-a-network"] });
+    expect(p.mayRelay({ clientAddress: "127.0.0.1", authUser: undefined })).toBe(false);
+  });
+});
+
+describe("senderAllowed", () => {
+  const p = policy({
+    aliases: {
+      "postmaster@example.test": ["alice@example.test"],
+      "team@example.test": ["alice@example.test", "Bob@Example.Test"],
+      "sales@example.test": ["team@example.test"],
+    },
+  });
+
+  test("the user's own address, with the domain in any case", () => {
+    expect(p.senderAllowed("alice@example.test", "alice@example.test")).toBe(true);
+    expect(p.senderAllowed("alice@example.test", "alice@EXAMPLE.test")).toBe(true);
+    expect(p.senderAllowed("Bob@Example.Test", "Bob@example.test")).toBe(true);
+  });
+
+  test("another user's address, the null sender and a foreign domain are refused", () => {
+    expect(p.senderAllowed("alice@example.test", "bob@example.test")).toBe(false);
+    expect(p.senderAllowed("alice@example.test", "")).toBe(false);
+    expect(p.senderAllowed("alice@example.test", "alice@remote.test")).toBe(false);
+  });
+
+  test("an alias whose targets include the user is allowed, in any case; one that does not is refused", () => {
+    expect(p.senderAllowed("alice@example.test", "postmaster@example.test")).toBe(true);
+    expect(p.senderAllowed("alice@example.test", "Postmaster@Example.Test")).toBe(true);
+    expect(p.senderAllowed("Bob@Example.Test", "team@example.test")).toBe(true);
+    expect(p.senderAllowed("Bob@Example.Test", "postmaster@example.test")).toBe(false);
+  });
+
+  test("only direct alias targets count (sales → team → alice does not make sales alice's)", () => {
+    expect(p.senderAllowed("alice@example.test", "sales@example.test")).toBe(false);
+  });
+});
