@@ -16,13 +16,27 @@ export interface LogSink {
   write(line: string): void;
 }
 
+/**
+ * Values come partly from clients (HELO names, addresses), so in text lines anything that could forge a field, a
+ * line or a terminal escape (space, quote, =, backslash, control characters) is quoted and escaped.
+ */
+const NEEDS_QUOTES = /[\s"=\\\x00-\x1f\x7f]/;
+
 function textValue(v: unknown): string {
-  if (typeof v === "string") return /[\s"=]/.test(v) || v === "" ? JSON.stringify(v) : v;
+  if (typeof v === "string") return v === "" || NEEDS_QUOTES.test(v) ? JSON.stringify(v).replace(/\x7f/g, "\\u007f") : v;
   return JSON.stringify(v);
 }
 
+/** A field named like a line's own keys must not overwrite them. */
+function withoutReserved(fields: Record<string, unknown>): Record<string, unknown> {
+  if (!("ts" in fields || "level" in fields || "event" in fields)) return fields;
+  const { ts: _t, level: _l, event: _e, ...rest } = fields;
+  return rest;
+}
+
 export function createLogger(format: LogFormat, sink: LogSink = { write: (l) => process.stderr.write(l) }): Logger {
-  const emit = (level: LogLevel, event: string, fields: Record<string, unknown> = {}): void => {
+  const emit = (level: LogLevel, event: string, given: Record<string, unknown> = {}): void => {
+    const fields = withoutReserved(given);
     const ts = new Date().toISOString();
     if (format === "json") {
       sink.write(JSON.stringify({ ts, level, event, ...fields }) + "\n");

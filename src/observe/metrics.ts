@@ -13,6 +13,18 @@ function escapeLabel(v: string): string {
 const labelCache = new Map<string, string>();
 const LABEL_CACHE_MAX = 10_000;
 
+/** Sample values and `le` bounds as the text format spells them: Go float syntax, `+Inf`, `-Inf`, `NaN`. */
+export function formatValue(v: number): string {
+  if (v === Infinity) return "+Inf";
+  if (v === -Infinity) return "-Inf";
+  return String(v); // NaN prints as "NaN"; finite numbers print in a syntax Go's ParseFloat reads
+}
+
+/** HELP docstrings escape only backslash and line feed (text format 0.0.4). */
+function escapeHelp(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
+}
+
 function labelText(labels: Labels): string {
   let raw = "";
   for (const k in labels) raw += k + "\x00" + labels[k] + "\x01";
@@ -30,6 +42,13 @@ interface Family {
   help: string;
   type: "counter" | "gauge" | "histogram";
   render(): string[];
+}
+
+/** One labelled series of a Counter, bound once so that hot paths update it without building the label text. */
+export interface Series {
+  inc(by?: number): void;
+  set(value: number): void;
+  get(): number;
 }
 
 export class Counter implements Family {
@@ -52,8 +71,19 @@ export class Counter implements Family {
   get(labels: Labels = {}): number {
     return this.values.get(labelText(labels)) ?? 0;
   }
+  /** The series for `labels`; it appears in the exposition (at 0) from now on. */
+  bind(labels: Labels = {}): Series {
+    const k = labelText(labels);
+    const values = this.values;
+    if (!values.has(k)) values.set(k, 0);
+    return {
+      inc: (by = 1) => void values.set(k, values.get(k)! + by),
+      set: (v) => void values.set(k, v),
+      get: () => values.get(k)!,
+    };
+  }
   render(): string[] {
-    return [...this.values].map(([k, v]) => `${this.name}${k} ${v}`);
+    return [...this.values].map(([k, v]) => `${this.name}${k} ${formatValue(v)}`);
   }
 }
 
@@ -66,7 +96,7 @@ export class GaugeFn implements Family {
     private readonly read: () => number,
   ) {}
   render(): string[] {
-    return [`${this.name} ${this.read()}`];
+    return [`${this.name} ${formatValue(this.read())}`];
   }
 }
 
@@ -80,6 +110,12 @@ export class Histogram implements Family {
     readonly help: string,
     private readonly buckets: number[],
   ) {
+    // The exposition needs strictly increasing finite upper bounds; +Inf is implicit.
+    for (let i = 0; i < buckets.length; i++) {
+      if (!Number.isFinite(buckets[i]!) || (i > 0 && !(buckets[i]! > buckets[i - 1]!))) {
+        throw new Error(`histogram ${name}: buckets must be finite and strictly increasing`);
+      }
+    }
     this.counts = buckets.map(() => 0);
   }
   observe(v: number): void {
@@ -88,8 +124,8 @@ export class Histogram implements Family {
     for (let i = 0; i < this.buckets.length; i++) if (v <= this.buckets[i]!) this.counts[i]!++;
   }
   render(): string[] {
-    const lines = this.buckets.map((b, i) => `${this.name}_bucket{le="${b}"} ${this.counts[i]}`);
-    lines.push(`${this.name}_bucket{le="+Inf"} ${this.count}`, `${this.name}_sum ${this.sum}`, `${this.name}_count ${this.count}`);
+    const lines = this.buckets.map((b, i) => `${this.name}_bucket{le="${formatValue(b)}"} ${this.counts[i]}`);
+    lines.push(`${this.name}_bucket{le="+Inf"} ${this.count}`, `${this.name}_sum ${formatValue(this.sum)}`, `${this.name}_count ${this.count}`);
     return lines;
   }
 }
@@ -97,13 +133,15 @@ export class Histogram implements Family {
 export class Registry {
   private readonly families: Family[] = [];
   add<T extends Family>(f: T): T {
+    // A family declared twice would make the exposition invalid (one TYPE line per name).
+    if (this.families.some((g) => g.name === f.name)) throw new Error(`metric family ${f.name} registered twice`);
     this.families.push(f);
     return f;
   }
   render(): string {
     const out: string[] = [];
     for (const f of this.families) {
-      out.push(`# HELP ${f.name} ${f.help}`, `# TYPE ${f.name} ${f.type}`, ...f.render());
+      out.push(`# HELP ${f.name} ${escapeHelp(f.help)}`, `# TYPE ${f.name} ${f.type}`, ...f.render());
     }
     return out.join("\n") + "\n";
   }

@@ -50,4 +50,5 @@ export interface SessionMetrics {
   accepted(listener: string, bytes: number): void;
   rejected(code: string): void;
   auth(listener: string, ok: boolean): void;
+  tlsHandshake(listener: string, ok: boolean): void;
 }

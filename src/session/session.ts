@@ -169,6 +169,11 @@ export class Session {
 
   /** Send the greeting (RFC 5321 §4.2). */
   start(): void {
+    this.deps.log.info("connection.open", {
+      client: this.conn.remoteAddress,
+      listener: this.settings.listener,
+      tls: this.tlsText(),
+    });
     this.reply(`220 ${this.settings.hostname} ESMTP ringmta`);
     this.flush();
   }
@@ -209,6 +214,12 @@ export class Session {
 
   onClose(): void {
     if (this.phase !== "closed") this.phase = "closed";
+    this.deps.log.info("connection.close", {
+      client: this.conn.remoteAddress,
+      listener: this.settings.listener,
+      tls: this.tlsText(),
+      auth: this.authUser,
+    });
     this.abortMessage();
     this.deps.onGone(this);
   }
@@ -509,24 +520,15 @@ export class Session {
       return this.endOfMessage();
     }
     this.phase = "command";
-    if (this.tooBig) {
-      // RFC 3030 §4.2: after a failed chunk the transaction is over; later BDATs get 503.
-      this.resetTransaction();
-      return this.reject(Reply.tooBig);
-    }
+    // RFC 3030 §4.2: after a failed chunk the transaction is over; later BDATs get 503.
+    if (this.tooBig) return this.refuseMessage(Reply.tooBig);
     this.reply(`250 2.0.0 ${this.bodySize} octets received`);
   }
 
   private endOfMessage(): void {
     this.phase = "command";
-    if (this.tooBig) {
-      this.resetTransaction();
-      return this.reject(Reply.tooBig);
-    }
-    if (this.hops.count > this.settings.maxHops) {
-      this.resetTransaction();
-      return this.reject(Reply.loop);
-    }
+    if (this.tooBig) return this.refuseMessage(Reply.tooBig);
+    if (this.hops.count > this.settings.maxHops) return this.refuseMessage(Reply.loop);
     const sink = this.sink!;
     const envelope = this.envelope();
     const size = this.bodySize;
@@ -537,6 +539,7 @@ export class Session {
         this.deps.metrics.accepted(this.settings.listener, size);
         this.deps.log.info("smtp.accepted", {
           id: sink.id,
+          reply: okQueued(sink.id),
           listener: this.settings.listener,
           client: this.conn.remoteAddress,
           from: envelope.sender,
@@ -548,12 +551,26 @@ export class Session {
         this.leaveBusy(okQueued(sink.id));
       },
       (err: unknown) => {
-        this.deps.log.error("spool.commit_failed", { id: sink.id, error: String(err) });
+        this.deps.log.error("spool.commit_failed", { id: sink.id, error: String(err), reply: Reply.localError });
         this.resetTransaction();
         this.deps.metrics.rejected("451");
         this.leaveBusy(Reply.localError);
       },
     );
+  }
+
+  /** A transaction refused at its end: one log line, nothing stored. */
+  private refuseMessage(reply: string): void {
+    this.deps.log.info("smtp.rejected", {
+      client: this.conn.remoteAddress,
+      listener: this.settings.listener,
+      from: this.sender,
+      to: this.recipients.map((r) => r.address),
+      size: this.bodySize,
+      reply,
+    });
+    this.resetTransaction();
+    this.reject(reply);
   }
 
   private envelope(): Envelope {
@@ -596,6 +613,7 @@ export class Session {
     this.phase = "busy";
     this.conn.startTls().then(
       (info) => {
+        this.deps.metrics.tlsHandshake(this.settings.listener, true);
         this.tlsPending = false;
         this.tlsInfo = info;
         // RFC 3207 §4.2: forget everything learned before TLS.
@@ -606,6 +624,7 @@ export class Session {
         this.leaveBusy(null);
       },
       (err: unknown) => {
+        this.deps.metrics.tlsHandshake(this.settings.listener, false);
         this.deps.log.warn("tls.handshake_failed", { client: this.conn.remoteAddress, error: String(err) });
         this.phase = "closed";
         this.conn.end();
