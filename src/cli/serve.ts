@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { startServer } from "../app/index.ts";
 import { resolveConfig } from "../config/index.ts";
 import { createLogger, type LogFormat } from "../observe/index.ts";
+import { runtimeLimitations, runtimeName } from "../runtime/index.ts";
 import type { Transport } from "../transport/types.ts";
 import { flag, parseArgs, UsageError } from "./args.ts";
 import { loadConfigOrReport } from "./load.ts";
@@ -18,6 +19,8 @@ export async function serveCommand(argv: string[], transport: () => Transport): 
   const fmt = flag(a, "log-format") ?? (process.stderr.isTTY ? "text" : "json");
   if (fmt !== "json" && fmt !== "text") throw new UsageError(`--log-format must be "json" or "text".`);
   const log = createLogger(fmt as LogFormat);
+  // Said at every start, so that an operator on Deno knows what differs from Bun (README "Running on Deno").
+  for (const note of runtimeLimitations()) log.warn("runtime.limitation", { runtime: runtimeName(), note });
   const config = loadConfigOrReport(a);
   if (!config) return 2;
   const explicit = flag(a, "config");

@@ -1,8 +1,9 @@
 /**
  * The one small runtime port: what differs between Bun and Deno besides sockets (ARCHITECTURE.md).
- * Password hashing uses Bun.password (argon2id by default, bcrypt accepted), which runs on a thread pool so a
- * verify (~120 ms) never stalls the event loop.
+ * Password hashing: Bun.password on Bun (argon2id by default, bcrypt accepted; it runs on Bun's thread pool so a
+ * verify (~120 ms) never stalls the event loop); elsewhere the same formats through hash-wasm on worker threads.
  */
+import { WasmPasswordHasher } from "./wasm-hasher.ts";
 
 declare const Bun: any;
 declare const Deno: any;
@@ -20,10 +21,12 @@ export interface PasswordHasher {
   verify(password: string, hash: string): Promise<boolean>;
 }
 
+export { WasmPasswordHasher } from "./wasm-hasher.ts";
+
+let wasm: WasmPasswordHasher | null = null;
+
 export function passwordHasher(): PasswordHasher {
-  if (typeof Bun === "undefined") {
-    throw new Error(`password hashing needs Bun (Bun.password); this runtime is ${runtimeName()}`);
-  }
+  if (typeof Bun === "undefined") return (wasm ??= new WasmPasswordHasher());
   return {
     hash: (password) => Bun.password.hash(password),
     verify: async (password, hash) => {
@@ -34,4 +37,19 @@ export function passwordHasher(): PasswordHasher {
       }
     },
   };
+}
+
+/**
+ * What this runtime does differently from Bun, one plain sentence each, for the server to log at start and the
+ * README to list. Empty on Bun.
+ */
+export function runtimeLimitations(): string[] {
+  if (runtimeName() === "bun") return [];
+  return [
+    "password checks run in WebAssembly (hash-wasm) on two worker threads: an argon2id verify costs about 200 ms " +
+      "of CPU instead of Bun's native 120 ms, so AUTH throughput is lower",
+    "V8 frees socket buffers late: a 100 MB message can grow the process's memory by about 100 MB " +
+      "(on Bun: under 64 MB)",
+    "[server] user: the supplementary groups of that user cannot be set (this runtime has no process.initgroups)",
+  ];
 }

@@ -66,7 +66,17 @@ export interface Listener {
 }
 
 export interface Transport {
-  listen(spec: ListenerSpec, tls: () => TlsOptions | null, factory: SessionFactory): Listener;
+  /**
+   * Bind and start accepting. Bun binds synchronously (and throws); node:net, which the Deno adapter uses, binds
+   * asynchronously and reports the bound port and any bind error (EADDRINUSE) only later, hence the promise.
+   */
+  listen(spec: ListenerSpec, tls: () => TlsOptions | null, factory: SessionFactory): Listener | Promise<Listener>;
+  /**
+   * True when every TLS handshake (implicit or STARTTLS) takes its certificate from tls() at that moment, so a
+   * certificate reload needs no new listener (Deno). Absent/false: implicit-TLS listeners keep the certificate
+   * they were created with and are replaced on reload (Bun).
+   */
+  readonly tlsPerConnection?: boolean;
 }
 
 // ---- outbound (the SMTP client of delivery/remote) --------------------------------------------------------
