@@ -8,11 +8,18 @@ import { join } from "node:path";
 import { Authenticator, loadUsers, type AuthLimits } from "../auth/index.ts";
 import { ensureCertificate } from "../certs/index.ts";
 import { splitHostPort, type Config, type ConfigResult, type ListenerConfig } from "../config/index.ts";
-import { DeliveryPool, type DeliveryResult } from "../delivery/index.ts";
+import {
+  DeliveryPool,
+  RFC5321_TIMEOUTS,
+  type DeliveryResult,
+  type DsnAction,
+  type EnvelopeRecipient,
+  type RemoteSettings,
+} from "../delivery/index.ts";
 import { Registry, Counter, GaugeFn, Histogram, serveObserve, type Logger } from "../observe/index.ts";
 import { Policy } from "../policy/index.ts";
-import { recover, Spool } from "../queue/index.ts";
-import { passwordHasher } from "../runtime/index.ts";
+import { deleteItem, dsnChunks, isFinal, openStored, recover, Spool, type DsnRecipient } from "../queue/index.ts";
+import { passwordHasher, runtimeName } from "../runtime/index.ts";
 import { Session, type SessionMetrics, type SessionSettings } from "../session/index.ts";
 import type { Conn, ConnHandler, Listener, ListenerSpec, TlsOptions, Transport } from "../transport/types.ts";
 import { queueStats } from "./queue-stats.ts";
@@ -63,6 +70,26 @@ function authLimits(c: Config): AuthLimits {
   };
 }
 
+/** What the remote courier needs from the config (plain data: it is posted to the delivery workers). */
+function remoteSettings(c: Config): RemoteSettings {
+  return {
+    hostname: c.hostname,
+    routes: c.relay.routes,
+    smarthost: c.relay.smarthost,
+    smarthostTls: c.relay.smarthostTls,
+    smarthostUser: c.relay.smarthostUser,
+    smarthostPassword: c.relay.smarthostPassword,
+    smarthostCa: c.relay.smarthostCa === "" ? "" : readFileSync(c.relay.smarthostCa, "utf8"),
+    mxPort: c.relay.mxPort,
+    dnsServers: c.dns.servers,
+    // RFC 5321 §4.5.3.2 values; there is no config key for them (tests of the client shorten them directly).
+    timeouts: RFC5321_TIMEOUTS,
+  };
+}
+
+/** RFC 3461 §4.1: no NOTIFY = FAILURE,DELAY. */
+const notifyOf = (r: EnvelopeRecipient): string[] => r.notify ?? ["FAILURE", "DELAY"];
+
 function readTls(c: Config): TlsOptions {
   return { cert: readFileSync(c.tls.cert, "utf8"), key: readFileSync(c.tls.key, "utf8") };
 }
@@ -109,12 +136,17 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   const mBytes = registry.add(new Counter("ringmta_received_bytes_total", "Message bytes accepted, by listener."));
   const mRejected = registry.add(new Counter("ringmta_messages_rejected_total", "Rejecting replies, by code."));
   const mAuth = registry.add(new Counter("ringmta_auth_total", "AUTH attempts, by listener and result."));
+  const mTls = registry.add(new Counter("ringmta_tls_handshakes_total", "TLS handshakes (STARTTLS and implicit), by listener and result."));
   const mDeliveries = registry.add(new Counter("ringmta_deliveries_total", "Delivery attempts, by courier and outcome."));
   const mDeliveryLatency = registry.add(
     new Histogram("ringmta_delivery_seconds", "From acceptance to delivery.", [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 60, 600, 3600]),
   );
+  const mFsync = registry.add(
+    new Histogram("ringmta_spool_commit_seconds", "Spool group-commit rounds (write, fsync, rename, directory fsync).", [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1]),
+  );
   const stats = queueStats();
   registry.add(new GaugeFn("ringmta_queue_messages", "Messages in the spool.", () => stats.count));
+  registry.add(new GaugeFn("ringmta_ring_depth", "Message ids waiting in the ring for a delivery worker.", () => pool.depth));
   registry.add(new GaugeFn("ringmta_queue_oldest_seconds", "Age of the oldest message in the spool.", () => stats.oldestSeconds()));
 
   const sessionMetrics: SessionMetrics = {
@@ -124,20 +156,105 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     },
     rejected: (code) => mRejected.inc({ code }),
     auth: (listener, ok) => mAuth.inc({ listener, result: ok ? "success" : "failure" }),
+    tlsHandshake: (listener, ok) => mTls.inc({ listener, result: ok ? "success" : "failure" }),
   };
 
   // Delivery.
+  let spool: Spool | null = null;
+  /**
+   * Inject the DSN for `notices` of item `id` (null: a finished item found at start, whose state says what to
+   * report) through the spool: envelope sender <>, to the original sender, routed like any recipient (a local
+   * sender's DSN lands in its Maildir, a remote one is relayed). Never to <>.
+   */
+  const sendDsn = async (id: string, notices: Array<{ index: number; action: DsnAction }> | null): Promise<void> => {
+    const item = openStored(queueDir, id);
+    if (item === null || spool === null) return;
+    const env = item.envelope;
+    if (env.sender === "") return;
+    const list =
+      notices ??
+      env.recipients.flatMap((r, index): Array<{ index: number; action: DsnAction }> => {
+        const st = item.state[index];
+        const n = notifyOf(r);
+        if (n.includes("NEVER") || !isFinal(st)) return [];
+        if (st.status === "failed") return n.includes("FAILURE") ? [{ index, action: "failed" }] : [];
+        if (!n.includes("SUCCESS") || (st.remoteMta !== undefined && !st.relayed)) return [];
+        return [{ index, action: st.relayed ? "relayed" : "delivered" }];
+      });
+    if (list.length === 0) return;
+    const now = Date.now();
+    const recipients: DsnRecipient[] = list.map(({ index, action }) => {
+      const r = env.recipients[index];
+      const st = item.state[index];
+      return {
+        address: r.address,
+        ...(r.orcpt !== undefined ? { orcpt: r.orcpt } : {}),
+        action,
+        reply: st.lastReply,
+        ...(st.remoteMta !== undefined ? { remoteMta: st.remoteMta } : {}),
+        lastAttempt: now,
+        ...(action === "delayed" ? { willRetryUntil: env.arrival + config.queue.maxAgeMs } : {}),
+      };
+    });
+    const at = env.sender.lastIndexOf("@");
+    const decision = policy.recipient(at < 0 ? env.sender : env.sender.slice(0, at), at < 0 ? "" : env.sender.slice(at + 1), {
+      clientAddress: "127.0.0.1",
+      authUser: `MAILER-DAEMON@${config.hostname}`, // our own notice may go anywhere (relay permission)
+    });
+    if (decision.kind !== "accept") {
+      log.warn("dsn.undeliverable", { id, sender: env.sender, reason: decision.kind });
+      return;
+    }
+    const sink = spool.begin();
+    try {
+      for (const c of dsnChunks({ hostname: config.hostname, dsnId: sink.id, envelope: env, recipients, chunks: () => item.message.chunks(), now })) {
+        sink.write(c);
+      }
+      await sink.commit({
+        sender: "",
+        recipients: decision.targets.map((t) => ({ rcpt: env.sender, address: t.address, route: t.route })),
+        body: "8BITMIME",
+        smtputf8: /[^\x00-\x7f]/.test(env.sender),
+        client: { address: "127.0.0.1", helo: config.hostname, listener: "dsn" },
+        arrival: 0,
+      });
+    } catch (err) {
+      sink.abort();
+      throw err;
+    }
+    log.info("dsn.queued", { id: sink.id, about: id, to: env.sender, actions: list.map((n) => n.action) });
+  };
+
   const pool = new DeliveryPool({
+    // One entry per runtime: a worker must import its Dialer statically (see delivery-worker.ts), and the Bun
+    // adapter loads bun:ffi, which Deno cannot.
+    workerUrl:
+      runtimeName() === "bun"
+        ? new URL("./delivery-worker.ts", import.meta.url)
+        : new URL("./delivery-worker-deno.ts", import.meta.url),
     workers: config.delivery.workers,
     queueDir,
     mailDir,
     hostname: config.hostname,
     retryIntervalsMs: config.queue.retryIntervalsMs,
+    maxAgeMs: config.queue.maxAgeMs,
+    delayWarningMs: config.queue.delayWarningMs,
+    remote: remoteSettings(config),
     log,
+    onFinished: (r: DeliveryResult) => sendDsn(r.id, r.notices),
     onResult: (r: DeliveryResult) => {
       for (const o of r.outcomes) {
-        mDeliveries.inc({ courier: "local", outcome: o.outcome.kind });
-        log.info("delivery.attempt", { id: r.id, index: o.index, outcome: o.outcome.kind, reply: o.outcome.reply });
+        mDeliveries.inc({ courier: o.courier, outcome: o.outcome.kind });
+        log.info("delivery.attempt", {
+          id: r.id,
+          index: o.index,
+          recipient: o.address,
+          courier: o.courier,
+          outcome: o.outcome.kind,
+          remote: o.outcome.remoteMta,
+          reply: o.outcome.reply,
+          duration_ms: o.ms,
+        });
       }
       if (r.error) log.warn("delivery.error", { id: r.id, error: r.error });
       if (r.done) {
@@ -147,8 +264,9 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       }
     },
   });
-  const spool = new Spool({
+  spool = new Spool({
     dir: queueDir,
+    onRound: (ms) => mFsync.observe(ms / 1000),
     onCommitted: (id, envelope) => {
       stats.add(id, envelope.arrival);
       pool.enqueue(id);
@@ -156,9 +274,27 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   });
   const recovered = recover(queueDir, log);
   await pool.start();
+  const startedAt = Date.now();
   for (const item of recovered.items) {
     stats.add(item.id, item.envelope.arrival);
-    pool.enqueue(item.id, true);
+    // The retry schedule is in the state log: a deferred item waits for its next attempt, also across a restart.
+    let next = 0;
+    let now = false;
+    item.state.forEach((st) => {
+      if (st.status === "queued") now = true;
+      else if (st.status === "deferred") next = next === 0 ? st.nextAttempt : Math.min(next, st.nextAttempt);
+    });
+    if (now || next <= startedAt) pool.enqueue(item.id, true);
+    else pool.schedule(item.id, next);
+  }
+  // Finished with failures but not yet bounced when the last run stopped: bounce now, then remove.
+  for (const item of recovered.finished) {
+    try {
+      await sendDsn(item.id, null);
+      deleteItem(queueDir, item.id);
+    } catch (err) {
+      log.error("dsn.failed", { id: item.id, error: String(err) });
+    }
   }
   if (recovered.items.length || recovered.removed.length || recovered.corrupt.length) {
     log.info("queue.recovered", {
@@ -190,6 +326,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     total++;
     perIp.set(ip, (perIp.get(ip) ?? 0) + 1);
     mConnTotal.inc({ listener: spec.name });
+    if (spec.implicitTls) mTls.inc({ listener: spec.name, result: "success" });
     mConnOpen.inc({ listener: spec.name });
     const session = new Session(conn, sessionSettings(config, lc), {
       spool,
@@ -222,7 +359,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   });
   try {
     for (const lc of config.listeners) {
-      const l = opts.transport.listen(specOf(lc), tlsSource, factory);
+      const l = await opts.transport.listen(specOf(lc), tlsSource, factory);
       listeners.push(l);
       log.info("listener.up", { name: lc.name, host: lc.host, port: l.port, tls: lc.tls, auth: lc.auth });
     }
@@ -237,11 +374,11 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
    * listener is replaced: the new one binds the same port (SO_REUSEPORT) before the old one stops accepting.
    * Open connections of the old listener stay up. STARTTLS reads the current certificate at each upgrade.
    */
-  const rebindImplicit = (): void => {
+  const rebindImplicit = async (): Promise<void> => {
     for (let i = 0; i < listeners.length; i++) {
       const old = listeners[i]!;
       if (!old.spec.implicitTls) continue;
-      const fresh = opts.transport.listen({ ...old.spec, port: old.port }, tlsSource, factory);
+      const fresh = await opts.transport.listen({ ...old.spec, port: old.port }, tlsSource, factory);
       old.stop();
       listeners[i] = fresh;
       log.info("listener.rebound", { name: old.spec.name, port: fresh.port, reason: "certificate reloaded" });
@@ -295,7 +432,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         tls = nextTls;
         // Listener addresses stay as bound; their tls/auth settings and limits apply to new connections.
         config = { ...next, listeners: config.listeners.map((l) => next.listeners.find((n) => n.name === l.name) ?? l) };
-        if (certChanged) rebindImplicit();
+        if (certChanged && !opts.transport.tlsPerConnection) await rebindImplicit();
         log.info("config.reloaded", { users: u.users.size, domains: next.local.domains });
         return true;
       } catch (e) {
@@ -314,6 +451,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       for (const s of [...sessions]) s.shutdown(true);
       clearInterval(sweeper);
       metricsServer?.close();
+      await spool?.close();
       await pool.stop();
       log.info("server.stopped", {});
     },

@@ -7,6 +7,8 @@ import { openStored, recover, Spool } from "../queue/index.ts";
 import { DeliveryPool, MaildirCourier } from "./index.ts";
 import type { DeliveryResult } from "./index.ts";
 
+// The worker entry of the server (it runs runDeliveryWorker with the Bun dialer).
+const WORKER_URL = new URL("../app/delivery-worker.ts", import.meta.url);
 const temp = () => mkdtempSync(join(tmpdir(), "ringmta-pool-"));
 
 function envelope(rcpts: string[]): Envelope {
@@ -46,6 +48,7 @@ describe("DeliveryPool", () => {
     let done = 0;
     const failures: DeliveryResult[] = [];
     const pool = new DeliveryPool({
+      workerUrl: WORKER_URL,
       workers: 2,
       queueDir,
       mailDir,
@@ -116,6 +119,7 @@ describe("DeliveryPool", () => {
     expect(r.items.length).toBe(20);
     let results = 0;
     const pool = new DeliveryPool({
+      workerUrl: WORKER_URL,
       workers: 2,
       queueDir,
       mailDir,
@@ -143,6 +147,7 @@ describe("DeliveryPool", () => {
     writeFileSync(join(box, "new"), "not a directory"); // the mailbox is broken for now
     const results: DeliveryResult[] = [];
     const pool = new DeliveryPool({
+      workerUrl: WORKER_URL,
       workers: 1,
       queueDir,
       mailDir,
@@ -175,12 +180,13 @@ describe("DeliveryPool", () => {
 });
 
 describe("DeliveryPool.wants", () => {
-  test("true only when a pending recipient has a courier", () => {
+  test("true only when a pending recipient has a courier (local and remote both have one)", () => {
     const local = envelope(["bob@example.test"]);
     const remote: Envelope = { ...local, recipients: [{ rcpt: "x@far.test", address: "x@far.test", route: { kind: "remote", domain: "far.test" } }] };
     expect(DeliveryPool.wants(local)).toBe(true);
     expect(DeliveryPool.wants(local, [{ status: "delivered" }])).toBe(false);
     expect(DeliveryPool.wants(local, [{ status: "deferred" }])).toBe(true);
-    expect(DeliveryPool.wants(remote)).toBe(false);
+    expect(DeliveryPool.wants(remote)).toBe(true);
+    expect(DeliveryPool.wants(remote, [{ status: "failed" }])).toBe(false);
   });
 });

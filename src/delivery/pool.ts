@@ -6,6 +6,8 @@
  */
 import { createRing, Ring } from "../ring/index.ts";
 import { deleteItem } from "../queue/index.ts";
+import { RFC5321_TIMEOUTS } from "./remote/index.ts";
+import type { RemoteSettings } from "./remote/index.ts";
 import { COURIER_KINDS, FLAG_RECHECK } from "./worker-protocol.ts";
 import type { Envelope } from "./types.ts";
 import type { DeliveryResult, PoolToWorker, WorkerInit, WorkerToPool } from "./worker-protocol.ts";
@@ -19,18 +21,27 @@ export interface PoolLog {
 }
 
 export interface DeliveryPoolOptions {
+  /** The worker entry module (app/delivery-worker.ts: it picks the runtime's Dialer and runs the worker). */
+  workerUrl: URL | string;
   workers: number;
   queueDir: string;
   mailDir: string;
   hostname: string;
   retryIntervalsMs: number[];
+  /** queue.max_age; default 5 days. */
+  maxAgeMs?: number;
+  /** queue.delay_warning; 0 = never (the default here). */
+  delayWarningMs?: number;
+  /** Routing and client settings of the remote courier; default: MX delivery on port 25, RFC timeouts. */
+  remote?: RemoteSettings;
   /** Power of 2; default 4096. */
   ringCapacity?: number;
   /** Every result as it arrives (metrics, logs). */
   onResult?(r: DeliveryResult): void;
   /**
-   * A finished item with failed recipients (RFC 3464 bounce time). The pool deletes the item once this resolves;
-   * when absent, it deletes it at once.
+   * A result with DSN notices (r.notices: failures, delay warnings, successes asked for) or a finished item kept
+   * for its bounce (r.kept). The item is still in the spool while this runs; the pool deletes a kept item once
+   * this resolves (when absent, at once).
    */
   onFinished?(r: DeliveryResult): Promise<void> | void;
   log?: PoolLog;
@@ -47,7 +58,7 @@ interface Handle {
 
 const RESTART_DELAY_MS = 200;
 const STOP_TIMEOUT_MS = 8000;
-const WORKER_URL = () => new URL("./worker.ts", import.meta.url).href;
+const FIVE_DAYS = 5 * 86_400_000;
 
 export class DeliveryPool {
   private readonly opts: DeliveryPoolOptions;
@@ -234,7 +245,8 @@ export class DeliveryPool {
 
   private spawn(slot: number): Promise<void> {
     return new Promise<void>((resolveReady) => {
-      const worker = new Worker(WORKER_URL(), { type: "module" });
+      const url = this.opts.workerUrl;
+      const worker = new Worker(typeof url === "string" ? url : url.href, { type: "module" });
       const h: Handle = { worker, slot, alive: true, claimed: new Set(), ready: resolveReady, stopped: () => {} };
       this.handles[slot] = h;
       worker.onmessage = (e: MessageEvent) => this.onMessage(h, e.data as WorkerToPool);
@@ -251,6 +263,20 @@ export class DeliveryPool {
         mailDir: this.opts.mailDir,
         hostname: this.opts.hostname,
         retryIntervalsMs: this.opts.retryIntervalsMs,
+        maxAgeMs: this.opts.maxAgeMs ?? FIVE_DAYS,
+        delayWarningMs: this.opts.delayWarningMs ?? 0,
+        remote: this.opts.remote ?? {
+          hostname: this.opts.hostname,
+          routes: {},
+          smarthost: "",
+          smarthostTls: "starttls",
+          smarthostUser: "",
+          smarthostPassword: "",
+          smarthostCa: "",
+          mxPort: 25,
+          dnsServers: [],
+          timeouts: RFC5321_TIMEOUTS,
+        },
       };
       worker.postMessage(init satisfies PoolToWorker);
     });
@@ -288,16 +314,17 @@ export class DeliveryPool {
       return;
     }
     if (r.done) {
-      if (r.outcomes.some((o) => o.outcome.kind === "failed")) void this.finish(r);
+      if (r.kept) void this.finish(r, true);
       return;
     }
+    if (r.notices.length > 0) void this.finish(r, false);
     if (r.nextAttempt > 0) this.schedule(r.id, r.nextAttempt);
   }
 
-  private async finish(r: DeliveryResult): Promise<void> {
+  private async finish(r: DeliveryResult, remove: boolean): Promise<void> {
     try {
       await this.opts.onFinished?.(r);
-      deleteItem(this.opts.queueDir, r.id);
+      if (remove) deleteItem(this.opts.queueDir, r.id);
     } catch (err) {
       this.opts.log?.error("delivery.finish_failed", { id: r.id, error: String(err) });
     }

@@ -45,11 +45,15 @@ export interface Envelope {
   arrival: number;
 }
 
-/** The result of one delivery attempt to one recipient. `reply` is the remote's or our own text, one line. */
+/**
+ * The result of one delivery attempt to one recipient. `reply` is the remote's or our own text, one line.
+ * `remoteMta`: the host that gave the reply (RFC 3464 Remote-MTA); `relayed`: delivered to a server that does not
+ * offer DSN, so a NOTIFY=SUCCESS sender gets a "relayed" DSN from us (RFC 3461 §5.2.2).
+ */
 export type Outcome =
-  | { kind: "delivered"; reply: string }
-  | { kind: "deferred"; reply: string } // temporary: retry later
-  | { kind: "failed"; reply: string }; // permanent: bounce
+  | { kind: "delivered"; reply: string; remoteMta?: string; relayed?: boolean }
+  | { kind: "deferred"; reply: string; remoteMta?: string } // temporary: retry later
+  | { kind: "failed"; reply: string; remoteMta?: string }; // permanent: bounce
 
 /** A message as a courier sees it: the envelope and a way to read the stored bytes. */
 export interface StoredMessage {

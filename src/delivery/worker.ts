@@ -1,15 +1,29 @@
 /**
- * The delivery worker (a Web Worker module, run by pool.ts). It pops queue ids from the shared ring in batches,
- * loads each item from the spool, hands the pending recipients to the courier for their route kind, records the
- * outcomes, and reports them to the pool. Up to MAX_IN_FLIGHT items are delivered concurrently so that their
- * fsyncs share group-commit rounds.
+ * The delivery worker as a library (run in a Web Worker whose entry module, app/delivery-worker.ts, picks the
+ * runtime's Dialer and calls runDeliveryWorker). It pops queue ids from the shared ring in batches, loads each item
+ * from the spool, hands the pending recipients to the courier for their route kind, records the outcomes, and
+ * reports them to the pool. Up to MAX_IN_FLIGHT items are delivered concurrently, so one slow remote destination
+ * does not stop the others, and local fsyncs share group-commit rounds.
  *
- * Couriers are chosen by route kind in one place (buildCouriers): a remote courier plugs in as
- * `couriers.set("remote", …)`. Recipients whose kind has no courier are left pending, untouched; the pool does
- * not send items whose pending recipients all lack a courier.
+ * Couriers are chosen by route kind in one place (buildCouriers).
  *
- * Hot path: when every recipient is delivered the item is simply removed; the state log is written only when
- * something is left to do (deferred) or to report (failed).
+ * Per recipient (issue 4, point 4): a deferred outcome is retried after queue.retry_intervals[attempts-1] (the
+ * last repeating), never later than arrival + queue.max_age; once max_age has passed, a deferred outcome becomes
+ * a failure (and a bounce). The schedule lives in the state log, so a restart keeps it.
+ *
+ * DSN duties (RFC 3461 §4.1: no NOTIFY means FAILURE,DELAY, the choice Postfix makes too): a failed recipient is
+ * reported unless NOTIFY=NEVER or the sender is <>; a delivered one when NOTIFY has SUCCESS (remote servers that
+ * offer DSN take that duty over, RFC 3461 §5.2.2); a deferred one once, when it has waited past
+ * queue.delay_warning and NOTIFY has DELAY. The item then stays in the spool until the pool's onFinished built the
+ * DSN from it.
+ *
+ * Crash safety of remote delivery: each destination's outcomes are appended to the state log and fsync'd as soon
+ * as its final reply is in, before anything else waits. The window for a duplicate is that moment: a crash after
+ * the remote's 250 and before that fsync completes (one group-commit round, typically well under 10 ms) makes
+ * the next start deliver the recipients again. Local Maildir delivery stays exactly once (deterministic names).
+ *
+ * Hot path: when every recipient is delivered and nothing is to be reported, the item is simply removed; the state
+ * log is written only when something is left to do or to report.
  */
 import { Ring } from "../ring/index.ts";
 import type { RingItem } from "../ring/index.ts";
@@ -22,21 +36,65 @@ import {
   retrySchedule,
   SyncBatcher,
 } from "../queue/index.ts";
-import type { StateRecord } from "../queue/index.ts";
+import type { RecipientState, StateRecord } from "../queue/index.ts";
+import type { Dialer } from "../transport/types.ts";
 import { MaildirCourier } from "./local/index.ts";
 import type { LocalMessage } from "./local/index.ts";
-import type { Courier, Outcome, Route } from "./types.ts";
+import { RemoteCourier } from "./remote/index.ts";
+import type { Courier, EnvelopeRecipient, Outcome, Route } from "./types.ts";
 import { COURIER_KINDS, FLAG_RECHECK, MAX_IN_FLIGHT } from "./worker-protocol.ts";
-import type { DeliveryResult, PoolToWorker, WorkerInit, WorkerToPool } from "./worker-protocol.ts";
+import type { DeliveryResult, DsnAction, PoolToWorker, WorkerInit, WorkerToPool } from "./worker-protocol.ts";
 
 export type CourierMap = Map<Route["kind"], Courier>;
 
-export function buildCouriers(init: WorkerInit, batcher: SyncBatcher): CourierMap {
+export interface WorkerDeps {
+  dialer: Dialer;
+}
+
+export function buildCouriers(init: WorkerInit, batcher: SyncBatcher, deps: WorkerDeps): CourierMap {
   const couriers: CourierMap = new Map();
   couriers.set("local", new MaildirCourier({ mailDir: init.mailDir, hostname: init.hostname, batcher }));
+  couriers.set("remote", new RemoteCourier(init.remote, deps.dialer));
   for (const kind of COURIER_KINDS) if (!couriers.has(kind)) throw new Error(`no courier for route kind ${kind}`);
   return couriers;
 }
+
+/** RFC 3461 §4.1: a recipient without NOTIFY is treated as NOTIFY=FAILURE,DELAY. */
+const DEFAULT_NOTIFY: NonNullable<EnvelopeRecipient["notify"]> = ["FAILURE", "DELAY"];
+
+/** Which DSN, if any, this outcome calls for. */
+function noticeFor(
+  init: WorkerInit,
+  sender: string,
+  arrival: number,
+  r: EnvelopeRecipient,
+  prev: RecipientState,
+  o: Outcome,
+  now: number,
+): DsnAction | null {
+  if (sender === "") return null; // never a DSN to <> (RFC 3461 §6.1, RFC 5321 §4.5.5)
+  const notify = r.notify ?? DEFAULT_NOTIFY;
+  if (notify.includes("NEVER")) return null;
+  if (o.kind === "failed") return notify.includes("FAILURE") ? "failed" : null;
+  if (o.kind === "delivered") {
+    if (!notify.includes("SUCCESS")) return null;
+    if (o.remoteMta === undefined) return "delivered";
+    return o.relayed ? "relayed" : null;
+  }
+  const waited = now - arrival;
+  if (init.delayWarningMs > 0 && !prev.warned && waited >= init.delayWarningMs && notify.includes("DELAY")) return "delayed";
+  return null;
+}
+
+interface Streaming {
+  deliverEach(
+    message: LocalMessage,
+    recipients: EnvelopeRecipient[],
+    report: (indices: number[], outcomes: Outcome[]) => Promise<void> | void,
+  ): Promise<void>;
+}
+
+const streams = (c: Courier): c is Courier & Streaming => typeof (c as Partial<Streaming>).deliverEach === "function";
 
 /** Deliver one item's pending recipients and record the outcome in the spool. Never throws. */
 export async function processItem(
@@ -52,9 +110,11 @@ export async function processItem(
   } catch (err) {
     // Left in place: recover() moves a corrupt item aside at the next start.
     const why = err instanceof CorruptItemError ? `corrupt item: ${err.message}` : String(err);
-    return { id, outcomes: [], done: false, nextAttempt: 0, error: why };
+    return { id, outcomes: [], done: false, nextAttempt: 0, notices: [], kept: false, error: why };
   }
-  if (item === null) return { id, outcomes: [], done: true, nextAttempt: 0, error: "item not in the spool" };
+  if (item === null) {
+    return { id, outcomes: [], done: true, nextAttempt: 0, notices: [], kept: false, error: "item not in the spool" };
+  }
   const { envelope, state } = item;
   const groups = new Map<Courier, number[]>();
   for (let i = 0; i < envelope.recipients.length; i++) {
@@ -67,40 +127,85 @@ export async function processItem(
   }
   const message: LocalMessage = { ...item.message, recheck: (flags & FLAG_RECHECK) !== 0 };
   const outcomes: DeliveryResult["outcomes"] = [];
+  const notices: DeliveryResult["notices"] = [];
+  let unrecorded: StateRecord[] = [];
+  let nextAttempt = 0;
+  const expiry = envelope.arrival + init.maxAgeMs;
+  // Each group's outcomes are made durable as they come (a remote 250 must not wait for another destination's
+  // transaction); the last group's are left to the end of processItem, which is that moment anyway and may just
+  // remove the item instead.
+  let pending = 0;
+  for (const g of groups.values()) pending += g.length;
+  let recordError: unknown = null;
+  const started = Date.now();
+
+  const apply = async (indices: number[], got: Outcome[]): Promise<void> => {
+    const now = Date.now();
+    const batch: StateRecord[] = [];
+    indices.forEach((index, k) => {
+      let o = got[k] ?? missingOutcome();
+      // queue.max_age (counted from the 250): a recipient still deferred now is given up and bounced.
+      if (o.kind === "deferred" && now >= expiry) o = { ...o, kind: "failed" };
+      const prev = state[index];
+      const attempts = prev.attempts + 1;
+      const at = o.kind === "deferred" ? Math.min(now + retrySchedule(init.retryIntervalsMs, attempts), expiry) : 0;
+      if (at > 0 && (nextAttempt === 0 || at < nextAttempt)) nextAttempt = at;
+      const action = noticeFor(init, envelope.sender, envelope.arrival, envelope.recipients[index], prev, o, now);
+      if (action !== null) notices.push({ index, action });
+      const rec: StateRecord = { index, status: o.kind, attempts, nextAttempt: at, lastReply: o.reply };
+      if (o.remoteMta !== undefined) rec.remoteMta = o.remoteMta;
+      if (prev.warned || action === "delayed") rec.warned = true;
+      if (o.kind === "delivered" && o.relayed) rec.relayed = true;
+      state[index] = { status: rec.status, attempts, nextAttempt: at, lastReply: rec.lastReply, ...(rec.remoteMta ? { remoteMta: rec.remoteMta } : {}), ...(rec.warned ? { warned: true } : {}), ...(rec.relayed ? { relayed: true } : {}) };
+      const r = envelope.recipients[index];
+      outcomes.push({ index, outcome: o, address: r.address, courier: r.route.kind, ms: now - started });
+      batch.push(rec);
+    });
+    pending -= batch.length;
+    if (pending <= 0) {
+      unrecorded.push(...batch);
+      return;
+    }
+    try {
+      await recordOutcomes(init.queueDir, id, batch, batcher);
+    } catch (err) {
+      recordError ??= err;
+    }
+  };
+
   await Promise.all(
     [...groups].map(async ([courier, indices]) => {
-      let got: Outcome[];
+      const rcpts = indices.map((i) => envelope.recipients[i]);
       try {
-        got = await courier.deliver(message, indices.map((i) => envelope.recipients[i]));
+        if (streams(courier)) {
+          await courier.deliverEach(message, rcpts, (ks, got) => apply(ks.map((k) => indices[k]), got));
+        } else {
+          await apply(indices, await courier.deliver(message, rcpts));
+        }
       } catch (err) {
-        got = indices.map(() => ({ kind: "deferred", reply: `4.3.0 ${courier.name} courier error: ${String(err)}` }));
+        const done = new Set(outcomes.map((o) => o.index));
+        const left = indices.filter((i) => !done.has(i));
+        const o: Outcome = { kind: "deferred", reply: `4.3.0 ${courier.name} courier error: ${String(err)}` };
+        await apply(left, left.map(() => o));
       }
-      indices.forEach((index, k) => outcomes.push({ index, outcome: got[k] ?? missingOutcome(courier) }));
     }),
   );
-  const now = Date.now();
-  const records: StateRecord[] = [];
-  let nextAttempt = 0;
-  for (const { index, outcome } of outcomes) {
-    const attempts = state[index].attempts + 1;
-    const at = outcome.kind === "deferred" ? now + retrySchedule(init.retryIntervalsMs, attempts) : 0;
-    if (at > 0 && (nextAttempt === 0 || at < nextAttempt)) nextAttempt = at;
-    state[index] = { status: outcome.kind, attempts, nextAttempt: at, lastReply: outcome.reply };
-    records.push({ index, status: outcome.kind, attempts, nextAttempt: at, lastReply: outcome.reply });
-  }
   const done = state.every(isFinal);
+  const kept = notices.length > 0 || (done && state.some((s) => s.status === "failed"));
   try {
-    if (done && state.every((s) => s.status === "delivered")) await finishItem(init.queueDir, id, batcher);
-    else if (records.length > 0) await recordOutcomes(init.queueDir, id, records, batcher);
+    if (recordError !== null) throw recordError;
+    if (done && !kept) await finishItem(init.queueDir, id, batcher);
+    else if (unrecorded.length > 0) await recordOutcomes(init.queueDir, id, unrecorded, batcher);
+    unrecorded = [];
   } catch (err) {
     // The deliveries happened but are not on record: report an error so the pool retries with FLAG_RECHECK.
-    return { id, outcomes, done: false, nextAttempt: 0, error: `spool update failed: ${String(err)}` };
+    return { id, outcomes, done: false, nextAttempt: 0, notices: [], kept: false, error: `spool update failed: ${String(err)}` };
   }
-  return { id, outcomes, done, nextAttempt };
+  return { id, outcomes, done, nextAttempt, notices, kept: done && kept };
 }
 
-function missingOutcome(courier: Courier): Outcome {
-  return { kind: "deferred", reply: `4.3.0 ${courier.name} courier returned no outcome` };
+function missingOutcome(): Outcome {
+  return { kind: "deferred", reply: "4.3.0 the courier returned no outcome" };
 }
 
 interface WorkerScope {
@@ -109,10 +214,10 @@ interface WorkerScope {
 }
 
 /** The worker's main loop: claim up to the free in-flight room from the ring, deliver, report. */
-async function run(scope: WorkerScope, init: WorkerInit, stopping: () => boolean): Promise<void> {
+async function run(scope: WorkerScope, init: WorkerInit, deps: WorkerDeps, stopping: () => boolean): Promise<void> {
   const ring = new Ring(init.sab);
   const batcher = new SyncBatcher();
-  const couriers = buildCouriers(init, batcher);
+  const couriers = buildCouriers(init, batcher, deps);
   const inFlight = new Set<Promise<void>>();
   let wake: (() => void) | null = null;
   const out: RingItem[] = [];
@@ -147,21 +252,27 @@ async function run(scope: WorkerScope, init: WorkerInit, stopping: () => boolean
     }
   }
   await Promise.all(inFlight);
+  for (const c of couriers.values()) (c as Partial<{ close(): void }>).close?.();
   scope.postMessage({ type: "stopped" });
 }
 
-// Worker entry: the only top-level statement registers the message handler (the module is loaded only as a Worker).
-const scope = globalThis as unknown as WorkerScope;
-let stopRequested = false;
-let sab: SharedArrayBuffer | null = null;
-scope.onmessage = (e: MessageEvent) => {
-  const msg = e.data as PoolToWorker;
-  if (msg.type === "init") {
-    sab = msg.sab;
-    void run(scope, msg, () => stopRequested);
-  } else if (msg.type === "stop") {
-    stopRequested = true;
-    // End this thread's waitForItems now; other workers take it as a spurious wake-up and sleep again.
-    if (sab !== null) new Ring(sab).notify();
-  }
-};
+/**
+ * Serve the pool from inside a Worker: registers the message handler on the worker's global scope. Called once by
+ * the worker entry module (app/delivery-worker.ts) with the runtime's Dialer.
+ */
+export function runDeliveryWorker(deps: WorkerDeps): void {
+  const scope = globalThis as unknown as WorkerScope;
+  let stopRequested = false;
+  let sab: SharedArrayBuffer | null = null;
+  scope.onmessage = (e: MessageEvent) => {
+    const msg = e.data as PoolToWorker;
+    if (msg.type === "init") {
+      sab = msg.sab;
+      void run(scope, msg, deps, () => stopRequested);
+    } else if (msg.type === "stop") {
+      stopRequested = true;
+      // End this thread's waitForItems now; other workers take it as a spurious wake-up and sleep again.
+      if (sab !== null) new Ring(sab).notify();
+    }
+  };
+}

@@ -5,7 +5,7 @@
  * directory, so that a crash cannot bring a delivered item back; were it to come back anyway, the Maildir
  * courier's deterministic names still recognise the copy already delivered.
  */
-import { unlinkSync } from "node:fs";
+import { existsSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
 import type { SyncBatcher } from "../fsio/index.ts";
 import { appendStateRecords } from "./state-log.ts";
@@ -19,6 +19,8 @@ export async function recordOutcomes(
   batcher: SyncBatcher,
 ): Promise<void> {
   const path = statePath(dir, id);
+  // Deleted meanwhile (`queue delete` while a worker held it): do not leave an orphan .state behind.
+  if (!existsSync(msgPath(dir, id))) return;
   const { created } = await appendStateRecords(path, records, batcher);
   if (created) await batcher.syncDir(dirname(path));
 }

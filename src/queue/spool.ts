@@ -14,49 +14,102 @@
  * failed; the worker then unlinks <id>.msg (first: that is the atomic "gone") and <id>.state.
  *
  * Small messages (≤ 64 KiB) stay in memory until commit and reach the disk in one write; larger ones stream to
- * <id>.tmp in 64 KiB pieces, so a sink never holds more than 64 KiB whatever the message size.
+ * <id>.tmp in 64 KiB pieces, so a sink never holds more than 64 KiB whatever the message size. The commit itself
+ * (tail write, fsync, rename, directory fsync) runs on the spool writer thread in group commits
+ * (spool-writer.ts): the event loop never waits on the disk.
  */
 import { closeSync, openSync } from "node:fs";
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import type { Envelope, MessageSink, SpoolPort } from "../delivery/types.ts";
-import {
-  closeQuiet,
-  FILE_MODE,
-  mkdirDurableSync,
-  openAsync,
-  renameAsync,
-  SyncBatcher,
-  unlinkQuiet,
-  writeAllAsync,
-  writeAllSync,
-} from "../fsio/index.ts";
+import { FILE_MODE, mkdirDurableSync, unlinkQuiet, writeAllSync } from "../fsio/index.ts";
 import { encodeMeta, encodeTrailer } from "./item-format.ts";
 import { newQueueId } from "./queue-id.ts";
+import type { WriterReply, WriterRequest } from "./spool-writer-protocol.ts";
 
 export const SINK_BUFFER = 64 * 1024;
 
 export interface SpoolOptions {
   dir: string;
   onCommitted(id: string, envelope: Envelope, size: number): void;
-  /** Shared group-commit batcher; one is made when absent. */
-  batcher?: SyncBatcher;
+  /** Each group-commit round: how long it took and how many messages it made durable (metrics). */
+  onRound?(ms: number, messages: number): void;
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(err: Error): void;
 }
 
 export class Spool implements SpoolPort {
   readonly dir: string;
-  readonly batcher: SyncBatcher;
   private readonly onCommitted: SpoolOptions["onCommitted"];
+  private readonly onRound: SpoolOptions["onRound"];
+  private writer: Worker;
+  private seq = 0;
+  private readonly waiting = new Map<number, Waiter>();
+  private closed = false;
+  /** Group-commit rounds so far (observable for tests and metrics). */
+  rounds = 0;
 
   constructor(opts: SpoolOptions) {
     this.dir = opts.dir;
     this.onCommitted = opts.onCommitted;
-    this.batcher = opts.batcher ?? new SyncBatcher();
+    this.onRound = opts.onRound;
     mkdirDurableSync(this.dir);
+    this.writer = this.startWriter();
   }
 
   begin(): MessageSink {
-    return new SpoolSink(this.dir, newQueueId(), this.batcher, this.onCommitted);
+    return new SpoolSink(this.dir, newQueueId(), this, this.onCommitted);
+  }
+
+  /** Hand a commit to the writer thread; resolves when `<id>.msg` and the directory are fsync'd. */
+  submit(id: string, fd: number, tail: Uint8Array): Promise<void> {
+    if (this.closed) return Promise.reject(new Error("spool is closed"));
+    const seq = ++this.seq;
+    return new Promise<void>((resolve, reject) => {
+      this.waiting.set(seq, { resolve, reject });
+      this.writer.postMessage({ type: "commit", seq, id, fd, tail } satisfies WriterRequest);
+    });
+  }
+
+  /** After the last session is gone (shutdown). Commits in flight still complete first. */
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.waiting.size > 0) await new Promise((r) => setTimeout(r, 5));
+    this.writer.terminate();
+  }
+
+  private startWriter(): Worker {
+    // Written beside spool-writer.ts so that the same URL works from source and from the compiled binary.
+    const w = new Worker(new URL("./spool-writer.ts", import.meta.url), { type: "module" });
+    w.onmessage = (e: MessageEvent): void => {
+      const m = e.data as WriterReply;
+      if (m.type !== "done") return;
+      this.rounds++;
+      this.onRound?.(m.ms, m.seqs.length);
+      for (let i = 0; i < m.seqs.length; i++) {
+        const seq = m.seqs[i]!;
+        const waiter = this.waiting.get(seq);
+        if (!waiter) continue;
+        this.waiting.delete(seq);
+        const err = m.errors?.[i];
+        if (err) waiter.reject(new Error(err));
+        else waiter.resolve();
+      }
+    };
+    w.onerror = (e: Event): void => {
+      e.preventDefault();
+      // Whatever was in flight is not known to be durable: refuse it (the client gets 451 and retries).
+      const err = new Error(`spool writer failed: ${(e as ErrorEvent).message ?? "unknown error"}`);
+      for (const waiter of this.waiting.values()) waiter.reject(err);
+      this.waiting.clear();
+      w.terminate();
+      if (!this.closed) this.writer = this.startWriter();
+    };
+    w.postMessage({ type: "init", dir: this.dir } satisfies WriterRequest);
+    return w;
   }
 }
 
@@ -74,7 +127,7 @@ export class SpoolSink implements MessageSink {
   constructor(
     private readonly dir: string,
     id: string,
-    private readonly batcher: SyncBatcher,
+    private readonly spool: Spool,
     private readonly onCommitted: SpoolOptions["onCommitted"],
   ) {
     this.id = id;
@@ -110,35 +163,30 @@ export class SpoolSink implements MessageSink {
   async commit(envelope: Envelope): Promise<void> {
     if (this.state !== "open") throw new Error(`spool sink ${this.id} is closed`);
     this.state = "committing";
-    const msg = join(this.dir, `${this.id}.msg`);
-    let renamed = false;
+    let tail: Uint8Array;
     try {
       envelope.arrival = Date.now();
       const meta = encodeMeta(this.id, envelope);
       const trailer = encodeTrailer(this.size, meta.length);
       // One write for the tail: buffered bytes + meta + trailer.
-      const tail = Buffer.allocUnsafe(this.bufLen + meta.length + trailer.length);
+      tail = new Uint8Array(this.bufLen + meta.length + trailer.length);
       if (this.bufLen > 0) tail.set(this.buf!.subarray(0, this.bufLen), 0);
       tail.set(meta, this.bufLen);
       tail.set(trailer, this.bufLen + meta.length);
-      this.buf = null;
-      this.bufLen = 0;
-      // Off the event loop: open/write/rename run on the threadpool (a create in a directory that is being
-      // fsync'd can block for hundreds of microseconds here), fsyncs are batched across sessions.
-      if (this.fd < 0) this.fd = await openAsync(this.tmp, "wx", FILE_MODE);
-      await writeAllAsync(this.fd, tail);
-      await this.batcher.syncFd(this.fd);
-      await renameAsync(this.tmp, msg);
-      renamed = true;
-      await this.batcher.syncDir(this.dir);
-      closeQuiet(this.fd);
-      this.fd = -1;
     } catch (err) {
       this.release();
-      if (renamed) unlinkQuiet(msg);
       throw err;
     }
-    this.state = "done";
+    this.buf = null;
+    this.bufLen = 0;
+    // From here the writer thread owns the descriptor (and the .tmp): it closes and, on failure, removes them.
+    const fd = this.fd;
+    this.fd = -1;
+    try {
+      await this.spool.submit(this.id, fd, tail);
+    } finally {
+      this.state = "done";
+    }
     this.onCommitted(this.id, envelope, this.size);
   }
 

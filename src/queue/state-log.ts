@@ -1,6 +1,7 @@
 /**
  * Per-recipient delivery state, `<id>.state`: an append-only log, one JSON object per line:
- *   {"i":<recipient index>,"s":"delivered"|"deferred"|"failed","a":<attempts>,"n":<next attempt, ms or 0>,"r":"<last reply>"}
+ *   {"i":<recipient index>,"s":"delivered"|"deferred"|"failed","a":<attempts>,"n":<next attempt, ms or 0>,"r":"<last reply>",
+ *    "m":"<remote MTA>"?, "w":1? (a delay DSN was sent), "l":1? (relayed to a server without DSN)}
  * The last record for an index wins. Lines are appended and fsync'd by the delivery worker; a crash can leave the
  * last line torn (no newline or half a JSON object), which a reader ignores: that attempt simply did not happen.
  */
@@ -17,6 +18,12 @@ export interface RecipientState {
   /** ms since the epoch, 0 when not scheduled. */
   nextAttempt: number;
   lastReply: string;
+  /** The host that gave lastReply (RFC 3464 Remote-MTA). */
+  remoteMta?: string;
+  /** A "delayed" DSN went out for this recipient (sent once). */
+  warned?: boolean;
+  /** Delivered to a server without DSN (RFC 3461 §5.2.2: "relayed"). */
+  relayed?: boolean;
 }
 
 export interface StateRecord {
@@ -25,6 +32,9 @@ export interface StateRecord {
   attempts: number;
   nextAttempt: number;
   lastReply: string;
+  remoteMta?: string;
+  warned?: boolean;
+  relayed?: boolean;
 }
 
 export function initialState(count: number): RecipientState[] {
@@ -52,7 +62,7 @@ export function applyStateLog(text: string, states: RecipientState[]): void {
       continue;
     }
     if (typeof rec !== "object" || rec === null) continue;
-    const r = rec as { i?: unknown; s?: unknown; a?: unknown; n?: unknown; r?: unknown };
+    const r = rec as { i?: unknown; s?: unknown; a?: unknown; n?: unknown; r?: unknown; m?: unknown; w?: unknown; l?: unknown };
     if (typeof r.i !== "number" || !Number.isInteger(r.i) || r.i < 0 || r.i >= states.length) continue;
     if (r.s !== "delivered" && r.s !== "deferred" && r.s !== "failed") continue;
     states[r.i] = {
@@ -60,6 +70,9 @@ export function applyStateLog(text: string, states: RecipientState[]): void {
       attempts: typeof r.a === "number" ? r.a : 0,
       nextAttempt: typeof r.n === "number" ? r.n : 0,
       lastReply: typeof r.r === "string" ? r.r : "",
+      ...(typeof r.m === "string" ? { remoteMta: r.m } : {}),
+      ...(r.w === 1 ? { warned: true } : {}),
+      ...(r.l === 1 ? { relayed: true } : {}),
     };
   }
 }
@@ -81,7 +94,11 @@ export function readStateLog(path: string, count: number): RecipientState[] {
 export function encodeStateRecords(records: readonly StateRecord[]): string {
   let s = "";
   for (const r of records) {
-    s += JSON.stringify({ i: r.index, s: r.status, a: r.attempts, n: r.nextAttempt, r: r.lastReply }) + "\n";
+    const o: Record<string, unknown> = { i: r.index, s: r.status, a: r.attempts, n: r.nextAttempt, r: r.lastReply };
+    if (r.remoteMta !== undefined) o.m = r.remoteMta;
+    if (r.warned) o.w = 1;
+    if (r.relayed) o.l = 1;
+    s += JSON.stringify(o) + "\n";
   }
   return s;
 }

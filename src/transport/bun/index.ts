@@ -262,3 +262,4 @@ export function createBunTransport(): Transport {
     },
   };
 }
+export { createBunDialer } from "./dialer.ts";

@@ -1,0 +1,264 @@
+/**
+ * The remote courier: SMTP relay of non-local recipients (issue 4). Recipients are grouped by destination (the
+ * transport-map entry, the smart host, or a domain's MX set), and each group goes in ONE transaction. Connections
+ * are kept per destination: a finished one waits idle for a few seconds for the next message (probed with RSET
+ * then, RFC 5321 §4.1.1.5), and at most `maxPerDestination` exist per destination. A destination that is slow or
+ * down never holds up others: a delivery waits at most `slotWaitMs` for a connection slot (then it is deferred and
+ * its worker slot freed), and a destination whose hosts all timed out connecting is deferred at once for `deadMs`.
+ * Each group's outcomes are reported as soon as its final reply is in, so that the worker records a remote 250
+ * immediately (the duplicate window, CONTRACT "Guarantees").
+ */
+import type { Dialer } from "../../transport/types.ts";
+import type { Courier, EnvelopeRecipient, Outcome, StoredMessage } from "../types.ts";
+import { Router } from "./route.ts";
+import type { Destination, RouteSettings } from "./route.ts";
+import { hasControl, SessionError, SmtpSession, StaleConnectionError } from "./smtp-client.ts";
+import type { ClientTlsPolicy, RemoteTimeouts, SessionOptions } from "./smtp-client.ts";
+
+/** Everything the remote courier needs; plain data, so it crosses into a worker with postMessage. */
+export interface RemoteSettings extends RouteSettings {
+  /** Our name in EHLO. */
+  hostname: string;
+  smarthostUser: string;
+  smarthostPassword: string;
+  /** PEM of extra CAs trusted for the smart host ("" = the system's). */
+  smarthostCa: string;
+  timeouts: RemoteTimeouts;
+  /** Connections per destination (per worker); default 20 (Postfix's default_destination_concurrency_limit). */
+  maxPerDestination?: number;
+  /** How long a finished connection waits for the next message; default 5 s. */
+  idleMs?: number;
+  /** How long a delivery waits for a connection slot of a busy destination; default 30 s. */
+  slotWaitMs?: number;
+  /** How long a destination that could not be reached at all is deferred without trying; default 5 s. */
+  deadMs?: number;
+}
+
+type Dest = Extract<Destination, { kind: "hops" }>;
+
+interface Pool {
+  active: number;
+  idle: Array<{ s: SmtpSession; timer: ReturnType<typeof setTimeout> }>;
+  waiters: Array<() => void>;
+  deadUntil: number;
+  deadReply: string;
+}
+
+export type GroupReport = (indices: number[], outcomes: Outcome[]) => Promise<void> | void;
+
+export class RemoteCourier implements Courier {
+  readonly name = "remote";
+  private readonly router: Router;
+  private readonly pools = new Map<string, Pool>();
+  private readonly max: number;
+  private readonly idleMs: number;
+  private readonly slotWaitMs: number;
+  private readonly deadMs: number;
+
+  constructor(
+    private readonly s: RemoteSettings,
+    private readonly dialer: Dialer,
+  ) {
+    this.router = new Router(s);
+    this.max = s.maxPerDestination ?? 20;
+    this.idleMs = s.idleMs ?? 5000;
+    this.slotWaitMs = s.slotWaitMs ?? 30_000;
+    this.deadMs = s.deadMs ?? 5000;
+  }
+
+  async deliver(message: StoredMessage, recipients: EnvelopeRecipient[]): Promise<Outcome[]> {
+    const out: Outcome[] = new Array(recipients.length);
+    await this.deliverEach(message, recipients, (indices, outcomes) => {
+      indices.forEach((k, j) => (out[k] = outcomes[j]));
+    });
+    return out;
+  }
+
+  /**
+   * Deliver, calling `report` (indices into `recipients`) once per destination as soon as its transaction ends.
+   * Resolves when every group is reported; never rejects.
+   */
+  async deliverEach(message: StoredMessage, recipients: EnvelopeRecipient[], report: GroupReport): Promise<void> {
+    const byDomain = new Map<string, number[]>();
+    const refused: number[] = [];
+    recipients.forEach((r, k) => {
+      // Never a line break (or any control character) towards DNS or a command line.
+      if (hasControl(r.address) || (r.route.kind === "remote" && hasControl(r.route.domain))) {
+        refused.push(k);
+        return;
+      }
+      const d = r.route.kind === "remote" ? r.route.domain : r.address.slice(r.address.lastIndexOf("@") + 1).toLowerCase();
+      const g = byDomain.get(d);
+      if (g) g.push(k);
+      else byDomain.set(d, [k]);
+    });
+    const groups = new Map<string, { dest: Dest; indices: number[] }>();
+    const early: Promise<void>[] = [];
+    if (refused.length > 0) {
+      const o: Outcome = { kind: "failed", reply: "501 5.1.3 the recipient address contains a control character" };
+      early.push(Promise.resolve(report(refused, refused.map(() => o))));
+    }
+    await Promise.all(
+      [...byDomain].map(async ([domain, indices]) => {
+        let dest: Destination;
+        try {
+          dest = await this.router.route(domain);
+        } catch (err) {
+          dest = { kind: "deferred", reply: `451 4.4.3 routing ${domain} failed: ${String(err)}` };
+        }
+        if (dest.kind !== "hops") {
+          const o: Outcome = { kind: dest.kind, reply: dest.reply };
+          early.push(Promise.resolve(report(indices, indices.map(() => o))));
+          return;
+        }
+        // Domains that share a destination (the smart host, one transport-map target) share a transaction.
+        const g = groups.get(dest.key);
+        if (g) g.indices.push(...indices);
+        else groups.set(dest.key, { dest, indices });
+      }),
+    );
+    await Promise.all([
+      ...early,
+      ...[...groups.values()].map(async ({ dest, indices }) => {
+        indices.sort((a, b) => a - b);
+        const outcomes = await this.transaction(dest, message, indices.map((k) => recipients[k]));
+        await report(indices, outcomes);
+      }),
+    ]);
+  }
+
+  /** QUIT every idle connection (worker shutdown). */
+  close(): void {
+    for (const p of this.pools.values()) {
+      for (const { s, timer } of p.idle) {
+        clearTimeout(timer);
+        s.quit();
+      }
+      p.idle = [];
+    }
+  }
+
+  private pool(key: string): Pool {
+    let p = this.pools.get(key);
+    if (p === undefined) {
+      p = { active: 0, idle: [], waiters: [], deadUntil: 0, deadReply: "" };
+      this.pools.set(key, p);
+    }
+    return p;
+  }
+
+  private async transaction(dest: Dest, message: StoredMessage, rcpts: EnvelopeRecipient[]): Promise<Outcome[]> {
+    const p = this.pool(dest.key);
+    const deferAll = (reply: string): Outcome[] => rcpts.map(() => ({ kind: "deferred", reply }));
+    if (Date.now() < p.deadUntil) return deferAll(p.deadReply);
+    if (!(await this.acquire(p))) {
+      return deferAll(`451 4.4.5 too many deliveries to ${dest.hops[0].name} in progress; will retry`);
+    }
+    let session: SmtpSession | null = null;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const idle = attempt === 0 ? p.idle.pop() : undefined;
+        if (idle !== undefined) {
+          clearTimeout(idle.timer);
+          session = idle.s;
+        } else {
+          const opened = await this.open(dest);
+          if (opened instanceof SessionError) {
+            // Hosts that do not answer at all cost a connect timeout each: spare the next deliveries that wait.
+            if (opened.kind === "deferred" && /^4\d\d 4\.4\.1 .*timed out/.test(opened.reply)) {
+              p.deadUntil = Date.now() + this.deadMs;
+              p.deadReply = opened.reply;
+            }
+            return rcpts.map(() => ({ kind: opened.kind, reply: opened.reply }));
+          }
+          session = opened;
+        }
+        try {
+          return await session.send(message, rcpts);
+        } catch (err) {
+          // Only a reused connection that died while idle gets here; nothing was accepted: a fresh one.
+          if (!(err instanceof StaleConnectionError) || attempt > 0) throw err;
+          session = null;
+        }
+      }
+    } catch (err) {
+      session?.close();
+      session = null;
+      return deferAll(`451 4.3.0 remote delivery error: ${String(err)}`);
+    } finally {
+      this.release(p, session);
+    }
+  }
+
+  private acquire(p: Pool): Promise<boolean> {
+    if (p.idle.length > 0 || p.active + p.idle.length < this.max) {
+      p.active++;
+      return Promise.resolve(true);
+    }
+    return new Promise<boolean>((resolve) => {
+      const waiter = (): void => {
+        clearTimeout(timer);
+        p.active++;
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        const i = p.waiters.indexOf(waiter);
+        if (i >= 0) p.waiters.splice(i, 1);
+        resolve(false);
+      }, this.slotWaitMs);
+      p.waiters.push(waiter);
+    });
+  }
+
+  private release(p: Pool, session: SmtpSession | null): void {
+    p.active--;
+    if (session !== null && session.usable && !session.reader.failed) {
+      const entry = {
+        s: session,
+        timer: setTimeout(() => {
+          const i = p.idle.indexOf(entry);
+          if (i >= 0) p.idle.splice(i, 1);
+          session.quit();
+        }, this.idleMs),
+      };
+      p.idle.push(entry);
+    } else {
+      session?.close();
+    }
+    const w = p.waiters.shift();
+    w?.();
+  }
+
+  /** Try each host and address in order; an opportunistic STARTTLS that fails is retried in plain text. */
+  private async open(dest: Dest): Promise<SmtpSession | SessionError> {
+    let last = new SessionError("deferred", `451 4.4.4 no host to deliver to for ${dest.key}`);
+    for (const hop of dest.hops) {
+      for (const address of hop.addresses.length > 0 ? hop.addresses : [hop.name]) {
+        const target = { address, port: hop.port, name: hop.name };
+        let tls: ClientTlsPolicy = dest.tls;
+        for (;;) {
+          try {
+            return await SmtpSession.open(this.dialer, target, this.options(dest, tls));
+          } catch (err) {
+            last = err instanceof SessionError ? err : new SessionError("deferred", `451 4.4.2 ${String(err)}`);
+            if (last.tlsFailed && tls === "opportunistic") {
+              tls = "none";
+              continue;
+            }
+            break;
+          }
+        }
+      }
+    }
+    return last;
+  }
+
+  private options(dest: Dest, tls: ClientTlsPolicy): SessionOptions {
+    const o: SessionOptions = { helo: this.s.hostname, tls, verify: dest.smarthost, timeouts: this.s.timeouts };
+    if (dest.smarthost) {
+      if (this.s.smarthostCa !== "") o.ca = this.s.smarthostCa;
+      if (this.s.smarthostUser !== "") o.auth = { user: this.s.smarthostUser, password: this.s.smarthostPassword };
+    }
+    return o;
+  }
+}

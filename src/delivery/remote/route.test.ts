@@ -1,0 +1,100 @@
+/**
+ * Routing: the transport map, the smart host, then MX through a real DNS server (dnsmasq on loopback).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { havePeer, peerTest } from "../../../test/helpers/peers.ts";
+import { startDnsmasq, type Dnsmasq } from "../../../test/helpers/dnsmasq.ts";
+import { orderMx, Router, splitHostPort } from "./index.ts";
+import type { RouteSettings } from "./index.ts";
+
+const base = (over: Partial<RouteSettings> = {}): RouteSettings => ({
+  routes: {},
+  smarthost: "",
+  smarthostTls: "starttls",
+  mxPort: 2525,
+  dnsServers: [],
+  ...over,
+});
+
+describe("orderMx", () => {
+  test("sorts by preference and shuffles only among equal preferences", () => {
+    const recs = [
+      { exchange: "c", priority: 20 },
+      { exchange: "a1", priority: 10 },
+      { exchange: "a2", priority: 10 },
+      { exchange: "a3", priority: 10 },
+      { exchange: "z", priority: 5 },
+    ];
+    const seen = new Set<string>();
+    for (let i = 0; i < 200; i++) {
+      const o = orderMx(recs).map((r) => r.exchange);
+      expect(o[0]).toBe("z");
+      expect(o[4]).toBe("c");
+      expect(o.slice(1, 4).sort()).toEqual(["a1", "a2", "a3"]);
+      seen.add(o.slice(1, 4).join(","));
+    }
+    expect(seen.size).toBeGreaterThan(3); // random among equals (6 orders possible)
+  });
+
+  test("splitHostPort accepts host:port and [v6]:port only", () => {
+    expect(splitHostPort("127.0.0.1:25")).toEqual({ host: "127.0.0.1", port: 25 });
+    expect(splitHostPort("[::1]:2525")).toEqual({ host: "::1", port: 2525 });
+    expect(splitHostPort("host")).toBeNull();
+    expect(splitHostPort("host:0")).toBeNull();
+  });
+});
+
+describe("Router without DNS", () => {
+  test("relay.routes wins over the smart host, which wins over MX", async () => {
+    const r = new Router(base({ routes: { "far.test": "127.0.0.1:2600" }, smarthost: "smart.test:587" }));
+    expect(await r.route("FAR.test")).toMatchObject({ kind: "hops", key: "route:127.0.0.1:2600", tls: "opportunistic", smarthost: false, hops: [{ name: "127.0.0.1", addresses: ["127.0.0.1"], port: 2600 }] });
+    expect(await r.route("other.test")).toMatchObject({ kind: "hops", key: "smarthost:smart.test:587", tls: "required", smarthost: true, hops: [{ name: "smart.test", addresses: [], port: 587 }] });
+    const implicit = new Router(base({ smarthost: "smart.test:465", smarthostTls: "implicit" }));
+    expect(await implicit.route("x.test")).toMatchObject({ tls: "implicit" });
+  });
+});
+
+describe("Router with MX records from dnsmasq", () => {
+  let dns: Dnsmasq | null = null;
+  beforeAll(async () => {
+    if (!havePeer("dnsmasq")) return;
+    dns = await startDnsmasq({
+      zones: ["test"],
+      mx: ["two.test,mx1.two.test,10", "two.test,mx2.two.test,20", "null.test,.,0"],
+      hosts: ["mx1.two.test,127.0.0.2", "mx2.two.test,127.0.0.3", "amx.test,127.0.0.4", "v6.test,::1"],
+    });
+  });
+  afterAll(async () => {
+    await dns?.stop();
+  });
+  const router = () => new Router(base({ dnsServers: [dns!.server] }));
+
+  peerTest("dnsmasq", "MX hosts by preference, each with its addresses, on relay.mx_port", async () => {
+    expect(await router().route("two.test")).toEqual({
+      kind: "hops",
+      key: "mx:two.test",
+      tls: "opportunistic",
+      smarthost: false,
+      hops: [
+        { name: "mx1.two.test", addresses: ["127.0.0.2"], port: 2525 },
+        { name: "mx2.two.test", addresses: ["127.0.0.3"], port: 2525 },
+      ],
+    });
+  });
+
+  peerTest("dnsmasq", "no MX: the domain's own A/AAAA is the implicit MX (RFC 5321 §5.1)", async () => {
+    expect(await router().route("amx.test")).toMatchObject({ kind: "hops", hops: [{ name: "amx.test", addresses: ["127.0.0.4"] }] });
+    expect(await router().route("v6.test")).toMatchObject({ kind: "hops", hops: [{ name: "v6.test", addresses: ["::1"] }] });
+  });
+
+  peerTest("dnsmasq", "null MX (RFC 7505) fails at once with 556 5.1.10; no such domain fails 5.1.2", async () => {
+    expect(await router().route("null.test")).toEqual({ kind: "failed", reply: expect.stringMatching(/^556 5\.1\.10 /) });
+    expect(await router().route("nowhere.test")).toEqual({ kind: "failed", reply: expect.stringMatching(/^550 5\.1\.2 /) });
+  });
+
+  peerTest("dnsmasq", "a DNS server that does not answer is a temporary failure", async () => {
+    const dead = new Router(base({ dnsServers: ["127.0.0.1:9"], dnsTimeoutMs: 200 }));
+    const d = await dead.route("two.test");
+    expect(d).toEqual({ kind: "deferred", reply: expect.stringMatching(/^451 4\.4\.3 DNS lookup of MX of two\.test failed/) });
+  });
+});

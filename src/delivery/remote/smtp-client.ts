@@ -1,0 +1,421 @@
+/**
+ * One outbound SMTP connection (RFC 5321) and the transactions sent over it: greeting, EHLO (HELO fallback,
+ * §4.1.1.1), STARTTLS (RFC 3207), AUTH PLAIN/LOGIN (RFC 4954), then per message MAIL/RCPT/DATA, pipelined when the
+ * server offers PIPELINING (RFC 2920), or MAIL/RCPT/BDAT for BODY=BINARYMIME (RFC 3030). Every wait has the
+ * RFC 5321 §4.5.3.2 timeout given by the caller. Outcomes are per recipient: RCPT replies are per recipient, the
+ * reply to the data applies to all recipients accepted.
+ */
+import { DotStuffer, encodeBase64, encodeXtext } from "../../protocol/index.ts";
+import type { ClientConn, Dialer } from "../../transport/types.ts";
+import type { EnvelopeRecipient, Outcome, StoredMessage } from "../types.ts";
+import { ConnectionError, ReplyReader, replyText } from "./reply-reader.ts";
+import type { SmtpReply } from "./reply-reader.ts";
+
+/** RFC 5321 §4.5.3.2 timeouts, in ms (app/ passes the RFC values; tests shorten them). */
+export interface RemoteTimeouts {
+  /** TCP connect (and the TLS handshake of implicit TLS); the RFC leaves it to the implementation. */
+  connectMs: number;
+  /** Initial 220: 5 min. */
+  greetingMs: number;
+  /** EHLO, STARTTLS, AUTH, RSET, QUIT (the RFC's MAIL value): 5 min. */
+  commandMs: number;
+  /** MAIL: 5 min. */
+  mailMs: number;
+  /** RCPT: 5 min. */
+  rcptMs: number;
+  /** DATA initiation (the 354): 2 min. */
+  dataInitMs: number;
+  /** Each data block sent (here: each wait for the socket to drain): 3 min. */
+  dataBlockMs: number;
+  /** DATA termination (the reply to the final dot or BDAT LAST): 10 min. */
+  dataEndMs: number;
+}
+
+export const RFC5321_TIMEOUTS: RemoteTimeouts = {
+  connectMs: 30_000,
+  greetingMs: 300_000,
+  commandMs: 300_000,
+  mailMs: 300_000,
+  rcptMs: 300_000,
+  dataInitMs: 120_000,
+  dataBlockMs: 180_000,
+  dataEndMs: 600_000,
+};
+
+export type ClientTlsPolicy = "none" | "opportunistic" | "required" | "implicit";
+
+export interface SessionTarget {
+  /** What to connect to (an IP address, or a name the system resolves). */
+  address: string;
+  port: number;
+  /** The host name: TLS server name, Remote-MTA of DSNs, logs. */
+  name: string;
+}
+
+export interface SessionOptions {
+  helo: string;
+  tls: ClientTlsPolicy;
+  /** Verify the certificate (chain and name) when TLS is used. */
+  verify: boolean;
+  ca?: string;
+  auth?: { user: string; password: string };
+  timeouts: RemoteTimeouts;
+}
+
+/** Why a connection could not be set up. `tlsFailed`: an opportunistic retry without STARTTLS may work. */
+export class SessionError extends Error {
+  constructor(
+    readonly kind: "deferred" | "failed",
+    readonly reply: string,
+    readonly tlsFailed = false,
+  ) {
+    super(reply);
+  }
+}
+
+/** The RSET that checks a reused connection failed: nothing was sent for this message, try a fresh one. */
+export class StaleConnectionError extends Error {}
+
+const enc = new TextEncoder();
+/** Pieces smaller than this are copied into one write buffer; larger ones are written as they are. */
+const STAGE = 64 * 1024;
+/** Wait for the socket to drain before queueing more than this (memory stays bounded for big messages). */
+const HIGH_WATER = 256 * 1024;
+
+/** True when `s` holds a character that must never reach a command line (CR, LF, any C0 control or DEL). */
+export function hasControl(s: string): boolean {
+  return /[\x00-\x1f\x7f]/.test(s);
+}
+
+const isAscii = (s: string): boolean => !/[^\x00-\x7f]/.test(s);
+
+function outcomeOf(r: SmtpReply, host: string, dsn = true): Outcome {
+  const reply = replyText(r);
+  // RFC 3461 §5.2.2: a server without DSN takes over no notification duty: the delivery is only "relayed".
+  if (r.code >= 200 && r.code < 300) return { kind: "delivered", reply, remoteMta: host, ...(dsn ? {} : { relayed: true }) };
+  return { kind: r.code >= 500 ? "failed" : "deferred", reply, remoteMta: host };
+}
+
+export class SmtpSession {
+  readonly ext = new Map<string, string>();
+  readonly reader = new ReplyReader();
+  /** Transactions completed on this connection (a reused one is probed with RSET first). */
+  transactions = 0;
+  /** False once the connection is in an unknown state; it is then closed, never reused. */
+  usable = true;
+  private readonly enc = enc;
+
+  private constructor(
+    readonly conn: ClientConn,
+    readonly target: SessionTarget,
+    private readonly opts: SessionOptions,
+  ) {
+    conn.setHandler(this.reader);
+  }
+
+  get host(): string {
+    return this.target.name;
+  }
+
+  get tls(): boolean {
+    return this.conn.tls !== null;
+  }
+
+  /** Connect, read the greeting, EHLO, STARTTLS, AUTH. Throws SessionError; the connection is closed then. */
+  static async open(dialer: Dialer, target: SessionTarget, opts: SessionOptions): Promise<SmtpSession> {
+    const where = `${target.name}[${target.address}]:${target.port}`;
+    let conn: ClientConn;
+    try {
+      conn = await dialer.connect({
+        host: target.address,
+        port: target.port,
+        timeoutMs: opts.timeouts.connectMs,
+        ...(opts.tls === "implicit" ? { tls: { servername: target.name, verify: opts.verify, ca: opts.ca } } : {}),
+      });
+    } catch (err) {
+      throw new SessionError("deferred", `451 4.4.1 connect to ${where} failed: ${(err as Error).message}`);
+    }
+    const s = new SmtpSession(conn, target, opts);
+    try {
+      await s.handshake(where);
+      return s;
+    } catch (err) {
+      s.close();
+      if (err instanceof SessionError) throw err;
+      throw new SessionError("deferred", `451 4.4.2 ${where}: ${(err as Error).message}`);
+    }
+  }
+
+  private async handshake(where: string): Promise<void> {
+    const t = this.opts.timeouts;
+    const greeting = await this.reader.next(t.greetingMs, "the greeting");
+    if (greeting.code !== 220) throw this.refused(greeting, "greeting");
+    await this.hello();
+    const offered = this.ext.has("STARTTLS");
+    if (this.opts.tls === "required" && !offered) {
+      throw new SessionError("deferred", `451 4.7.4 TLS is required, but ${where} does not offer STARTTLS`);
+    }
+    if ((this.opts.tls === "opportunistic" || this.opts.tls === "required") && offered) {
+      const r = await this.command("STARTTLS", t.commandMs);
+      if (r.code !== 220) {
+        if (this.opts.tls === "required") throw this.refused(r, "STARTTLS");
+      } else {
+        // RFC 3207 §4.2: forget everything learnt before TLS, including any bytes the server sent early.
+        this.reader.reset();
+        try {
+          await this.conn.startTls({ servername: this.target.name, verify: this.opts.verify, ca: this.opts.ca });
+        } catch (err) {
+          throw new SessionError("deferred", `451 4.7.5 TLS with ${where} failed: ${(err as Error).message}`, true);
+        }
+        await this.hello();
+      }
+    }
+    if (this.opts.auth) await this.authenticate(where);
+  }
+
+  private async hello(): Promise<void> {
+    const t = this.opts.timeouts;
+    this.ext.clear();
+    let r = await this.command(`EHLO ${this.opts.helo}`, t.commandMs);
+    if (r.code >= 500) {
+      // RFC 5321 §4.1.1.1 / §3.2: a server that does not know EHLO gets HELO, and no extensions are used.
+      r = await this.command(`HELO ${this.opts.helo}`, t.commandMs);
+      if (r.code !== 250) throw this.refused(r, "HELO");
+      return;
+    }
+    if (r.code !== 250) throw this.refused(r, "EHLO");
+    for (const line of r.lines.slice(1)) {
+      const sp = line.indexOf(" ");
+      const kw = (sp < 0 ? line : line.slice(0, sp)).toUpperCase();
+      this.ext.set(kw, sp < 0 ? "" : line.slice(sp + 1).trim());
+    }
+  }
+
+  /** RFC 4954: PLAIN when offered (one round trip), else LOGIN. An AUTH failure defers: it is our configuration. */
+  private async authenticate(where: string): Promise<void> {
+    const a = this.opts.auth!;
+    const t = this.opts.timeouts;
+    if (!this.tls && this.opts.tls !== "none") {
+      throw new SessionError("deferred", `451 4.7.0 not sending credentials to ${where} without TLS`);
+    }
+    const mechs = (this.ext.get("AUTH") ?? "").toUpperCase().split(/\s+/);
+    let r: SmtpReply;
+    if (mechs.includes("PLAIN")) {
+      r = await this.command(`AUTH PLAIN ${encodeBase64(`\0${a.user}\0${a.password}`)}`, t.commandMs, "AUTH PLAIN");
+    } else if (mechs.includes("LOGIN")) {
+      r = await this.command("AUTH LOGIN", t.commandMs);
+      if (r.code === 334) r = await this.command(encodeBase64(a.user), t.commandMs, "AUTH LOGIN user");
+      if (r.code === 334) r = await this.command(encodeBase64(a.password), t.commandMs, "AUTH LOGIN password");
+    } else {
+      throw new SessionError("deferred", `451 4.7.0 ${where} offers no AUTH mechanism we can use (PLAIN, LOGIN)`);
+    }
+    if (r.code !== 235) {
+      throw new SessionError("deferred", `451 4.7.8 authentication to ${where} failed: ${replyText(r)}`);
+    }
+  }
+
+  private refused(r: SmtpReply, what: string): SessionError {
+    return new SessionError(r.code >= 500 ? "failed" : "deferred", `${replyText(r)} (in reply to ${what})`);
+  }
+
+  private async command(line: string, timeoutMs: number, what = line): Promise<SmtpReply> {
+    if (hasControl(line)) throw new ConnectionError("refusing to send a command line with a control character");
+    this.conn.write(this.enc.encode(`${line}\r\n`));
+    return this.reader.next(timeoutMs, what);
+  }
+
+  /**
+   * One mail transaction for `rcpts` (all of the same destination). Never throws except StaleConnectionError
+   * (a reused connection that turned out dead before anything was sent for this message).
+   */
+  async send(message: StoredMessage, rcpts: EnvelopeRecipient[]): Promise<Outcome[]> {
+    const env = message.envelope;
+    const t = this.opts.timeouts;
+    const host = this.host;
+    const out: Array<Outcome | null> = rcpts.map(() => null);
+    const all = (o: Outcome): Outcome[] => out.map((x) => x ?? o);
+    const failAll = (reply: string): Outcome[] => all({ kind: "failed", reply, remoteMta: host });
+
+    // Nothing from the message or an address may put a line break on a command line (command injection).
+    if (hasControl(env.sender)) return failAll("501 5.1.7 the sender address contains a control character");
+    if (env.envid !== undefined && hasControl(env.envid)) return failAll("501 5.5.4 ENVID contains a control character");
+    const needsUtf8 = env.smtputf8 && (!isAscii(env.sender) || rcpts.some((r) => !isAscii(r.address)));
+    if (needsUtf8 && !this.ext.has("SMTPUTF8")) {
+      // RFC 6531 §3.2: without SMTPUTF8 at the server the message cannot be sent; it is returned (5.6.7).
+      return failAll(`553 5.6.7 ${host} does not support SMTPUTF8, which this message needs`);
+    }
+    const bdat = env.body === "BINARYMIME";
+    if (bdat && !(this.ext.has("BINARYMIME") && this.ext.has("CHUNKING"))) {
+      // RFC 3030 §3: BINARYMIME content goes only to a server that offers BINARYMIME and CHUNKING.
+      return failAll(`554 5.6.3 ${host} does not support BINARYMIME and CHUNKING, which this message needs`);
+    }
+    if (env.body === "8BITMIME" && !this.ext.has("8BITMIME")) {
+      // RFC 6152 §3: 8-bit content to a server without 8BITMIME must be converted or returned; we return it.
+      return failAll(`554 5.6.3 ${host} does not support 8BITMIME, which this message needs`);
+    }
+    const limit = Number(this.ext.get("SIZE") ?? "0");
+    if (this.ext.has("SIZE") && limit > 0 && message.size > limit) {
+      // RFC 1870 §6: do not send what the server already said it will refuse.
+      return failAll(`552 5.3.4 message size ${message.size} exceeds the limit ${limit} of ${host}`);
+    }
+
+    const dsn = this.ext.has("DSN");
+    let mail = `MAIL FROM:<${env.sender}>`;
+    if (this.ext.has("8BITMIME") && env.body !== "7BIT") mail += ` BODY=${env.body}`;
+    if (needsUtf8) mail += " SMTPUTF8";
+    if (this.ext.has("SIZE")) mail += ` SIZE=${message.size}`;
+    if (dsn && env.ret !== undefined) mail += ` RET=${env.ret}`;
+    if (dsn && env.envid !== undefined) mail += ` ENVID=${encodeXtext(env.envid)}`;
+    const lines: string[] = [];
+    const sent: number[] = []; // indices of rcpts with a RCPT line
+    for (let k = 0; k < rcpts.length; k++) {
+      const r = rcpts[k];
+      if (hasControl(r.address) || (r.orcpt !== undefined && hasControl(r.orcpt))) {
+        out[k] = { kind: "failed", reply: "501 5.1.3 the recipient address contains a control character", remoteMta: host };
+        continue;
+      }
+      let line = `RCPT TO:<${r.address}>`;
+      if (dsn && r.notify !== undefined) line += ` NOTIFY=${r.notify.join(",")}`;
+      if (dsn && r.orcpt !== undefined) {
+        const semi = r.orcpt.indexOf(";");
+        if (semi > 0) line += ` ORCPT=${r.orcpt.slice(0, semi)};${encodeXtext(r.orcpt.slice(semi + 1))}`;
+      }
+      lines.push(line);
+      sent.push(k);
+    }
+    if (sent.length === 0) return all({ kind: "failed", reply: "501 5.1.3 no usable recipient", remoteMta: host });
+
+    const reused = this.transactions > 0;
+    const pipelining = this.ext.has("PIPELINING");
+    let stage = "";
+    try {
+      if (pipelining) {
+        // RFC 2920 §3.1: RSET, MAIL, the RCPTs and DATA go in one write; the replies come back in order.
+        let batch = reused ? "RSET\r\n" : "";
+        batch += `${mail}\r\n`;
+        for (const l of lines) batch += `${l}\r\n`;
+        if (!bdat) batch += "DATA\r\n";
+        this.conn.write(this.enc.encode(batch));
+      }
+      if (reused) {
+        stage = "RSET";
+        let r: SmtpReply;
+        try {
+          r = pipelining ? await this.reader.next(t.commandMs, "RSET") : await this.command("RSET", t.commandMs);
+        } catch {
+          throw new StaleConnectionError("reused connection is gone");
+        }
+        if (r.code !== 250) throw new StaleConnectionError(`RSET refused: ${replyText(r)}`);
+      }
+      stage = "MAIL FROM";
+      const m = pipelining ? await this.reader.next(t.mailMs, "MAIL FROM") : await this.command(mail, t.mailMs, "MAIL FROM");
+      const accepted: number[] = [];
+      for (let j = 0; j < sent.length; j++) {
+        stage = "RCPT TO";
+        if (!pipelining && m.code !== 250) break;
+        const r = pipelining ? await this.reader.next(t.rcptMs, "RCPT TO") : await this.command(lines[j], t.rcptMs, "RCPT TO");
+        const k = sent[j];
+        if (m.code !== 250) out[k] = outcomeOf(m, host);
+        else if (r.code === 250 || r.code === 251) accepted.push(k);
+        else out[k] = outcomeOf(r, host);
+      }
+      if (m.code !== 250) for (const k of sent) out[k] ??= outcomeOf(m, host);
+      if (bdat) {
+        if (accepted.length === 0) return this.finish(all(failedFallback(host)));
+        stage = "BDAT";
+        this.conn.write(this.enc.encode(`BDAT ${message.size} LAST\r\n`));
+        await this.body(message, null);
+      } else {
+        stage = "DATA";
+        const d = pipelining
+          ? await this.reader.next(t.dataInitMs, "DATA")
+          : accepted.length > 0
+            ? await this.command("DATA", t.dataInitMs)
+            : null;
+        if (d === null) return this.finish(all(failedFallback(host)));
+        if (d.code !== 354) {
+          for (const k of accepted) out[k] = outcomeOf(d, host);
+          return this.finish(all(failedFallback(host)));
+        }
+        if (accepted.length === 0) {
+          // RFC 2920 §3.1: every RCPT failed but DATA was accepted: end it empty; the server rejects it.
+          this.conn.write(this.enc.encode(".\r\n"));
+          await this.reader.next(t.dataEndMs, "end of data");
+          return this.finish(all(failedFallback(host)));
+        }
+        await this.body(message, new DotStuffer());
+      }
+      stage = "end of data";
+      const fin = await this.reader.next(t.dataEndMs, bdat ? "BDAT LAST" : "end of data");
+      for (const k of accepted) out[k] = outcomeOf(fin, host, dsn);
+      return this.finish(all(failedFallback(host)));
+    } catch (err) {
+      if (err instanceof StaleConnectionError) {
+        this.close();
+        throw err;
+      }
+      // The connection is in an unknown state: recipients without a reply are retried later (RFC 5321 §4.5.3.2,
+      // §6.1: a lost reply to the final dot can mean a duplicate, never a loss).
+      this.close();
+      const why = err instanceof Error ? err.message : String(err);
+      return all({ kind: "deferred", reply: `451 4.4.2 ${host}: ${why} (during ${stage})`, remoteMta: host });
+    }
+  }
+
+  private finish(outcomes: Outcome[]): Outcome[] {
+    this.transactions++;
+    return outcomes;
+  }
+
+  /** Stream the message: dot-stuffed for DATA, raw for BDAT. Small pieces are gathered into one write. */
+  private async body(message: StoredMessage, stuffer: DotStuffer | null): Promise<void> {
+    const t = this.opts.timeouts;
+    let stage = new Uint8Array(STAGE);
+    let used = 0;
+    const flushStage = (): void => {
+      if (used === 0) return;
+      this.conn.write(stage.subarray(0, used));
+      stage = new Uint8Array(STAGE); // the written buffer may sit in the connection's queue
+      used = 0;
+    };
+    const put = (b: Uint8Array): void => {
+      if (b.length >= STAGE / 4) {
+        flushStage();
+        this.conn.write(b);
+        return;
+      }
+      if (used + b.length > STAGE) flushStage();
+      stage.set(b, used);
+      used += b.length;
+    };
+    for (const chunk of message.chunks()) {
+      if (stuffer !== null) stuffer.push(chunk, put);
+      else put(chunk);
+      if (this.conn.pendingWrite > HIGH_WATER) {
+        flushStage();
+        while (this.conn.pendingWrite > 0) await this.reader.drained(t.dataBlockMs);
+      }
+      if (this.reader.failed) throw new ConnectionError("connection lost while sending the message");
+    }
+    if (stuffer !== null) put(stuffer.end());
+    flushStage();
+  }
+
+  /** Polite end of an idle connection (RFC 5321 §4.1.1.10). */
+  quit(): void {
+    if (!this.reader.failed) this.conn.write(this.enc.encode("QUIT\r\n"));
+    this.conn.end();
+    this.usable = false;
+  }
+
+  close(): void {
+    this.usable = false;
+    this.conn.destroy();
+  }
+}
+
+/** Recipients the server never answered for (cannot happen with a conforming server). */
+function failedFallback(host: string): Outcome {
+  return { kind: "deferred", reply: `451 4.4.2 ${host}: no reply for this recipient`, remoteMta: host };
+}
+

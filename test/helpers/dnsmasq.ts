@@ -1,0 +1,61 @@
+/**
+ * A real DNS server for MX tests: dnsmasq on a loopback port, authoritative (--local) for the test zones, with
+ * the given --mx-host / --host-record lines. Stopped by stop(); the process dies with the test process too.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { Resolver } from "node:dns/promises";
+import { freePorts } from "./ports.ts";
+import { peerPath } from "./peers.ts";
+import { sleep } from "./wait.ts";
+
+export interface Dnsmasq {
+  port: number;
+  /** "127.0.0.1:PORT", for dns.servers. */
+  server: string;
+  stop(): Promise<void>;
+}
+
+export async function startDnsmasq(opts: { zones: string[]; mx?: string[]; hosts?: string[] }): Promise<Dnsmasq> {
+  const bin = peerPath("dnsmasq");
+  if (bin === null) throw new Error("dnsmasq not installed");
+  const [port] = await freePorts(1);
+  const args = [
+    "--no-daemon",
+    `--port=${port}`,
+    "--listen-address=127.0.0.1",
+    "--bind-interfaces",
+    "--no-resolv",
+    "--no-hosts",
+    "--conf-file=/dev/null",
+    "--user=root",
+    ...opts.zones.map((z) => `--local=/${z}/`),
+    ...(opts.mx ?? []).map((m) => `--mx-host=${m}`),
+    ...(opts.hosts ?? []).map((h) => `--host-record=${h}`),
+  ];
+  const proc: ChildProcess = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] });
+  let err = "";
+  proc.stderr!.on("data", (b: Buffer) => (err += b.toString()));
+  process.once("exit", () => proc.kill("SIGKILL"));
+  const r = new Resolver({ timeout: 500, tries: 1 });
+  r.setServers([`127.0.0.1:${port}`]);
+  for (let i = 0; ; i++) {
+    if (proc.exitCode !== null) throw new Error(`dnsmasq exited: ${err}`);
+    try {
+      await r.resolve4(`probe.${opts.zones[0]}`);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOTFOUND" || (e as NodeJS.ErrnoException).code === "ENODATA") break;
+      if (i > 50) throw new Error(`dnsmasq on ${port} does not answer: ${String(e)} ${err}`);
+      await sleep(100);
+    }
+  }
+  return {
+    port,
+    server: `127.0.0.1:${port}`,
+    async stop() {
+      if (proc.exitCode !== null) return;
+      proc.kill("SIGTERM");
+      await new Promise((res) => proc.once("exit", res));
+    },
+  };
+}
