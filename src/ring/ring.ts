@@ -8,7 +8,7 @@
  * Consumers claim a run of ready slots with one CAS (popBatch): one claim per item costs ~6× the throughput.
  *
  * Layout (Int32 indices of the header; the two positions sit on separate 64-byte cache lines):
- *   [0] enqueue position   [16] dequeue position   [32] capacity   [48] wake-up counter
+ *   [0] enqueue position   [16] dequeue position   [32] capacity   [48] wake-up counter   [52] sleepers
  *   then capacity × Int32 sequence numbers, then capacity × 32-byte slots: [length][flags][up to 30 ASCII bytes].
  */
 
@@ -17,6 +17,8 @@ const ENQ = 0;
 const DEQ = 16;
 const CAP = 32;
 const SIG = 48;
+/** Consumers inside waitForItems: notify() skips the futex syscall when nobody sleeps (it was 1 per message). */
+const SLEEP = 52;
 export const SLOT_BYTES = 32;
 export const MAX_ID_LENGTH = SLOT_BYTES - 2;
 
@@ -128,21 +130,29 @@ export class Ring {
 
   /** Wake consumers sleeping in waitForItems (producers call it once after a burst of pushes). */
   notify(): void {
+    // Sequentially consistent: a consumer registers in SLEEP before it reads SIG and checks depth, and a producer
+    // pushes before it reads SLEEP, so either the producer sees the sleeper or the sleeper sees the item.
+    if (Atomics.load(this.h, SLEEP) === 0) return;
     Atomics.add(this.h, SIG, 1);
     Atomics.notify(this.h, SIG);
   }
 
   /** Resolves when items may be available: at once if any are, else on notify() or after timeoutMs. */
   async waitForItems(timeoutMs: number): Promise<void> {
-    const v = Atomics.load(this.h, SIG);
-    if (this.depth > 0) return;
-    const waitAsync = (Atomics as unknown as { waitAsync?: WaitAsync }).waitAsync;
-    if (typeof waitAsync === "function") {
-      const r = waitAsync(this.h, SIG, v, timeoutMs);
-      if (r.async) await r.value;
-      return;
+    Atomics.add(this.h, SLEEP, 1);
+    try {
+      const v = Atomics.load(this.h, SIG);
+      if (this.depth > 0) return;
+      const waitAsync = (Atomics as unknown as { waitAsync?: WaitAsync }).waitAsync;
+      if (typeof waitAsync === "function") {
+        const r = waitAsync(this.h, SIG, v, timeoutMs);
+        if (r.async) await r.value;
+        return;
+      }
+      // No waitAsync (older runtimes): poll briefly; the blocking Atomics.wait would freeze this thread's events.
+      await new Promise<void>((resolve) => setTimeout(resolve, Math.min(timeoutMs, 5)));
+    } finally {
+      Atomics.sub(this.h, SLEEP, 1);
     }
-    // No waitAsync (older runtimes): poll briefly; the blocking Atomics.wait would freeze this thread's events.
-    await new Promise<void>((resolve) => setTimeout(resolve, Math.min(timeoutMs, 5)));
   }
 }
