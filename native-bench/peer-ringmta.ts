@@ -1,0 +1,89 @@
+/**
+ * ringmta itself, the way an operator runs it (`bun src/main.ts serve --config FILE`), configured like the Postfix
+ * peer: one plaintext listener on loopback, bench.test as a catch-all local domain, two delivery workers, no
+ * metrics endpoint. Measured end to end: a message counts when it is a file in the Maildir.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { BENCH_DOMAIN, type Peer, type RunningPeer } from "./peer.ts";
+import { exited, freePorts, startChild, stopChild, waitForSmtp } from "./proc.ts";
+
+export const REPO = fileURLToPath(new URL("../", import.meta.url));
+
+export interface RingmtaConfig {
+  port: number;
+  dataDir: string;
+  maxConnections?: number;
+  maxConnectionsPerIp?: number;
+}
+
+export function ringmtaToml(c: RingmtaConfig): string {
+  return `hostname = "ringmta.bench.localhost"
+data_dir = ${JSON.stringify(c.dataDir)}
+
+[[listeners]]
+name = "bench"
+host = "127.0.0.1"
+port = ${c.port}
+tls = "none"
+auth = "off"
+
+[local]
+domains = ["${BENCH_DOMAIN}"]
+catch_all = true
+
+[delivery]
+workers = 2
+
+[metrics]
+listen = ""
+
+[limits]
+max_connections = ${c.maxConnections ?? 10000}
+max_connections_per_ip = ${c.maxConnectionsPerIp ?? 1000}
+`;
+}
+
+/** Starts ringmta in a new temp dir; `extra` overrides the connection limits (the idle test needs more). */
+export async function startRingmta(limits: { maxConnections?: number; maxConnectionsPerIp?: number } = {}): Promise<
+  RunningPeer & { dir: string; dataDir: string; output(): string }
+> {
+  const dir = mkdtempSync(join(tmpdir(), "ringmta-bench-"));
+  const dataDir = join(dir, "data");
+  const [port] = await freePorts(1);
+  const configPath = join(dir, "ringmta.toml");
+  writeFileSync(configPath, ringmtaToml({ port: port!, dataDir, ...limits }));
+  const c = startChild(process.execPath, [join(REPO, "src", "main.ts"), "serve", "--config", configPath], { cwd: dir });
+  try {
+    await waitForSmtp(port!, 30_000, () => !exited(c.proc));
+  } catch (e) {
+    await stopChild(c, 1000);
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`ringmta: ${(e as Error).message}\n${c.output()}`);
+  }
+  const mailbox = (local: string): string => join(dataDir, "mail", BENCH_DOMAIN, local);
+  return {
+    port: port!,
+    pid: c.proc.pid!,
+    dir,
+    dataDir,
+    output: c.output,
+    maildir: mailbox,
+    clean: (local) => rmSync(mailbox(local), { recursive: true, force: true }),
+    async stop() {
+      await stopChild(c, 12_000);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function ringmtaPeer(): Peer {
+  return {
+    name: "ringmta",
+    role: "durable, delivers to Maildir",
+    missing: () => null,
+    start: () => startRingmta(),
+  };
+}
