@@ -427,7 +427,9 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         if (!same(config.listeners, next.listeners)) {
           log.warn("config.listeners_changed", { note: "listener addresses apply at the next restart" });
         }
+        const nextRemote = remoteSettings(next);
         policy = policyOf(next, u);
+        pool.updateRemote(nextRemote);
         auth.update(u.users, authLimits(next));
         tls = nextTls;
         // Listener addresses stay as bound; their tls/auth settings and limits apply to new connections.

@@ -61,7 +61,7 @@ const STOP_TIMEOUT_MS = 8000;
 const FIVE_DAYS = 5 * 86_400_000;
 
 export class DeliveryPool {
-  private readonly opts: DeliveryPoolOptions;
+  private opts: DeliveryPoolOptions;
   private readonly sab: SharedArrayBuffer;
   private readonly ring: Ring;
   private readonly handles: Array<Handle | null>;
@@ -111,6 +111,12 @@ export class DeliveryPool {
     }
     this.scheduled.splice(lo, 0, { at: atMs, id });
     this.arm();
+  }
+
+  /** SIGHUP: new relay settings (routes, smart host, DNS) for every worker, and for workers started later. */
+  updateRemote(remote: RemoteSettings): void {
+    this.opts = { ...this.opts, remote };
+    for (const h of this.handles) if (h?.alive) h.worker.postMessage({ type: "remote", remote } satisfies PoolToWorker);
   }
 
   /** Move every scheduled item to the ring now (`queue flush`). */

@@ -53,5 +53,6 @@ export type WorkerToPool =
   | ({ type: "result" } & DeliveryResult)
   | { type: "stopped" };
 
-export type PoolToWorker = WorkerInit | { type: "stop" };
+/** "remote": new relay settings after SIGHUP (routes, smart host, DNS servers); the worker swaps its courier. */
+export type PoolToWorker = WorkerInit | { type: "stop" } | { type: "remote"; remote: RemoteSettings };
 

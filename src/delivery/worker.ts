@@ -214,10 +214,16 @@ interface WorkerScope {
 }
 
 /** The worker's main loop: claim up to the free in-flight room from the ring, deliver, report. */
-async function run(scope: WorkerScope, init: WorkerInit, deps: WorkerDeps, stopping: () => boolean): Promise<void> {
+async function run(
+  scope: WorkerScope,
+  init: WorkerInit,
+  deps: WorkerDeps,
+  stopping: () => boolean,
+  couriers: CourierMap,
+): Promise<void> {
   const ring = new Ring(init.sab);
   const batcher = new SyncBatcher();
-  const couriers = buildCouriers(init, batcher, deps);
+  for (const [kind, c] of buildCouriers(init, batcher, deps)) couriers.set(kind, c);
   const inFlight = new Set<Promise<void>>();
   let wake: (() => void) | null = null;
   const out: RingItem[] = [];
@@ -264,11 +270,17 @@ export function runDeliveryWorker(deps: WorkerDeps): void {
   const scope = globalThis as unknown as WorkerScope;
   let stopRequested = false;
   let sab: SharedArrayBuffer | null = null;
+  const couriers: CourierMap = new Map();
   scope.onmessage = (e: MessageEvent) => {
     const msg = e.data as PoolToWorker;
     if (msg.type === "init") {
       sab = msg.sab;
-      void run(scope, msg, deps, () => stopRequested);
+      void run(scope, msg, deps, () => stopRequested, couriers);
+    } else if (msg.type === "remote") {
+      // SIGHUP: deliveries already running finish with the courier they hold; new ones take the new settings.
+      const old = couriers.get("remote") as Partial<{ close(): void }> | undefined;
+      couriers.set("remote", new RemoteCourier(msg.remote, deps.dialer));
+      old?.close?.();
     } else if (msg.type === "stop") {
       stopRequested = true;
       // End this thread's waitForItems now; other workers take it as a spurious wake-up and sleep again.

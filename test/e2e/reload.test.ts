@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { parse, stringify } from "smol-toml";
 import { beforeAll, describe, expect, test } from "vitest";
 import { SmtpClient, countMessageId, sendMail, simpleMessage, uniqueId, useServer, waitFor } from "../helpers/index.ts";
+import { CaptureServer } from "../helpers/capture-server.ts";
 
 const srv = useServer();
 
@@ -138,5 +139,29 @@ describe("SIGHUP reload", () => {
     open.destroy();
     await waitFor(() => countMessageId(srv().dataDir, "bob@example.test", m3) === 1, 15_000);
     expect(srv().pid).toBe(pid);
+  });
+
+  test("a changed relay.routes reaches the delivery workers: mail for the domain goes to the new host", async () => {
+    const a = await CaptureServer.start();
+    const b = await CaptureServer.start();
+    try {
+      const cfg = parse(original) as Record<string, Record<string, unknown>>;
+      cfg.relay = { ...(cfg.relay ?? {}), networks: ["127.0.0.0/8"], routes: { "routed.test": `127.0.0.1:${a.port}` } };
+      await hup(stringify(cfg), "config.reloaded");
+      const m1 = uniqueId("route-a");
+      expect(await send(["x@routed.test"], m1)).toEqual({ rcpts: [250], final: 250 });
+      await waitFor(() => a.messages.some((m) => m.data.includes(m1)), 15_000);
+
+      cfg.relay = { ...cfg.relay, routes: { "routed.test": `127.0.0.1:${b.port}` } };
+      await hup(stringify(cfg), "config.reloaded");
+      const m2 = uniqueId("route-b");
+      expect(await send(["x@routed.test"], m2)).toEqual({ rcpts: [250], final: 250 });
+      await waitFor(() => b.messages.some((m) => m.data.includes(m2)), 15_000);
+      expect(a.messages.some((m) => m.data.includes(m2))).toBe(false);
+    } finally {
+      await hup(original, "config.reloaded");
+      await a.close();
+      await b.close();
+    }
   });
 });
