@@ -22,6 +22,7 @@ import { deleteItem, dsnChunks, isFinal, openStored, recover, Spool, type DsnRec
 import { passwordHasher, runtimeName } from "../runtime/index.ts";
 import { Session, type SessionMetrics, type SessionSettings } from "../session/index.ts";
 import type { Conn, ConnHandler, Listener, ListenerSpec, TlsOptions, Transport } from "../transport/types.ts";
+import { dropPrivileges } from "./privileges.ts";
 import { queueStats } from "./queue-stats.ts";
 
 export interface ServerOptions {
@@ -99,14 +100,14 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   let config = initial;
   const queueDir = join(config.dataDir, "queue");
   const mailDir = join(config.dataDir, "mail");
-  mkdirSync(queueDir, { recursive: true, mode: 0o700 });
-  mkdirSync(mailDir, { recursive: true, mode: 0o700 });
 
   // TLS: generate a self-signed pair on first start when the configured files are absent.
   const needsTls = config.listeners.some((l) => l.tls !== "none");
   let tls: TlsOptions | null = null;
+  let certGenerated = false;
   if (needsTls) {
     if (await ensureCertificate(config.hostname, config.tls.cert, config.tls.key)) {
+      certGenerated = true;
       log.warn("tls.generated", { cert: config.tls.cert, key: config.tls.key, note: "self-signed; replace it" });
     }
     tls = readTls(config);
@@ -159,8 +160,100 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     tlsHandshake: (listener, ok) => mTls.inc({ listener, result: ok ? "success" : "failure" }),
   };
 
-  // Delivery.
   let spool: Spool | null = null;
+  // Sessions and connection limits (CONTRACT: counted over all listeners).
+  const sessions = new Set<Session>();
+  const perIp = new Map<string, number>();
+  let total = 0;
+  let draining = false;
+  const clock = { now: Date.now, delay: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)) };
+  const tlsSource = (): TlsOptions | null => tls;
+
+  const factory = (conn: Conn, spec: ListenerSpec): ConnHandler => {
+    // The listener's current settings (SIGHUP may have changed its auth mode or the limits).
+    const lc = config.listeners.find((l) => l.name === spec.name)!;
+    const ip = conn.remoteAddress;
+    const lim = config.limits;
+    if (spool === null) {
+      // Between binding and the spool being open (start-up): nothing could be stored yet.
+      conn.write(new TextEncoder().encode("421 4.3.0 Server starting, try again\r\n"));
+      conn.end();
+      return NOOP_HANDLER;
+    }
+    if (draining || total >= lim.maxConnections || (perIp.get(ip) ?? 0) >= lim.maxConnectionsPerIp) {
+      mRejected.inc({ code: "421" });
+      conn.write(new TextEncoder().encode(draining ? "421 4.3.2 Server shutting down\r\n" : "421 4.7.0 Too many connections, try later\r\n"));
+      conn.end();
+      return NOOP_HANDLER;
+    }
+    total++;
+    perIp.set(ip, (perIp.get(ip) ?? 0) + 1);
+    mConnTotal.inc({ listener: spec.name });
+    if (spec.implicitTls) mTls.inc({ listener: spec.name, result: "success" });
+    mConnOpen.inc({ listener: spec.name });
+    const session = new Session(conn, sessionSettings(config, lc), {
+      spool: spool,
+      policy,
+      auth,
+      clock,
+      log,
+      metrics: sessionMetrics,
+      onGone: (s) => {
+        sessions.delete(s);
+        total--;
+        const n = (perIp.get(ip) ?? 1) - 1;
+        if (n <= 0) perIp.delete(ip);
+        else perIp.set(ip, n);
+        mConnOpen.inc({ listener: spec.name }, -1);
+      },
+    });
+    sessions.add(session);
+    session.start();
+    return session;
+  };
+
+  const listeners: Listener[] = [];
+  const specOf = (lc: ListenerConfig): ListenerSpec => ({
+    name: lc.name,
+    host: lc.host,
+    port: lc.port,
+    implicitTls: lc.tls === "implicit",
+    backlog: BACKLOG,
+  });
+  try {
+    for (const lc of config.listeners) {
+      const l = await opts.transport.listen(specOf(lc), tlsSource, factory);
+      listeners.push(l);
+      log.info("listener.up", { name: lc.name, host: lc.host, port: l.port, tls: lc.tls, auth: lc.auth });
+    }
+  } catch (e) {
+    for (const l of listeners) l.stop();
+    throw e;
+  }
+
+  // CONTRACT: started as root with [server] user, bind first, then become that user before touching the spool,
+  // the Maildirs or starting workers.
+  dropPrivileges(config.server.user, [config.dataDir, ...(certGenerated ? [config.tls.cert, config.tls.key] : [])], log);
+
+  /**
+   * A Bun TLS listener keeps the certificate it was created with, so on a certificate change each implicit-TLS
+   * listener is replaced: the new one binds the same port (SO_REUSEPORT) before the old one stops accepting.
+   * Open connections of the old listener stay up. STARTTLS reads the current certificate at each upgrade.
+   */
+  const rebindImplicit = async (): Promise<void> => {
+    for (let i = 0; i < listeners.length; i++) {
+      const old = listeners[i]!;
+      if (!old.spec.implicitTls) continue;
+      const fresh = await opts.transport.listen({ ...old.spec, port: old.port }, tlsSource, factory);
+      old.stop();
+      listeners[i] = fresh;
+      log.info("listener.rebound", { name: old.spec.name, port: fresh.port, reason: "certificate reloaded" });
+    }
+  };
+
+  // Delivery (as the unprivileged user from here on).
+  mkdirSync(queueDir, { recursive: true, mode: 0o700 });
+  mkdirSync(mailDir, { recursive: true, mode: 0o700 });
   /**
    * Inject the DSN for `notices` of item `id` (null: a finished item found at start, whose state says what to
    * report) through the spool: envelope sender <>, to the original sender, routed like any recipient (a local
@@ -303,87 +396,6 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       corrupt: recovered.corrupt.length,
     });
   }
-
-  // Sessions and connection limits (CONTRACT: counted over all listeners).
-  const sessions = new Set<Session>();
-  const perIp = new Map<string, number>();
-  let total = 0;
-  let draining = false;
-  const clock = { now: Date.now, delay: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)) };
-  const tlsSource = (): TlsOptions | null => tls;
-
-  const factory = (conn: Conn, spec: ListenerSpec): ConnHandler => {
-    // The listener's current settings (SIGHUP may have changed its auth mode or the limits).
-    const lc = config.listeners.find((l) => l.name === spec.name)!;
-    const ip = conn.remoteAddress;
-    const lim = config.limits;
-    if (draining || total >= lim.maxConnections || (perIp.get(ip) ?? 0) >= lim.maxConnectionsPerIp) {
-      mRejected.inc({ code: "421" });
-      conn.write(new TextEncoder().encode(draining ? "421 4.3.2 Server shutting down\r\n" : "421 4.7.0 Too many connections, try later\r\n"));
-      conn.end();
-      return NOOP_HANDLER;
-    }
-    total++;
-    perIp.set(ip, (perIp.get(ip) ?? 0) + 1);
-    mConnTotal.inc({ listener: spec.name });
-    if (spec.implicitTls) mTls.inc({ listener: spec.name, result: "success" });
-    mConnOpen.inc({ listener: spec.name });
-    const session = new Session(conn, sessionSettings(config, lc), {
-      spool,
-      policy,
-      auth,
-      clock,
-      log,
-      metrics: sessionMetrics,
-      onGone: (s) => {
-        sessions.delete(s);
-        total--;
-        const n = (perIp.get(ip) ?? 1) - 1;
-        if (n <= 0) perIp.delete(ip);
-        else perIp.set(ip, n);
-        mConnOpen.inc({ listener: spec.name }, -1);
-      },
-    });
-    sessions.add(session);
-    session.start();
-    return session;
-  };
-
-  const listeners: Listener[] = [];
-  const specOf = (lc: ListenerConfig): ListenerSpec => ({
-    name: lc.name,
-    host: lc.host,
-    port: lc.port,
-    implicitTls: lc.tls === "implicit",
-    backlog: BACKLOG,
-  });
-  try {
-    for (const lc of config.listeners) {
-      const l = await opts.transport.listen(specOf(lc), tlsSource, factory);
-      listeners.push(l);
-      log.info("listener.up", { name: lc.name, host: lc.host, port: l.port, tls: lc.tls, auth: lc.auth });
-    }
-  } catch (e) {
-    for (const l of listeners) l.stop();
-    await pool.stop();
-    throw e;
-  }
-
-  /**
-   * A Bun TLS listener keeps the certificate it was created with, so on a certificate change each implicit-TLS
-   * listener is replaced: the new one binds the same port (SO_REUSEPORT) before the old one stops accepting.
-   * Open connections of the old listener stay up. STARTTLS reads the current certificate at each upgrade.
-   */
-  const rebindImplicit = async (): Promise<void> => {
-    for (let i = 0; i < listeners.length; i++) {
-      const old = listeners[i]!;
-      if (!old.spec.implicitTls) continue;
-      const fresh = await opts.transport.listen({ ...old.spec, port: old.port }, tlsSource, factory);
-      old.stop();
-      listeners[i] = fresh;
-      log.info("listener.rebound", { name: old.spec.name, port: fresh.port, reason: "certificate reloaded" });
-    }
-  };
 
   // Idle sweeper (CONTRACT: 421 4.4.2 after idle_timeout_s; slowloris counts as idle outside DATA).
   const sweeper = setInterval(() => {

@@ -171,7 +171,7 @@ describe("DeliveryPool", () => {
     rmSync(join(box, "new")); // repaired before the retry
     await waitFor(() => results.length === 2);
     expect(results[1].done).toBe(true);
-    expect(results[1].outcomes).toEqual([{ index: 0, outcome: expect.objectContaining({ kind: "delivered" }) }]);
+    expect(results[1].outcomes).toEqual([{ index: 0, address: "bob@example.test", courier: "local", ms: expect.any(Number), outcome: expect.objectContaining({ kind: "delivered" }) }]);
     await pool.stop();
     expect(readdirSync(join(box, "new")).length).toBe(1);
     expect(readdirSync(join(mailDir, "example.test", "carol", "new")).length).toBe(1);
