@@ -106,7 +106,8 @@ export async function processItem(
 ): Promise<DeliveryResult> {
   let item;
   try {
-    item = openStored(init.queueDir, id);
+    // Not re-checked = straight from its commit: no state log can exist yet.
+    item = openStored(init.queueDir, id, { fresh: (flags & FLAG_RECHECK) === 0 });
   } catch (err) {
     // Left in place: recover() moves a corrupt item aside at the next start.
     const why = err instanceof CorruptItemError ? `corrupt item: ${err.message}` : String(err);
@@ -137,6 +138,7 @@ export async function processItem(
   let pending = 0;
   for (const g of groups.values()) pending += g.length;
   let recordError: unknown = null;
+  let stateWritten = false;
   const started = Date.now();
 
   const apply = async (indices: number[], got: Outcome[]): Promise<void> => {
@@ -167,6 +169,7 @@ export async function processItem(
       return;
     }
     try {
+      stateWritten = true;
       await recordOutcomes(init.queueDir, id, batch, batcher);
     } catch (err) {
       recordError ??= err;
@@ -194,7 +197,12 @@ export async function processItem(
   const kept = notices.length > 0 || (done && state.some((s) => s.status === "failed"));
   try {
     if (recordError !== null) throw recordError;
-    if (done && !kept) await finishItem(init.queueDir, id, batcher);
+    if (done && !kept) {
+      await finishItem(init.queueDir, id, batcher, {
+        hasState: (flags & FLAG_RECHECK) !== 0 || stateWritten,
+        durable: envelope.recipients.some((r) => r.route.kind !== "local"),
+      });
+    }
     else if (unrecorded.length > 0) await recordOutcomes(init.queueDir, id, unrecorded, batcher);
     unrecorded = [];
   } catch (err) {

@@ -25,10 +25,20 @@ export async function recordOutcomes(
   if (created) await batcher.syncDir(dirname(path));
 }
 
-export async function finishItem(dir: string, id: string, batcher: SyncBatcher): Promise<void> {
+/**
+ * `hasState`: a state log may exist (else its unlink is skipped). `durable`: fsync the directory so the removal
+ * survives a crash — needed when a remote recipient was delivered (a resurrected item would be relayed twice);
+ * for Maildir-only items a resurrected copy is recognised by its deterministic file names, so the fsync is saved.
+ */
+export async function finishItem(
+  dir: string,
+  id: string,
+  batcher: SyncBatcher,
+  opts: { hasState: boolean; durable: boolean } = { hasState: true, durable: true },
+): Promise<void> {
   unlinkIfPresent(msgPath(dir, id));
-  unlinkIfPresent(statePath(dir, id));
-  await batcher.syncDir(dir);
+  if (opts.hasState) unlinkIfPresent(statePath(dir, id));
+  if (opts.durable) await batcher.syncDir(dir);
 }
 
 function unlinkIfPresent(path: string): void {

@@ -77,9 +77,10 @@ export function applyStateLog(text: string, states: RecipientState[]): void {
   }
 }
 
-/** Read `<id>.state` (absent = nothing recorded yet). */
-export function readStateLog(path: string, count: number): RecipientState[] {
+/** Read `<id>.state` (absent, or path null = nothing recorded yet). */
+export function readStateLog(path: string | null, count: number): RecipientState[] {
   const states = initialState(count);
+  if (path === null) return states;
   let text: string;
   try {
     text = readFileSync(path, "utf8");

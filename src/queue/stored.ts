@@ -41,7 +41,7 @@ export function statePath(dir: string, id: string): string {
  * Open item `id` in spool `dir`. Returns null when it does not exist (delivered or deleted meanwhile); throws
  * CorruptItemError when the file fails validation, other errors as they come.
  */
-export function openStored(dir: string, id: string): StoredItem | null {
+export function openStored(dir: string, id: string, opts: { fresh?: boolean } = {}): StoredItem | null {
   const path = msgPath(dir, id);
   let fd: number;
   try {
@@ -75,7 +75,10 @@ export function openStored(dir: string, id: string): StoredItem | null {
   } finally {
     closeSync(fd);
   }
-  const state = readStateLog(statePath(dir, id), envelope.recipients.length);
+  // A fresh item (first attempt straight after its commit) has no state log yet: skip the failing open.
+  const state = opts.fresh
+    ? readStateLog(null, envelope.recipients.length)
+    : readStateLog(statePath(dir, id), envelope.recipients.length);
   const bytes = whole;
   const msgSize = size;
   const message: StoredMessage = {
