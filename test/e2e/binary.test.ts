@@ -1,5 +1,5 @@
 /**
- * The single binary (`bun run build` → dist/ringmta; here built into a temp dir by scripts/build.ts): it runs
+ * The single binary (`bun run build` → dist/ringmta; here built into a temp dir by src/build.ts): it runs
  * with no node_modules anywhere above it, its subcommands work, and `serve` — delivery workers included — takes
  * a message over STARTTLS + AUTH and delivers it to Maildir.
  */
@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import nodemailer from "nodemailer";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { buildBinary } from "../../scripts/build.ts";
+import { buildBinary } from "../../src/build.ts";
 import { freePorts, maildirFiles, removeDir, sleep, tempDir, waitFor, waitFor220 } from "../helpers/index.ts";
 
 const dir = tempDir("ringmta-bin-");
