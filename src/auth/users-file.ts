@@ -1,6 +1,6 @@
 /**
  * The users file (CONTRACT): one `address:hash` per line; blank lines and lines starting with # are ignored.
- * The hash is a PHC string from Bun.password.hash (argon2id or bcrypt): it holds '$', ',' and '=' but an
+ * The hash is a PHC string as the runtime's password hasher writes it (argon2id or bcrypt): it holds '$', ',' and '=' but an
  * address holds no ':', so the address is everything before the first ':'.
  */
 import { readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from "node:fs";

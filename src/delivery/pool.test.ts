@@ -6,24 +6,13 @@ import type { Envelope } from "./types.ts";
 import { openStored, recover, Spool } from "../queue/index.ts";
 import { DeliveryPool, MaildirCourier } from "./index.ts";
 import type { DeliveryResult } from "./index.ts";
+import { localEnvelope } from "../../test/helpers/envelope.ts";
 
 // The worker entry of the server (it runs runDeliveryWorker with the Bun dialer).
 const WORKER_URL = new URL("../app/delivery-worker.ts", import.meta.url);
 const temp = () => mkdtempSync(join(tmpdir(), "ringmta-pool-"));
 
-function envelope(rcpts: string[]): Envelope {
-  return {
-    sender: "alice@example.test",
-    recipients: rcpts.map((a) => {
-      const [localPart, domain] = a.split("@");
-      return { rcpt: a, address: a, route: { kind: "local", domain, localPart } };
-    }),
-    body: "7BIT",
-    smtputf8: false,
-    client: { address: "127.0.0.1", helo: "c.test", listener: "mx" },
-    arrival: 0,
-  };
-}
+const envelope = (rcpts: string[]): Envelope => localEnvelope(rcpts, { body: "7BIT" });
 
 function waitFor(cond: () => boolean, ms = 30_000): Promise<void> {
   const t0 = Date.now();

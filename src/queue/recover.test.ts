@@ -14,22 +14,11 @@ import {
   Spool,
   SyncBatcher,
 } from "./index.ts";
+import { localEnvelope } from "../../test/helpers/envelope.ts";
 
 const temp = () => mkdtempSync(join(tmpdir(), "ringmta-recover-"));
 
-function envelope(rcpts: string[]): Envelope {
-  return {
-    sender: "alice@example.test",
-    recipients: rcpts.map((a) => {
-      const [localPart, domain] = a.split("@");
-      return { rcpt: a, address: a, route: { kind: "local", domain, localPart } };
-    }),
-    body: "7BIT",
-    smtputf8: false,
-    client: { address: "127.0.0.1", helo: "client.test", listener: "mx" },
-    arrival: 0,
-  };
-}
+const envelope = (rcpts: string[]): Envelope => localEnvelope(rcpts, { body: "7BIT" });
 
 async function commit(dir: string, body: string, rcpts = ["bob@example.test"]): Promise<string> {
   const sink = new Spool({ dir, onCommitted: () => {} }).begin();
@@ -48,7 +37,7 @@ describe("recover", () => {
     const g = readFileSync(join(dir, `${garbled}.msg`));
     g[g.length - 30] ^= 0xff; // flips a byte of the meta JSON's end
     writeFileSync(join(dir, `${garbled}.msg`), g);
-    writeFileSync(join(dir, "0000000000000000XXXX.tmp"), "half a message");
+    writeFileSync(join(dir, "0000000000000000ABCD.tmp"), "half a message");
     writeFileSync(join(dir, "0000000000000000YYYY.msg"), "not a spool item at all");
     writeFileSync(join(dir, "0000000000000000ZZZZ.state"), '{"i":0}\n'); // orphan
 
@@ -57,7 +46,7 @@ describe("recover", () => {
     expect(r.items.map((i) => i.id)).toEqual([good]);
     expect(r.items[0].state[0].status).toBe("queued");
     expect(r.corrupt.sort()).toEqual([`0000000000000000YYYY.msg`, `${truncated}.msg`, `${garbled}.msg`].sort());
-    expect(r.removed.sort()).toEqual(["0000000000000000XXXX.tmp", "0000000000000000ZZZZ.state"]);
+    expect(r.removed.sort()).toEqual(["0000000000000000ABCD.tmp", "0000000000000000ZZZZ.state"]);
     expect(warnings.length).toBe(3);
     expect(readdirSync(dir).sort()).toEqual([`${good}.msg`, "corrupt"]);
     expect(readdirSync(join(dir, "corrupt")).length).toBe(3);

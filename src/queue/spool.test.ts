@@ -4,22 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Envelope } from "../delivery/types.ts";
 import { newQueueId, openStored, Spool, SpoolSink, TRAILER_LEN } from "./index.ts";
+import { localEnvelope } from "../../test/helpers/envelope.ts";
 
 const temp = () => mkdtempSync(join(tmpdir(), "ringmta-spool-"));
 
-function envelope(rcpts: string[]): Envelope {
-  return {
-    sender: "alice@example.test",
-    recipients: rcpts.map((a) => {
-      const [localPart, domain] = a.split("@");
-      return { rcpt: a, address: a, route: { kind: "local", domain, localPart } };
-    }),
-    body: "8BITMIME",
-    smtputf8: false,
-    client: { address: "127.0.0.1", helo: "client.test", listener: "mx" },
-    arrival: 0,
-  };
-}
+const envelope = (rcpts: string[]): Envelope => localEnvelope(rcpts);
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 const collect = (it: Iterable<Uint8Array>) => Buffer.concat([...it].map((c) => Buffer.from(c)));

@@ -3,6 +3,20 @@
  * transport/deno implement them. Adapters import only this file.
  */
 
+/**
+ * The one TLS policy of every listener and of the client (CONTRACT: TLS 1.2 and 1.3 only): for TLS 1.2, forward-
+ * secret AEAD suites only, in the server's order (TLS 1.3 suites are all AEAD). Both adapters apply it.
+ */
+export const TLS_MIN_VERSION = "TLSv1.2";
+export const TLS12_CIPHERS = [
+  "ECDHE-ECDSA-AES128-GCM-SHA256",
+  "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384",
+  "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305",
+  "ECDHE-RSA-CHACHA20-POLY1305",
+].join(":");
+
 export interface TlsOptions {
   cert: string; // PEM
   key: string; // PEM

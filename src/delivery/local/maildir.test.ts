@@ -5,22 +5,11 @@ import { join } from "node:path";
 import type { Envelope } from "../types.ts";
 import { openStored, Spool } from "../../queue/index.ts";
 import { MaildirCourier, maildirHostname, maildirName } from "./index.ts";
+import { localEnvelope } from "../../../test/helpers/envelope.ts";
 
 const temp = () => mkdtempSync(join(tmpdir(), "ringmta-maildir-"));
 
-function envelope(sender: string, rcpts: string[]): Envelope {
-  return {
-    sender,
-    recipients: rcpts.map((a) => {
-      const [localPart, domain] = a.split("@");
-      return { rcpt: a, address: a, route: { kind: "local", domain, localPart } };
-    }),
-    body: "8BITMIME",
-    smtputf8: false,
-    client: { address: "127.0.0.1", helo: "c.test", listener: "mx" },
-    arrival: 0,
-  };
-}
+const envelope = (sender: string, rcpts: string[]): Envelope => localEnvelope(rcpts, { sender });
 
 async function stored(root: string, body: Uint8Array, sender: string, rcpts: string[]) {
   const dir = join(root, "queue");

@@ -9,6 +9,7 @@
  * `serverName`), so a wrong or self-signed certificate without its CA is refused.
  */
 import { constants as cryptoConstants } from "node:crypto";
+import { WriteQueue } from "./write-queue.ts";
 import type { ClientConn, ClientTlsOptions, ConnHandler, DialOptions, Dialer, TlsInfo } from "../types.ts";
 
 declare const Bun: any;
@@ -48,8 +49,7 @@ class BunClientConn implements ClientConn {
   /** Bytes that arrived before a handler was set (the 220 greeting races the caller's await). */
   private early: Uint8Array[] = [];
   private closedEarly = false;
-  private queue: Uint8Array[] = [];
-  private queued = 0;
+  private readonly out = new WriteQueue();
   private ending = false;
   closed = false;
   /** Set once upgradeTLS ran: the raw socket's handlers then see ciphertext only. */
@@ -60,7 +60,7 @@ class BunClientConn implements ClientConn {
   sock: BunSocket = null;
 
   get pendingWrite(): number {
-    return this.queued;
+    return this.out.queued;
   }
 
   setHandler(h: ConnHandler): void {
@@ -77,36 +77,13 @@ class BunClientConn implements ClientConn {
   }
 
   write(bytes: Uint8Array): void {
-    if (this.closed || bytes.length === 0) return;
-    if (this.queued > 0) {
-      this.queue.push(bytes);
-      this.queued += bytes.length;
-      return;
-    }
-    const n = this.sock.write(bytes);
-    if (n < bytes.length) {
-      const rest = n > 0 ? bytes.subarray(n) : bytes;
-      this.queue.push(rest);
-      this.queued += rest.length;
-    }
+    if (!this.closed) this.out.send(this.sock, bytes);
   }
 
   flushQueue(): void {
-    while (this.queue.length > 0 && !this.closed) {
-      const head = this.queue[0]!;
-      const n = this.sock.write(head);
-      if (n <= 0) return;
-      this.queued -= n;
-      if (n < head.length) {
-        this.queue[0] = head.subarray(n);
-        return;
-      }
-      this.queue.shift();
-    }
-    if (this.queued === 0) {
-      if (this.ending) this.sock.end();
-      else this.handler?.onDrain();
-    }
+    if (this.closed || !this.out.flush(this.sock)) return;
+    if (this.ending) this.sock.end();
+    else this.handler?.onDrain();
   }
 
   startTls(opts: ClientTlsOptions): Promise<TlsInfo> {
@@ -117,8 +94,7 @@ class BunClientConn implements ClientConn {
       this.upgraded = true;
       // Anything queued but unsent would go out in clear after the handshake started: the caller writes STARTTLS
       // and waits for the 220, so nothing is queued here.
-      this.queue = [];
-      this.queued = 0;
+      this.out.clear();
       const [, tlsSock] = this.sock.upgradeTLS({ tls: bunClientTls(opts), socket: TLS_HANDLERS, data: this });
       this.sock = tlsSock;
     });
@@ -142,7 +118,7 @@ class BunClientConn implements ClientConn {
   end(): void {
     if (this.ending || this.closed) return;
     this.ending = true;
-    if (this.queued === 0) this.sock.end();
+    if (this.out.queued === 0) this.sock.end();
   }
 
   destroy(): void {
@@ -161,8 +137,7 @@ class BunClientConn implements ClientConn {
   gone(): void {
     if (this.closed) return;
     this.closed = true;
-    this.queue = [];
-    this.queued = 0;
+    this.out.clear();
     const w = this.tlsWaiter;
     this.tlsWaiter = null;
     w?.reject(new Error("connection closed"));

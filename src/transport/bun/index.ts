@@ -7,39 +7,32 @@
  * handler keeps seeing ciphertext, which is ignored by a flag.
  */
 import { constants as cryptoConstants } from "node:crypto";
-import type {
-  Conn,
-  ConnHandler,
-  Listener,
-  ListenerSpec,
-  SessionFactory,
-  TlsInfo,
-  TlsOptions,
-  Transport,
+import {
+  TLS12_CIPHERS,
+  type Conn,
+  type ConnHandler,
+  type Listener,
+  type ListenerSpec,
+  type SessionFactory,
+  type TlsInfo,
+  type TlsOptions,
+  type Transport,
 } from "../types.ts";
 import { raiseBacklog } from "./backlog.ts";
+import { WriteQueue } from "./write-queue.ts";
 
 declare const Bun: any;
 type BunSocket = any;
 
 /** CONTRACT: TLS 1.2 and 1.3 only. */
 const SECURE_OPTIONS = cryptoConstants.SSL_OP_NO_TLSv1 | cryptoConstants.SSL_OP_NO_TLSv1_1 | 0;
-/** Modern AEAD suites only for TLS 1.2 (TLS 1.3 suites are all AEAD); the server's order wins. */
-const CIPHERS = [
-  "ECDHE-ECDSA-AES128-GCM-SHA256",
-  "ECDHE-RSA-AES128-GCM-SHA256",
-  "ECDHE-ECDSA-AES256-GCM-SHA384",
-  "ECDHE-RSA-AES256-GCM-SHA384",
-  "ECDHE-ECDSA-CHACHA20-POLY1305",
-  "ECDHE-RSA-CHACHA20-POLY1305",
-].join(":");
 
 function bunTls(t: TlsOptions): object {
   return {
     cert: t.cert,
     key: t.key,
     secureOptions: SECURE_OPTIONS | cryptoConstants.SSL_OP_CIPHER_SERVER_PREFERENCE,
-    ciphers: CIPHERS,
+    ciphers: TLS12_CIPHERS,
   };
 }
 
@@ -52,8 +45,7 @@ class BunConn implements Conn {
   handler: ConnHandler | null = null;
   tls: TlsInfo | null = null;
   /** Writes the kernel did not take yet, oldest first. */
-  private queue: Uint8Array[] = [];
-  private queued = 0;
+  private readonly out = new WriteQueue();
   private ending = false;
   private closed = false;
   /** Set once upgradeTLS ran: the raw socket's data handler then sees ciphertext only. */
@@ -75,47 +67,24 @@ class BunConn implements Conn {
   }
 
   get pendingWrite(): number {
-    return this.queued;
+    return this.out.queued;
   }
 
   write(bytes: Uint8Array): void {
-    if (this.closed || bytes.length === 0) return;
-    if (this.queued > 0) {
-      this.queue.push(bytes);
-      this.queued += bytes.length;
-      return;
-    }
-    const n = this.sock.write(bytes);
-    if (n < bytes.length) {
-      const rest = n > 0 ? bytes.subarray(n) : bytes;
-      this.queue.push(rest);
-      this.queued += rest.length;
-    }
+    if (!this.closed) this.out.send(this.sock, bytes);
   }
 
   /** drain: push queued bytes until the kernel stops taking them. */
   flushQueue(): void {
-    while (this.queue.length > 0 && !this.closed) {
-      const head = this.queue[0]!;
-      const n = this.sock.write(head);
-      if (n <= 0) return;
-      this.queued -= n;
-      if (n < head.length) {
-        this.queue[0] = head.subarray(n);
-        return;
-      }
-      this.queue.shift();
-    }
-    if (this.queued === 0) {
-      if (this.ending) this.sock.end();
-      else this.handler?.onDrain();
-    }
+    if (this.closed || !this.out.flush(this.sock)) return;
+    if (this.ending) this.sock.end();
+    else this.handler?.onDrain();
   }
 
   end(): void {
     if (this.ending || this.closed) return;
     this.ending = true;
-    if (this.queued === 0) this.sock.end();
+    if (this.out.queued === 0) this.sock.end();
   }
 
   pause(): void {
@@ -137,7 +106,7 @@ class BunConn implements Conn {
         this.sock = tlsSock;
       };
       // The 220 must be on the wire before the handshake starts.
-      if (this.queued === 0) upgrade();
+      if (this.out.queued === 0) upgrade();
       else this.afterFlush = upgrade;
     });
   }
@@ -160,8 +129,7 @@ class BunConn implements Conn {
   gone(): void {
     if (this.closed) return;
     this.closed = true;
-    this.queue = [];
-    this.queued = 0;
+    this.out.clear();
     const w = this.tlsWaiter;
     this.tlsWaiter = null;
     w?.reject(new Error("connection closed"));

@@ -3,18 +3,10 @@
  * same AEAD-only suites as the Bun adapter, server order first (TLS 1.3 suites are all AEAD).
  */
 import { rootCertificates, createSecureContext, type SecureContext, type TLSSocket } from "node:tls";
-import type { TlsInfo, TlsOptions } from "../types.ts";
+import { TLS_MIN_VERSION, TLS12_CIPHERS, type TlsInfo, type TlsOptions } from "../types.ts";
 
-export const MIN_VERSION = "TLSv1.2";
-
-export const CIPHERS = [
-  "ECDHE-ECDSA-AES128-GCM-SHA256",
-  "ECDHE-RSA-AES128-GCM-SHA256",
-  "ECDHE-ECDSA-AES256-GCM-SHA384",
-  "ECDHE-RSA-AES256-GCM-SHA384",
-  "ECDHE-ECDSA-CHACHA20-POLY1305",
-  "ECDHE-RSA-CHACHA20-POLY1305",
-].join(":");
+export const MIN_VERSION = TLS_MIN_VERSION;
+export const CIPHERS = TLS12_CIPHERS;
 
 /**
  * One secure context per certificate pair, rebuilt only when the source hands out a new pair (SIGHUP reload):
