@@ -19,37 +19,40 @@ const SYSTEM_MAIN_CF = "/etc/postfix/main.cf";
 /** virtual(8) refuses root; deliveries are written as nobody:nogroup. */
 const VMAIL_ID = 65534;
 
+/**
+ * master(5) rows of every service a loopback Postfix instance needs (columns: service type private unpriv chroot
+ * wakeup maxproc command). No chroot: a temp queue has none of the files a chroot jail needs. Shared with the
+ * test suite's Postfix helper.
+ */
+export const POSTFIX_SERVICES = [
+  "pickup unix n - n 60 1 pickup",
+  "cleanup unix n - n - 0 cleanup",
+  "qmgr unix n - n 300 1 qmgr",
+  "tlsmgr unix - - n 1000? 1 tlsmgr",
+  "rewrite unix - - n - - trivial-rewrite",
+  "bounce unix - - n - 0 bounce",
+  "defer unix - - n - 0 bounce",
+  "trace unix - - n - 0 bounce",
+  "verify unix - - n - 1 verify",
+  "flush unix n - n 1000? 0 flush",
+  "proxymap unix - - n - - proxymap",
+  "proxywrite unix - - n - 1 proxymap",
+  "smtp unix - - n - - smtp",
+  "relay unix - - n - - smtp",
+  "showq unix n - n - - showq",
+  "error unix - - n - - error",
+  "retry unix - - n - - error",
+  "discard unix - - n - - discard",
+  "local unix - n n - - local",
+  "virtual unix - n n - - virtual",
+  "lmtp unix - - n - - lmtp",
+  "anvil unix - - n - 1 anvil",
+  "scache unix - - n - 1 scache",
+  "postlog unix-dgram n - n - 1 postlogd",
+];
+
 function masterCf(port: number): string {
-  // master(5) columns: service type private unpriv chroot wakeup maxproc command. No chroot: the temp queue has
-  // none of the files a chroot jail needs.
-  const rows = [
-    `127.0.0.1:${port} inet n - n - - smtpd`,
-    "pickup unix n - n 60 1 pickup",
-    "cleanup unix n - n - 0 cleanup",
-    "qmgr unix n - n 300 1 qmgr",
-    "tlsmgr unix - - n 1000? 1 tlsmgr",
-    "rewrite unix - - n - - trivial-rewrite",
-    "bounce unix - - n - 0 bounce",
-    "defer unix - - n - 0 bounce",
-    "trace unix - - n - 0 bounce",
-    "verify unix - - n - 1 verify",
-    "flush unix n - n 1000? 0 flush",
-    "proxymap unix - - n - - proxymap",
-    "proxywrite unix - - n - 1 proxymap",
-    "smtp unix - - n - - smtp",
-    "relay unix - - n - - smtp",
-    "showq unix n - n - - showq",
-    "error unix - - n - - error",
-    "retry unix - - n - - error",
-    "discard unix - - n - - discard",
-    "local unix - n n - - local",
-    "virtual unix - n n - - virtual",
-    "lmtp unix - - n - - lmtp",
-    "anvil unix - - n - 1 anvil",
-    "scache unix - - n - 1 scache",
-    "postlog unix-dgram n - n - 1 postlogd",
-  ];
-  return rows.join("\n") + "\n";
+  return [`127.0.0.1:${port} inet n - n - - smtpd`, ...POSTFIX_SERVICES].join("\n") + "\n";
 }
 
 function mainCf(): string {
@@ -88,17 +91,20 @@ maillog_file = ${join(ROOT, "maillog")}
 `;
 }
 
-/** Lists CONF in the system main.cf's alternate_config_directories (creating the line, or the file, if needed). */
-function allowConfigDir(): void {
+/**
+ * Lists `conf` in the system main.cf's alternate_config_directories (creating the line, or the file, if needed),
+ * as `postfix -c` requires. Shared with the test suite's Postfix helper.
+ */
+export function allowConfigDir(conf: string = CONF): void {
   const cur = existsSync(SYSTEM_MAIN_CF) ? readFileSync(SYSTEM_MAIN_CF, "utf8") : "";
   const m = /^alternate_config_directories\s*=(.*)$/m.exec(cur);
-  if (m && m[1]!.split(/[\s,]+/).includes(CONF)) return;
-  console.error(`bench: adding ${CONF} to alternate_config_directories in ${SYSTEM_MAIN_CF} (required by postfix -c)`);
+  if (m && m[1]!.split(/[\s,]+/).includes(conf)) return;
+  console.error(`adding ${conf} to alternate_config_directories in ${SYSTEM_MAIN_CF} (required by postfix -c)`);
   if (m) {
-    writeFileSync(SYSTEM_MAIN_CF, cur.replace(m[0], `${m[0].trimEnd()} ${CONF}`));
+    writeFileSync(SYSTEM_MAIN_CF, cur.replace(m[0], `${m[0].trimEnd()} ${conf}`));
   } else {
     mkdirSync("/etc/postfix", { recursive: true });
-    appendFileSync(SYSTEM_MAIN_CF, `${cur && !cur.endsWith("\n") ? "\n" : ""}alternate_config_directories = ${CONF}\n`);
+    appendFileSync(SYSTEM_MAIN_CF, `${cur && !cur.endsWith("\n") ? "\n" : ""}alternate_config_directories = ${conf}\n`);
   }
 }
 

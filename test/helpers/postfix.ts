@@ -5,12 +5,12 @@
  * entry however often tests run). No chroot; virtual(8) delivers to Maildirs as nobody:nogroup.
  */
 import { spawnSync } from "node:child_process";
-import { appendFileSync, chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { canConnect, freePorts } from "./ports.ts";
 import { sleep } from "./wait.ts";
+import { allowConfigDir, POSTFIX_SERVICES } from "../../native-bench/peer-postfix.ts";
 
-const SYSTEM_MAIN_CF = "/etc/postfix/main.cf";
 
 /** The postfix tools live in /usr/sbin (this module is also used outside vitest, so not through peers.ts). */
 export function sbin(name: string): string | null {
@@ -30,40 +30,7 @@ export interface Postfix {
   stop(): Promise<void>;
 }
 
-const SERVICES = [
-  "pickup unix n - n 60 1 pickup",
-  "cleanup unix n - n - 0 cleanup",
-  "qmgr unix n - n 300 1 qmgr",
-  "tlsmgr unix - - n 1000? 1 tlsmgr",
-  "rewrite unix - - n - - trivial-rewrite",
-  "bounce unix - - n - 0 bounce",
-  "defer unix - - n - 0 bounce",
-  "trace unix - - n - 0 bounce",
-  "verify unix - - n - 1 verify",
-  "flush unix n - n 1000? 0 flush",
-  "proxymap unix - - n - - proxymap",
-  "proxywrite unix - - n - 1 proxymap",
-  "smtp unix - - n - - smtp",
-  "relay unix - - n - - smtp",
-  "showq unix n - n - - showq",
-  "error unix - - n - - error",
-  "retry unix - - n - - error",
-  "discard unix - - n - - discard",
-  "local unix - n n - - local",
-  "virtual unix - n n - - virtual",
-  "lmtp unix - - n - - lmtp",
-  "anvil unix - - n - 1 anvil",
-  "scache unix - - n - 1 scache",
-  "postlog unix-dgram n - n - 1 postlogd",
-];
 
-function allowConfigDir(conf: string): void {
-  const cur = existsSync(SYSTEM_MAIN_CF) ? readFileSync(SYSTEM_MAIN_CF, "utf8") : "";
-  const m = /^alternate_config_directories\s*=(.*)$/m.exec(cur);
-  if (m && m[1].split(/[\s,]+/).includes(conf)) return;
-  if (m) writeFileSync(SYSTEM_MAIN_CF, cur.replace(m[0], `${m[0].trimEnd()} ${conf}`));
-  else appendFileSync(SYSTEM_MAIN_CF, `${cur && !cur.endsWith("\n") ? "\n" : ""}alternate_config_directories = ${conf}\n`);
-}
 
 function masterPid(root: string): number | null {
   try {
@@ -107,7 +74,7 @@ export async function startPostfix(name: string, o: { virtualDomains?: string[];
   chownSync(join(root, "data"), Number(spawnSync("id", ["-u", "postfix"], { encoding: "utf8" }).stdout.trim()), 0);
   chownSync(join(root, "mail"), NOBODY, NOBODY);
   const [port] = await freePorts(1);
-  writeFileSync(join(conf, "master.cf"), [`127.0.0.1:${port} inet n - n - - smtpd`, ...SERVICES].join("\n") + "\n");
+  writeFileSync(join(conf, "master.cf"), [`127.0.0.1:${port} inet n - n - - smtpd`, ...POSTFIX_SERVICES].join("\n") + "\n");
   const vmail = (o.mailboxes ?? []).map((a) => `${a} ${a.split("@")[1]}/${a.split("@")[0]}/`).join("\n") + "\n";
   writeFileSync(join(conf, "vmailbox"), vmail);
   writeFileSync(
