@@ -35,6 +35,7 @@ import {
   recordOutcomes,
   retrySchedule,
   SyncBatcher,
+  loadSyncFs,
 } from "../queue/index.ts";
 import type { RecipientState, StateRecord } from "../queue/index.ts";
 import type { Dialer } from "../transport/types.ts";
@@ -231,6 +232,7 @@ async function run(
 ): Promise<void> {
   const ring = new Ring(init.sab);
   const batcher = new SyncBatcher();
+  batcher.syncfs = await loadSyncFs();
   for (const [kind, c] of buildCouriers(init, batcher, deps)) couriers.set(kind, c);
   const inFlight = new Set<Promise<void>>();
   let wake: (() => void) | null = null;

@@ -5,6 +5,8 @@
  * sessions committing at once therefore share one flush instead of queueing one fsync each.
  */
 import { close, fsync, open } from "node:fs";
+import type { SyncFs } from "../runtime/index.ts";
+import { flushSync } from "./flush.ts";
 import { setImmediate } from "node:timers";
 
 interface Waiter {
@@ -59,6 +61,12 @@ export class SyncBatcher {
     setImmediate(() => void this.loop());
   }
 
+  /**
+   * With syncfs (runtime/syncfs.ts), a round is one syncfs per filesystem on this thread, which blocks it for the
+   * one journal commit the round costs anyway; without, the fsyncs run concurrently on the threadpool.
+   */
+  syncfs: SyncFs | null = null;
+
   private async loop(): Promise<void> {
     while (this.fds.length > 0 || this.dirs.size > 0) {
       const fds = this.fds;
@@ -66,6 +74,18 @@ export class SyncBatcher {
       this.fds = [];
       this.dirs = new Map();
       this.rounds++;
+      if (this.syncfs !== null) {
+        const waiters = [...fds.map((f) => f.w), ...[...dirs.values()].flat()];
+        try {
+          flushSync(this.syncfs, fds.map((f) => f.fd), [...dirs.keys()]);
+          for (const w of waiters) w.resolve();
+        } catch (err) {
+          for (const w of waiters) w.reject(err);
+        }
+        // Let requests made meanwhile (by continuations of this round) join the next one.
+        await new Promise<void>((r) => setImmediate(r));
+        continue;
+      }
       const work: Promise<void>[] = [];
       for (const { fd, w } of fds) work.push(fsyncAsync(fd).then(w.resolve, w.reject));
       for (const [dir, ws] of dirs) {

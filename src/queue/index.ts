@@ -13,6 +13,6 @@ export type { QueueListEntry } from "./list.ts";
 export { retrySchedule } from "./retry.ts";
 export { recordOutcomes, finishItem } from "./finish.ts";
 // The spool's group commit, shared with the delivery side so that all fsyncs of a thread batch together.
-export { SyncBatcher } from "../fsio/index.ts";
+export { loadSyncFs, SyncBatcher } from "../fsio/index.ts";
 export { dsnChunks, mailDate, statusOf } from "./dsn.ts";
 export type { DsnActionName, DsnInput, DsnRecipient } from "./dsn.ts";

@@ -53,3 +53,5 @@ export function runtimeLimitations(): string[] {
     "[server] user: the supplementary groups of that user cannot be set (this runtime has no process.initgroups)",
   ];
 }
+
+export { loadSyncFs, type SyncFs } from "./syncfs.ts";
