@@ -6,7 +6,7 @@
  */
 import { createRing, Ring } from "../ring/index.ts";
 import { deleteItem } from "../queue/index.ts";
-import { RFC5321_TIMEOUTS } from "./remote/index.ts";
+import { defaultRemoteSettings } from "./remote/index.ts";
 import type { RemoteSettings } from "./remote/index.ts";
 import { COURIER_KINDS, FLAG_RECHECK } from "./worker-protocol.ts";
 import type { Envelope } from "./types.ts";
@@ -271,18 +271,7 @@ export class DeliveryPool {
         retryIntervalsMs: this.opts.retryIntervalsMs,
         maxAgeMs: this.opts.maxAgeMs ?? FIVE_DAYS,
         delayWarningMs: this.opts.delayWarningMs ?? 0,
-        remote: this.opts.remote ?? {
-          hostname: this.opts.hostname,
-          routes: {},
-          smarthost: "",
-          smarthostTls: "starttls",
-          smarthostUser: "",
-          smarthostPassword: "",
-          smarthostCa: "",
-          mxPort: 25,
-          dnsServers: [],
-          timeouts: RFC5321_TIMEOUTS,
-        },
+        remote: this.opts.remote ?? defaultRemoteSettings(this.opts.hostname),
       };
       worker.postMessage(init satisfies PoolToWorker);
     });

@@ -8,7 +8,7 @@ import { createBunDialer } from "../../transport/bun/index.ts";
 import { CaptureServer } from "../../../test/helpers/capture-server.ts";
 import type { CaptureOptions } from "../../../test/helpers/capture-server.ts";
 import type { Envelope, EnvelopeRecipient, StoredMessage } from "../types.ts";
-import { RemoteCourier, RFC5321_TIMEOUTS } from "./index.ts";
+import { defaultRemoteSettings, RemoteCourier, RFC5321_TIMEOUTS } from "./index.ts";
 import type { RemoteSettings } from "./index.ts";
 
 const servers: CaptureServer[] = [];
@@ -25,20 +25,11 @@ async function capture(opts: CaptureOptions = {}): Promise<CaptureServer> {
 const FAST = { ...RFC5321_TIMEOUTS, connectMs: 2000, greetingMs: 2000, commandMs: 2000, mailMs: 2000, rcptMs: 2000, dataInitMs: 2000, dataBlockMs: 2000, dataEndMs: 2000 };
 
 function settings(over: Partial<RemoteSettings> = {}): RemoteSettings {
-  return {
-    hostname: "out.test",
-    routes: {},
-    smarthost: "",
-    smarthostTls: "starttls",
-    smarthostUser: "",
-    smarthostPassword: "",
-    smarthostCa: "",
-    mxPort: 25,
-    dnsServers: [],
+  return defaultRemoteSettings("out.test", {
     timeouts: FAST,
     idleMs: 2000,
     ...over,
-  };
+  });
 }
 
 function rcpt(address: string, extra: Partial<EnvelopeRecipient> = {}): EnvelopeRecipient {

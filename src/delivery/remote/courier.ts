@@ -12,7 +12,7 @@ import type { Dialer } from "../../transport/types.ts";
 import type { Courier, EnvelopeRecipient, Outcome, StoredMessage } from "../types.ts";
 import { Router } from "./route.ts";
 import type { Destination, RouteSettings } from "./route.ts";
-import { hasControl, SessionError, SmtpSession, StaleConnectionError } from "./smtp-client.ts";
+import { hasControl, RFC5321_TIMEOUTS, SessionError, SmtpSession, StaleConnectionError } from "./smtp-client.ts";
 import type { ClientTlsPolicy, RemoteTimeouts, SessionOptions } from "./smtp-client.ts";
 
 /** Everything the remote courier needs; plain data, so it crosses into a worker with postMessage. */
@@ -32,6 +32,23 @@ export interface RemoteSettings extends RouteSettings {
   slotWaitMs?: number;
   /** How long a destination that could not be reached at all is deferred without trying; default 5 s. */
   deadMs?: number;
+}
+
+/** MX delivery on port 25 with the RFC 5321 §4.5.3.2 timeouts, no routes, no smart host. */
+export function defaultRemoteSettings(hostname: string, over: Partial<RemoteSettings> = {}): RemoteSettings {
+  return {
+    hostname,
+    routes: {},
+    smarthost: "",
+    smarthostTls: "starttls",
+    smarthostUser: "",
+    smarthostPassword: "",
+    smarthostCa: "",
+    mxPort: 25,
+    dnsServers: [],
+    timeouts: RFC5321_TIMEOUTS,
+    ...over,
+  };
 }
 
 type Dest = Extract<Destination, { kind: "hops" }>;

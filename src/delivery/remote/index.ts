@@ -1,4 +1,4 @@
-export { RemoteCourier } from "./courier.ts";
+export { defaultRemoteSettings, RemoteCourier } from "./courier.ts";
 export type { GroupReport, RemoteSettings } from "./courier.ts";
 export { Router, orderMx, splitHostPort } from "./route.ts";
 export type { Destination, Hop, RouteSettings } from "./route.ts";
