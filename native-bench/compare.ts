@@ -105,8 +105,8 @@ async function measure(peer: RunningPeer, client: Client, load: Load, boxes: Mai
     const m = await waitMaildir(glob, 0, load.messages, s.t0, load.messages, 600_000);
     if (!m.complete) return { rate: NaN, error: `${m.delivered}/${load.messages} delivered` };
     return { rate: m.msgsPerSec, error: null };
-  } finally {
-    peer.clean(local);
+  } catch (err) {
+    return { rate: NaN, error: (err as Error).message };
   }
 }
 
@@ -234,6 +234,7 @@ export async function runCompare(argv: string[]): Promise<number> {
   const rep: CompareReport = { peers: [], clients, loads, clientLoad, reps, cells: [] };
   const boxes = new Mailboxes();
   const started = performance.now();
+  const toRemove: RunningPeer[] = [];
   for (const peer of peers) {
     const skipped = peer.missing();
     rep.peers.push({ name: peer.name, role: peer.role, skipped });
@@ -271,8 +272,11 @@ export async function runCompare(argv: string[]): Promise<number> {
       }
     } finally {
       await running.stop();
+      toRemove.push(running);
     }
   }
+  // Only now: a mass deletion slows file creation for a minute after it (peer.ts, remove()).
+  for (const r of toRemove) r.remove();
   const minutes = (performance.now() - started) / 60_000;
 
   const table = compareTable(rep);

@@ -199,6 +199,7 @@ export async function runIdle(argv: string[]): Promise<number> {
   } finally {
     for (const s of socks) s.destroy();
     await server?.stop();
+    server?.remove();
   }
 
   const r: IdleResult = {

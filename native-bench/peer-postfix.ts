@@ -176,10 +176,10 @@ export function postfixPeer(): Peer {
         port: port!,
         pid: masterPid() ?? 0,
         maildir: (local) => join(ROOT, "mail", BENCH_DOMAIN, local),
-        clean: (local) => rmSync(join(ROOT, "mail", BENCH_DOMAIN, local), { recursive: true, force: true }),
         async stop() {
           await stopInstance();
         },
+        remove: () => rmSync(ROOT, { recursive: true, force: true }),
       };
     },
   };

@@ -71,11 +71,10 @@ export async function startRingmta(limits: { maxConnections?: number; maxConnect
     dataDir,
     output: c.output,
     maildir: mailbox,
-    clean: (local) => rmSync(mailbox(local), { recursive: true, force: true }),
     async stop() {
       await stopChild(c, 12_000);
-      rmSync(dir, { recursive: true, force: true });
     },
+    remove: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
 

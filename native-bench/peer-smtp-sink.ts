@@ -15,7 +15,7 @@ export function smtpSinkPeer(): Peer {
       await waitForSmtp(port!, 10_000, () => !exited(c.proc)).catch((e: Error) => {
         throw new Error(`smtp-sink: ${e.message}\n${c.output()}`);
       });
-      return { port: port!, pid: c.proc.pid!, maildir: () => null, clean: () => {}, stop: () => stopChild(c) };
+      return { port: port!, pid: c.proc.pid!, maildir: () => null, stop: () => stopChild(c), remove: () => {} };
     },
   };
 }

@@ -335,6 +335,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     remote: remoteSettings(config),
     log,
     onFinished: (r: DeliveryResult) => sendDsn(r.id, r.notices),
+    onReleased: (ref: string) => spool?.release(ref),
     onResult: (r: DeliveryResult) => {
       for (const o of r.outcomes) {
         mDeliveries.inc({ courier: o.courier, outcome: o.outcome.kind });
@@ -360,9 +361,9 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   spool = new Spool({
     dir: queueDir,
     onRound: (ms) => mFsync.observe(ms / 1000),
-    onCommitted: (id, envelope) => {
-      stats.add(id, envelope.arrival);
-      pool.enqueue(id);
+    onCommitted: (c) => {
+      stats.add(c.id, c.envelope.arrival);
+      pool.enqueue(c.ref);
     },
   });
   const recovered = recover(queueDir, log);
@@ -389,11 +390,12 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       log.error("dsn.failed", { id: item.id, error: String(err) });
     }
   }
-  if (recovered.items.length || recovered.removed.length || recovered.corrupt.length) {
+  if (recovered.items.length || recovered.removed.length || recovered.corrupt.length || recovered.fromSegments) {
     log.info("queue.recovered", {
       pending: recovered.items.length,
       removed: recovered.removed.length,
       corrupt: recovered.corrupt.length,
+      from_segments: recovered.fromSegments,
     });
   }
 

@@ -3,14 +3,16 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Envelope } from "./types.ts";
-import { openStored, recover, Spool } from "../queue/index.ts";
+import { openStored, parseToken, recover, SegmentReader, Spool, storedFromItem } from "../queue/index.ts";
 import { DeliveryPool, MaildirCourier } from "./index.ts";
 import type { DeliveryResult } from "./index.ts";
 import { localEnvelope } from "../../test/helpers/envelope.ts";
+import { commitMessages } from "../../test/helpers/spool.ts";
+import { tempDir } from "../../test/helpers/server.ts";
 
 // The worker entry of the server (it runs runDeliveryWorker with the Bun dialer).
 const WORKER_URL = new URL("../app/delivery-worker.ts", import.meta.url);
-const temp = () => mkdtempSync(join(tmpdir(), "ringmta-pool-"));
+const temp = () => tempDir("ringmta-pool-");
 
 const envelope = (rcpts: string[]): Envelope => localEnvelope(rcpts, { body: "7BIT" });
 
@@ -47,10 +49,15 @@ describe("DeliveryPool", () => {
         if (r.done && r.outcomes.every((o) => o.outcome.kind === "delivered")) done++;
         else failures.push(r);
       },
+      onReleased: (ref) => {
+        released++;
+        spool.release(ref);
+      },
     });
     await pool.start();
     expect(pool.healthy()).toBe(true);
-    const spool = new Spool({ dir: queueDir, onCommitted: (id) => pool.enqueue(id) });
+    const spool = new Spool({ dir: queueDir, onCommitted: (c) => pool.enqueue(c.ref), });
+    let released = 0;
     const boxes = ["u0", "u1", "u2"];
     const total = 2000;
     const t0 = performance.now();
@@ -73,7 +80,10 @@ describe("DeliveryPool", () => {
     await pool.stop();
     expect(pool.healthy()).toBe(false);
     expect(countNew(mailDir, boxes)).toBe(total);
-    expect(readdirSync(queueDir)).toEqual([]);
+    // Every item was a segment record, released by its delivery; no file item was made.
+    expect(released).toBe(total);
+    expect(readdirSync(queueDir)).toEqual(["segments"]);
+    await spool.close();
     const first = readdirSync(join(mailDir, "example.test", "u1", "new"))[0];
     expect(readFileSync(join(mailDir, "example.test", "u1", "new", first), "utf8")).toMatch(
       /^Return-Path: <alice@example\.test>\r\nDelivered-To: u1@example\.test\r\nReceived: by mx\.test; x\r\nSubject: m\d+\r\n\r\nbody \d+\r\n$/,
@@ -84,20 +94,22 @@ describe("DeliveryPool", () => {
     const root = temp();
     const queueDir = join(root, "queue");
     const mailDir = join(root, "mail");
-    const spool = new Spool({ dir: queueDir, onCommitted: () => {} });
-    const ids: string[] = [];
-    for (let i = 0; i < 20; i++) {
-      const sink = spool.begin();
-      sink.write(new TextEncoder().encode(`Subject: ${i}\r\n\r\n`));
-      await sink.commit(envelope(["bob@example.test", "carol@example.test"]));
-      ids.push(sink.id);
-    }
+    // Committed into a segment; the crash is simulated by not delivering them before recover().
+    const committed = await commitMessages(
+      queueDir,
+      Array.from({ length: 20 }, (_, i) => ({ body: `Subject: ${i}\r\n\r\n`, envelope: envelope(["bob@example.test", "carol@example.test"]) })),
+    );
+    const ids = committed.map((c) => c.id);
+    expect(committed.every((c) => c.ref.startsWith(`${c.id}:`))).toBe(true);
     // The previous run delivered the first 10 (one moved to cur/ by a reader) but died before recording it.
     const courier = new MaildirCourier({ mailDir, hostname: "mx.test" });
-    for (const id of ids.slice(0, 10)) {
-      const item = openStored(queueDir, id)!;
+    const segments = new SegmentReader(queueDir);
+    for (const c of committed.slice(0, 10)) {
+      const { id, seg, offset } = parseToken(c.ref);
+      const item = storedFromItem(segments.read(seg!, offset, id)!, id);
       await courier.deliver(item.message, item.envelope.recipients);
     }
+    segments.close();
     const bobNew = join(mailDir, "example.test", "bob", "new");
     const moved = readdirSync(bobNew)[0];
     const { renameSync } = await import("node:fs");
@@ -106,6 +118,7 @@ describe("DeliveryPool", () => {
 
     const r = recover(queueDir);
     expect(r.items.length).toBe(20);
+    expect(r.fromSegments).toBe(20);
     let results = 0;
     const pool = new DeliveryPool({
       workerUrl: WORKER_URL,
@@ -124,7 +137,8 @@ describe("DeliveryPool", () => {
       const box = join(mailDir, "example.test", who);
       expect(readdirSync(join(box, "new")).length + readdirSync(join(box, "cur")).length).toBe(20);
     }
-    expect(readdirSync(queueDir)).toEqual([]);
+    expect(readdirSync(queueDir)).toEqual(["segments"]);
+    expect(readdirSync(join(queueDir, "segments"))).toEqual([]);
   });
 
   test("a deferred recipient is recorded, retried on schedule and then delivered", async () => {
@@ -145,7 +159,7 @@ describe("DeliveryPool", () => {
       onResult: (r) => results.push(r),
     });
     await pool.start();
-    const spool = new Spool({ dir: queueDir, onCommitted: (id) => pool.enqueue(id) });
+    const spool = new Spool({ dir: queueDir, onCommitted: (c) => pool.enqueue(c.ref) });
     const sink = spool.begin();
     sink.write(new TextEncoder().encode("Subject: later\r\n\r\n"));
     await sink.commit(envelope(["bob@example.test", "carol@example.test"]));
@@ -164,7 +178,9 @@ describe("DeliveryPool", () => {
     await pool.stop();
     expect(readdirSync(join(box, "new")).length).toBe(1);
     expect(readdirSync(join(mailDir, "example.test", "carol", "new")).length).toBe(1);
-    expect(readdirSync(queueDir)).toEqual([]);
+    // The first attempt wrote the item out of its segment as <id>.msg (a state log needs it); now both are gone.
+    expect(readdirSync(queueDir)).toEqual(["segments"]);
+    await spool.close();
   });
 });
 

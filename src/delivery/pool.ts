@@ -3,9 +3,10 @@
  * enqueue(); when the ring is full they wait in an in-memory backlog that is moved into the ring as workers claim
  * items. Deferred items wait in one sorted schedule served by a single timer. A worker that dies is replaced, and
  * the ids it had claimed are queued again with FLAG_RECHECK (the Maildir courier then detects copies already made).
+ * A fresh small item travels as a segment token (queue/segment.ts) until a result says its record is released.
  */
 import { createRing, Ring } from "../ring/index.ts";
-import { deleteItem } from "../queue/index.ts";
+import { deleteItem, parseToken } from "../queue/index.ts";
 import { defaultRemoteSettings } from "./remote/index.ts";
 import type { RemoteSettings } from "./remote/index.ts";
 import { COURIER_KINDS, FLAG_RECHECK } from "./worker-protocol.ts";
@@ -44,6 +45,8 @@ export interface DeliveryPoolOptions {
    * this resolves (when absent, at once).
    */
   onFinished?(r: DeliveryResult): Promise<void> | void;
+  /** The segment record behind a ref given to enqueue() is no longer needed (Spool.release). */
+  onReleased?(ref: string): void;
   log?: PoolLog;
 }
 
@@ -67,6 +70,8 @@ export class DeliveryPool {
   private readonly handles: Array<Handle | null>;
   /** Ids in the ring, the backlog or a worker's hands, with their flags. Guards against double delivery. */
   private readonly outstanding = new Map<string, number>();
+  /** The segment token of items still held by a segment record, by id. */
+  private readonly tokens = new Map<string, string>();
   private backlog: Array<{ id: string; flags: number }> = [];
   private backlogHead = 0;
   private notifyQueued = false;
@@ -93,9 +98,20 @@ export class DeliveryPool {
     await Promise.all(this.handles.map((_, slot) => this.spawn(slot)));
   }
 
-  /** Queue `id` for delivery now. `recovered`: found at start-up, so a copy may already have been delivered. */
-  enqueue(id: string, recovered = false): void {
+  /**
+   * Queue an item for delivery now. `ref`: its id, or the segment token the spool committed it under
+   * (CommittedItem.ref), which the ring carries until a worker releases the record. `recovered`: found at start-up,
+   * so a copy may already have been delivered.
+   */
+  enqueue(ref: string, recovered = false): void {
+    const { id, seg } = parseToken(ref);
+    if (seg !== null) this.tokens.set(id, ref);
     this.push(id, recovered ? FLAG_RECHECK : 0);
+  }
+
+  /** What the ring carries for `id`: its segment token while a record holds it, else the id. */
+  private token(id: string): string {
+    return this.tokens.get(id) ?? id;
   }
 
   /** Queue `id` again at `atMs` (a deferred retry). The item is re-checked for copies made by earlier attempts. */
@@ -194,7 +210,7 @@ export class DeliveryPool {
       return;
     }
     this.outstanding.set(id, flags);
-    if (this.backlogHead < this.backlog.length || !this.ring.push(id, flags)) this.backlog.push({ id, flags });
+    if (this.backlogHead < this.backlog.length || !this.ring.push(this.token(id), flags)) this.backlog.push({ id, flags });
     this.queueNotify();
   }
 
@@ -202,7 +218,7 @@ export class DeliveryPool {
     let moved = false;
     while (this.backlogHead < this.backlog.length) {
       const b = this.backlog[this.backlogHead];
-      if (!this.ring.push(b.id, this.outstanding.get(b.id) ?? b.flags)) break;
+      if (!this.ring.push(this.token(b.id), this.outstanding.get(b.id) ?? b.flags)) break;
       this.backlogHead++;
       moved = true;
     }
@@ -301,6 +317,13 @@ export class DeliveryPool {
   }
 
   private onResult(r: DeliveryResult): void {
+    if (r.released) {
+      const ref = this.tokens.get(r.id);
+      if (ref !== undefined) {
+        this.tokens.delete(r.id);
+        this.opts.onReleased?.(ref);
+      }
+    }
     this.opts.onResult?.(r);
     if (r.error !== undefined) {
       this.opts.log?.warn("delivery.error", { id: r.id, error: r.error });

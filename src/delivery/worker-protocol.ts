@@ -45,6 +45,8 @@ export interface DeliveryResult {
   kept: boolean;
   /** Set when the item could not be processed (gone, corrupt, spool write failed). */
   error?: string;
+  /** The item's segment record is no longer needed (done, deleted, or written out as <id>.msg): queue/segment.ts. */
+  released?: boolean;
 }
 
 export type WorkerToPool =

@@ -24,19 +24,32 @@
  *
  * Hot path: when every recipient is delivered and nothing is to be reported, the item is simply removed; the state
  * log is written only when something is left to do or to report.
+ *
+ * Segment items (a small message's first attempt: the ring token names its segment record, queue/segment.ts) are
+ * read with one pread. Removing one is a line in the segment's done file (flushed when a remote recipient was
+ * delivered: a resurrected item would be relayed twice; for Maildir the deterministic names recognise a copy).
+ * Anything left to retry or to report first writes the item out as <id>.msg (materialize), and from then on it is
+ * an ordinary file item. The result says `released` once the segment record is no longer needed.
  */
 import { Ring } from "../ring/index.ts";
 import type { RingItem } from "../ring/index.ts";
+import { closeSync, existsSync, openSync, renameSync } from "node:fs";
+import { join } from "node:path";
 import {
   CorruptItemError,
   finishItem,
   isFinal,
+  msgPath,
   openStored,
+  parseToken,
   recordOutcomes,
   retrySchedule,
+  SegmentReader,
+  storedFromItem,
   SyncBatcher,
   loadSyncFs,
 } from "../queue/index.ts";
+import { FILE_MODE, writeAllSync } from "../fsio/index.ts";
 import type { RecipientState, StateRecord } from "../queue/index.ts";
 import type { Dialer } from "../transport/types.ts";
 import { MaildirCourier } from "./local/index.ts";
@@ -97,26 +110,74 @@ interface Streaming {
 
 const streams = (c: Courier): c is Courier & Streaming => typeof (c as Partial<Streaming>).deliverEach === "function";
 
-/** Deliver one item's pending recipients and record the outcome in the spool. Never throws. */
+/** Write a segment item out as `<id>.msg`: temp file, flush, rename, directory flush (the spool's commit steps). */
+async function writeItemFile(dir: string, id: string, item: Uint8Array, batcher: SyncBatcher): Promise<void> {
+  const tmp = join(dir, `${id}.tmp`);
+  const fd = openSync(tmp, "w", FILE_MODE);
+  try {
+    writeAllSync(fd, item);
+    await batcher.syncFd(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, msgPath(dir, id));
+  await batcher.syncDir(dir);
+}
+
+/**
+ * Deliver one item's pending recipients and record the outcome in the spool. Never throws. `token`: the ring's
+ * item, a queue id or a segment token (queue/segment.ts).
+ */
 export async function processItem(
   init: WorkerInit,
   couriers: CourierMap,
   batcher: SyncBatcher,
-  id: string,
+  token: string,
   flags: number,
+  segments: SegmentReader,
 ): Promise<DeliveryResult> {
+  const { id, seg: tokenSeg, offset } = parseToken(token);
+  const recheck = (flags & FLAG_RECHECK) !== 0;
+  /** The segment that still holds this item, null once it is (or always was) a file item. */
+  let seg = tokenSeg;
+  let released = false;
+  let raw: Uint8Array | null = null;
   let item;
   try {
-    // Not re-checked = straight from its commit: no state log can exist yet.
-    item = openStored(init.queueDir, id, { fresh: (flags & FLAG_RECHECK) === 0 });
+    if (seg !== null && recheck && existsSync(msgPath(init.queueDir, id))) {
+      // An earlier attempt wrote it out and then died before reporting: the file is the item now.
+      await batcher.syncFd(segments.markDone(seg, id));
+      seg = null;
+      released = true;
+    }
+    if (seg !== null) {
+      raw = segments.read(seg, offset, id);
+      if (raw === null) {
+        return { id, outcomes: [], done: true, nextAttempt: 0, notices: [], kept: false, released: true, error: "item not in the spool" };
+      }
+      item = storedFromItem(raw, id);
+    } else {
+      // Not re-checked = straight from its commit: no state log can exist yet.
+      item = openStored(init.queueDir, id, { fresh: !recheck });
+    }
   } catch (err) {
     // Left in place: recover() moves a corrupt item aside at the next start.
     const why = err instanceof CorruptItemError ? `corrupt item: ${err.message}` : String(err);
-    return { id, outcomes: [], done: false, nextAttempt: 0, notices: [], kept: false, error: why };
+    return { id, outcomes: [], done: false, nextAttempt: 0, notices: [], kept: false, released, error: why };
   }
   if (item === null) {
-    return { id, outcomes: [], done: true, nextAttempt: 0, notices: [], kept: false, error: "item not in the spool" };
+    return { id, outcomes: [], done: true, nextAttempt: 0, notices: [], kept: false, released, error: "item not in the spool" };
   }
+  // Once: out of the segment into <id>.msg, then the record is done (flushed: the file may be finished later).
+  let materializing: Promise<void> | null = null;
+  const materialize = (): Promise<void> =>
+    (materializing ??= (async () => {
+      if (seg === null) return;
+      await writeItemFile(init.queueDir, id, raw!, batcher);
+      await batcher.syncFd(segments.markDone(seg, id));
+      seg = null;
+      released = true;
+    })());
   const { envelope, state } = item;
   const groups = new Map<Courier, number[]>();
   for (let i = 0; i < envelope.recipients.length; i++) {
@@ -127,7 +188,7 @@ export async function processItem(
     if (g) g.push(i);
     else groups.set(courier, [i]);
   }
-  const message: LocalMessage = { ...item.message, recheck: (flags & FLAG_RECHECK) !== 0 };
+  const message: LocalMessage = { ...item.message, recheck };
   const outcomes: DeliveryResult["outcomes"] = [];
   const notices: DeliveryResult["notices"] = [];
   let unrecorded: StateRecord[] = [];
@@ -141,6 +202,14 @@ export async function processItem(
   let recordError: unknown = null;
   let stateWritten = false;
   const started = Date.now();
+  // Outcomes of several destinations are recorded as they come, which needs the file.
+  if (seg !== null && groups.size > 1) {
+    try {
+      await materialize();
+    } catch (err) {
+      return { id, outcomes: [], done: false, nextAttempt: 0, notices: [], kept: false, released, error: `spool update failed: ${String(err)}` };
+    }
+  }
 
   const apply = async (indices: number[], got: Outcome[]): Promise<void> => {
     const now = Date.now();
@@ -165,7 +234,9 @@ export async function processItem(
       batch.push(rec);
     });
     pending -= batch.length;
-    if (pending <= 0) {
+    // A segment item here has one destination (else it was written out above): its partial Maildir outcomes wait
+    // for the end (exactly once either way: the courier's names are deterministic).
+    if (pending <= 0 || seg !== null) {
       unrecorded.push(...batch);
       return;
     }
@@ -198,19 +269,23 @@ export async function processItem(
   const kept = notices.length > 0 || (done && state.some((s) => s.status === "failed"));
   try {
     if (recordError !== null) throw recordError;
-    if (done && !kept) {
-      await finishItem(init.queueDir, id, batcher, {
-        hasState: (flags & FLAG_RECHECK) !== 0 || stateWritten,
-        durable: envelope.recipients.some((r) => r.route.kind !== "local"),
-      });
+    const durable = envelope.recipients.some((r) => r.route.kind !== "local");
+    if (done && !kept && seg !== null) {
+      const fd = segments.markDone(seg, id);
+      if (durable) await batcher.syncFd(fd);
+      released = true;
+    } else if (done && !kept) {
+      await finishItem(init.queueDir, id, batcher, { hasState: recheck || stateWritten, durable });
+    } else if (unrecorded.length > 0) {
+      await materialize();
+      await recordOutcomes(init.queueDir, id, unrecorded, batcher);
     }
-    else if (unrecorded.length > 0) await recordOutcomes(init.queueDir, id, unrecorded, batcher);
     unrecorded = [];
   } catch (err) {
     // The deliveries happened but are not on record: report an error so the pool retries with FLAG_RECHECK.
-    return { id, outcomes, done: false, nextAttempt: 0, notices: [], kept: false, error: `spool update failed: ${String(err)}` };
+    return { id, outcomes, done: false, nextAttempt: 0, notices: [], kept: false, released, error: `spool update failed: ${String(err)}` };
   }
-  return { id, outcomes, done, nextAttempt, notices, kept: done && kept };
+  return { id, outcomes, done, nextAttempt, notices, kept: done && kept, released };
 }
 
 function missingOutcome(): Outcome {
@@ -231,6 +306,7 @@ async function run(
   couriers: CourierMap,
 ): Promise<void> {
   const ring = new Ring(init.sab);
+  const segments = new SegmentReader(init.queueDir);
   const batcher = new SyncBatcher();
   batcher.syncfs = await loadSyncFs();
   for (const [kind, c] of buildCouriers(init, batcher, deps)) couriers.set(kind, c);
@@ -250,12 +326,12 @@ async function run(
       continue;
     }
     const ids: string[] = [];
-    for (let k = 0; k < n; k++) ids.push(out[k].id);
+    for (let k = 0; k < n; k++) ids.push(parseToken(out[k].id).id);
     // Tell the pool first: should this thread die, it re-queues exactly what it had claimed.
     scope.postMessage({ type: "claimed", ids });
     for (let k = 0; k < n; k++) {
       const { id, flags } = out[k];
-      const p: Promise<void> = processItem(init, couriers, batcher, id, flags).then((r) => {
+      const p: Promise<void> = processItem(init, couriers, batcher, id, flags, segments).then((r) => {
         inFlight.delete(p);
         scope.postMessage({ type: "result", ...r });
         if (wake) {
@@ -268,6 +344,7 @@ async function run(
     }
   }
   await Promise.all(inFlight);
+  segments.close();
   for (const c of couriers.values()) (c as Partial<{ close(): void }>).close?.();
   scope.postMessage({ type: "stopped" });
 }

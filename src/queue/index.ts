@@ -1,12 +1,13 @@
 export { newQueueId, isQueueId } from "./queue-id.ts";
 export { Spool, SpoolSink, SINK_BUFFER } from "./spool.ts";
-export type { SpoolOptions } from "./spool.ts";
+export type { CommittedItem, SpoolOptions } from "./spool.ts";
 export { CorruptItemError, TRAILER_LEN } from "./item-format.ts";
-export { openStored, msgPath, statePath, READ_CHUNK } from "./stored.ts";
+export { openStored, storedFromItem, msgPath, statePath, READ_CHUNK } from "./stored.ts";
+export { SegmentReader, parseToken, itemToken } from "./segment.ts";
 export type { StoredItem } from "./stored.ts";
 export { appendStateRecords, readStateLog, isFinal } from "./state-log.ts";
 export type { RecipientState, RecipientStatus, StateRecord } from "./state-log.ts";
-export { recover } from "./recover.ts";
+export { recover, recoverSegments } from "./recover.ts";
 export type { RecoveredItem, RecoverResult, RecoverLog } from "./recover.ts";
 export { listQueue, showItem, deleteItem } from "./list.ts";
 export type { QueueListEntry } from "./list.ts";

@@ -9,6 +9,7 @@
  * anywhere (crash before the fsync completed) fails the length or magic test.
  */
 import type { Envelope } from "../delivery/types.ts";
+import { isQueueId } from "./queue-id.ts";
 
 export const TRAILER_LEN = 24;
 const MAGIC = [0x52, 0x4d, 0x54, 0x41, 0x51, 0x30, 0x30, 0x31]; // "RMTAQ001"
@@ -46,8 +47,11 @@ export function encodeMeta(id: string, envelope: Envelope): Uint8Array {
   return new TextEncoder().encode(JSON.stringify({ v: 1, id, envelope }));
 }
 
-/** Parse and shape-check the meta JSON; throws CorruptItemError. */
-export function decodeMeta(bytes: Uint8Array, id: string): Envelope {
+/**
+ * Parse and shape-check the meta JSON; throws CorruptItemError. `expectId`: the id the item must carry (its file
+ * name or ring token); without it, any queue id is taken (a segment record names itself).
+ */
+export function decodeMeta(bytes: Uint8Array, expectId?: string): { id: string; envelope: Envelope } {
   let meta: unknown;
   try {
     meta = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
@@ -56,7 +60,8 @@ export function decodeMeta(bytes: Uint8Array, id: string): Envelope {
   }
   const m = meta as { v?: unknown; id?: unknown; envelope?: Partial<Envelope> } | null;
   if (m === null || typeof m !== "object" || m.v !== 1) throw new CorruptItemError("bad meta version");
-  if (m.id !== id) throw new CorruptItemError("meta id does not match the file name");
+  if (typeof m.id !== "string" || !isQueueId(m.id)) throw new CorruptItemError("meta id is not a queue id");
+  if (expectId !== undefined && m.id !== expectId) throw new CorruptItemError("meta id does not match the file name");
   const e = m.envelope;
   if (
     !e ||
@@ -67,5 +72,5 @@ export function decodeMeta(bytes: Uint8Array, id: string): Envelope {
   ) {
     throw new CorruptItemError("bad envelope");
   }
-  return e as Envelope;
+  return { id: m.id, envelope: e as Envelope };
 }

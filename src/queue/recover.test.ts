@@ -1,6 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { appendFileSync, existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Envelope } from "../delivery/types.ts";
 import {
@@ -11,20 +10,24 @@ import {
   recover,
   retrySchedule,
   showItem,
-  Spool,
+  parseToken,
+  recoverSegments,
+  SegmentReader,
   SyncBatcher,
 } from "./index.ts";
+import { readSegment } from "./segment.ts";
 import { localEnvelope } from "../../test/helpers/envelope.ts";
+import { commitMessages } from "../../test/helpers/spool.ts";
+import { tempDir } from "../../test/helpers/server.ts";
 
-const temp = () => mkdtempSync(join(tmpdir(), "ringmta-recover-"));
+const temp = () => tempDir("ringmta-recover-");
 
 const envelope = (rcpts: string[]): Envelope => localEnvelope(rcpts, { body: "7BIT" });
 
+/** A file item, as the spool leaves one after a restart or a first attempt with something left to do. */
 async function commit(dir: string, body: string, rcpts = ["bob@example.test"]): Promise<string> {
-  const sink = new Spool({ dir, onCommitted: () => {} }).begin();
-  sink.write(new TextEncoder().encode(body));
-  await sink.commit(envelope(rcpts));
-  return sink.id;
+  const [c] = await commitMessages(dir, [{ body, envelope: envelope(rcpts) }], { asFiles: true });
+  return c!.id;
 }
 
 describe("recover", () => {
@@ -48,7 +51,7 @@ describe("recover", () => {
     expect(r.corrupt.sort()).toEqual([`0000000000000000YYYY.msg`, `${truncated}.msg`, `${garbled}.msg`].sort());
     expect(r.removed.sort()).toEqual(["0000000000000000ABCD.tmp", "0000000000000000ZZZZ.state"]);
     expect(warnings.length).toBe(3);
-    expect(readdirSync(dir).sort()).toEqual([`${good}.msg`, "corrupt"]);
+    expect(readdirSync(dir).sort()).toEqual([`${good}.msg`, "corrupt", "segments"]);
     expect(readdirSync(join(dir, "corrupt")).length).toBe(3);
   });
 
@@ -109,8 +112,56 @@ describe("listQueue / showItem / deleteItem", () => {
     expect(showItem(dir, "../etc")).toBeNull();
     expect(deleteItem(dir, a)).toBe(true);
     expect(deleteItem(dir, a)).toBe(false);
-    expect(readdirSync(dir)).toEqual([`${c}.msg`]);
+    expect(readdirSync(dir).sort()).toEqual([`${c}.msg`, "segments"]);
     expect(listQueue(join(dir, "nope"))).toEqual([]);
+  });
+
+  test("items still in a segment are listed and shown; delete marks them done durably, and recover skips them", async () => {
+    const dir = temp();
+    const file = await commit(dir, "Subject: f\r\n\r\n");
+    const [s1, s2] = await commitMessages(dir, [
+      { body: "Subject: s1\r\n\r\n", envelope: envelope(["x@a.test"]) },
+      { body: "Subject: s2\r\n\r\n", envelope: envelope(["y@a.test"]) },
+    ]);
+    expect(listQueue(dir).map((e) => e.id)).toEqual([file, s1!.id, s2!.id]);
+    expect(showItem(dir, s2!.id)).toMatchObject({ id: s2!.id, size: 15, recipients: [{ address: "y@a.test", state: "queued" }] });
+    expect(deleteItem(dir, s1!.id)).toBe(true);
+    expect(deleteItem(dir, s1!.id)).toBe(false);
+    expect(showItem(dir, s1!.id)).toBeNull();
+    expect(listQueue(dir).map((e) => e.id)).toEqual([file, s2!.id]);
+    const r = recover(dir);
+    expect(r.fromSegments).toBe(1);
+    expect(r.items.map((i) => i.id)).toEqual([file, s2!.id]);
+    expect(readdirSync(join(dir, "segments"))).toEqual([]);
+  });
+});
+
+describe("recoverSegments", () => {
+  test("writes live records out as <id>.msg, skips done ones and those already written out, drops a torn tail", async () => {
+    const dir = temp();
+    const items = await commitMessages(
+      dir,
+      ["a", "b", "c", "d"].map((x) => ({ body: `Subject: ${x}\r\n\r\n${x.repeat(100)}\r\n`, envelope: envelope(["x@a.test"]) })),
+    );
+    const [a, b, c, d] = items.map((i) => parseToken(i.ref));
+    // b is done; c was written out by a worker that then died; d's record is torn by a crash mid-write.
+    const reader = new SegmentReader(dir);
+    reader.markDone(b!.seg!, b!.id);
+    reader.close();
+    const cItem = readSegment(join(dir, "segments", `${c!.seg}.seg`)).find((r) => r.id === c!.id)!;
+    writeFileSync(join(dir, `${c!.id}.msg`), cItem.item);
+    const segFile = join(dir, "segments", `${a!.seg}.seg`);
+    const records = readSegment(segFile);
+    const last = records.at(-1)!;
+    expect(last.id).toBe(d!.id);
+    truncateSync(segFile, last.offset + 40);
+    const warnings: Array<Record<string, unknown>> = [];
+    expect(recoverSegments(dir, { warn: (_e, f) => warnings.push(f) })).toBe(1);
+    expect(warnings).toEqual([{ segment: a!.seg, offset: last.offset, dropped_bytes: 40 }]);
+    expect(readdirSync(dir).sort()).toEqual([`${a!.id}.msg`, `${c!.id}.msg`, "segments"].sort());
+    expect(readdirSync(join(dir, "segments"))).toEqual([]);
+    expect(Buffer.from([...openStored(dir, a!.id)!.message.chunks()][0]!).toString()).toBe(`Subject: a\r\n\r\n${"a".repeat(100)}\r\n`);
+    expect(recoverSegments(dir)).toBe(0);
   });
 });
 

@@ -1,12 +1,15 @@
 import { describe, expect, test } from "vitest";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readdirSync, statSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Envelope } from "../delivery/types.ts";
-import { newQueueId, openStored, Spool, SpoolSink, TRAILER_LEN } from "./index.ts";
+import { newQueueId, openStored, parseToken, recoverSegments, SegmentReader, Spool, SpoolSink, storedFromItem, TRAILER_LEN } from "./index.ts";
+import type { CommittedItem } from "./index.ts";
+import { readSegment } from "./segment.ts";
 import { localEnvelope } from "../../test/helpers/envelope.ts";
+import { commitMessages } from "../../test/helpers/spool.ts";
+import { tempDir } from "../../test/helpers/server.ts";
 
-const temp = () => mkdtempSync(join(tmpdir(), "ringmta-spool-"));
+const temp = () => tempDir("ringmta-spool-");
 
 const envelope = (rcpts: string[]): Envelope => localEnvelope(rcpts);
 
@@ -23,24 +26,37 @@ describe("newQueueId", () => {
 });
 
 describe("Spool", () => {
-  test("commit leaves exactly <id>.msg (0600), readable back, arrival set, onCommitted called", async () => {
+  test("a small commit is one record in a segment (0600), readable back by its ref, arrival set, onCommitted called", async () => {
     const dir = temp();
-    const committed: Array<[string, number]> = [];
-    const spool = new Spool({ dir, onCommitted: (id, _e, size) => committed.push([id, size]) });
+    const committed: CommittedItem[] = [];
+    const spool = new Spool({ dir, onCommitted: (c) => committed.push(c) });
     const sink = spool.begin();
     sink.write(bytes("Received: from x\r\n"));
     sink.write(bytes("Subject: hi\r\n\r\nbody\r\n"));
     const env = envelope(["bob@example.test"]);
     const before = Date.now();
     await sink.commit(env);
+    await spool.close();
     expect(env.arrival).toBeGreaterThanOrEqual(before);
-    expect(readdirSync(dir)).toEqual([`${sink.id}.msg`]);
-    expect(statSync(join(dir, `${sink.id}.msg`)).mode & 0o777).toBe(0o600);
-    expect(committed).toEqual([[sink.id, sink.size]]);
-    const item = openStored(dir, sink.id)!;
+    expect(readdirSync(dir)).toEqual(["segments"]);
+    const segs = readdirSync(join(dir, "segments")).sort();
+    expect(segs.length).toBe(2); // <seg>.done and <seg>.seg
+    for (const f of segs) expect(statSync(join(dir, "segments", f)).mode & 0o777).toBe(0o600);
+    expect(committed.length).toBe(1);
+    const c = committed[0]!;
+    expect(c).toMatchObject({ id: sink.id, size: sink.size });
+    const { id, seg, offset } = parseToken(c.ref);
+    expect(id).toBe(sink.id);
+    expect(`${seg}.seg`).toBe(segs[1]);
+    const reader = new SegmentReader(dir);
+    const item = storedFromItem(reader.read(seg!, offset, id)!, id);
     expect(item.envelope).toEqual(env);
     expect(item.state.map((s) => s.status)).toEqual(["queued"]);
     expect(collect(item.message.chunks()).toString()).toBe("Received: from x\r\nSubject: hi\r\n\r\nbody\r\n");
+    // Done: the record is no longer served (delivered or deleted).
+    reader.markDone(seg!, id);
+    expect(reader.read(seg!, offset, id)).toBeNull();
+    reader.close();
   });
 
   test("a large message streams through <id>.tmp and reads back in 64 KiB chunks, byte-exact", async () => {
@@ -52,7 +68,7 @@ describe("Spool", () => {
     for (let i = 0; i < 50; i++) sink.write(piece);
     expect(readdirSync(dir)).toEqual([`${sink.id}.tmp`]);
     await sink.commit(envelope(["bob@example.test"]));
-    expect(readdirSync(dir)).toEqual([`${sink.id}.msg`]);
+    expect(readdirSync(dir).sort()).toEqual([`${sink.id}.msg`, "segments"]);
     const item = openStored(dir, sink.id)!;
     expect(item.size).toBe(500_000);
     const chunks = [...item.message.chunks()];
@@ -60,12 +76,15 @@ describe("Spool", () => {
     expect(collect(chunks).equals(Buffer.concat(Array(50).fill(piece)))).toBe(true);
   });
 
-  test("a 1 KiB message is one chunk", async () => {
+  test("a 1 KiB message is one chunk, from its segment and from its file once written out", async () => {
     const dir = temp();
-    const sink = new Spool({ dir, onCommitted: () => {} }).begin();
-    sink.write(Buffer.alloc(1024, 65));
-    await sink.commit(envelope(["bob@example.test"]));
-    expect([...openStored(dir, sink.id)!.message.chunks()].length).toBe(1);
+    const [c] = await commitMessages(dir, [{ body: Buffer.alloc(1024, 65), envelope: envelope(["bob@example.test"]) }]);
+    const { id, seg, offset } = parseToken(c!.ref);
+    const reader = new SegmentReader(dir);
+    expect([...storedFromItem(reader.read(seg!, offset, id)!, id).message.chunks()].length).toBe(1);
+    reader.close();
+    expect(recoverSegments(dir)).toBe(1);
+    expect([...openStored(dir, id)!.message.chunks()].length).toBe(1);
   });
 
   test("abort leaves nothing, small or large, and is idempotent", () => {
@@ -91,7 +110,7 @@ describe("Spool", () => {
     mkdirSync(join(dir, `${sink.id}.msg`)); // a directory in the way: the rename must fail
     await expect(sink.commit(envelope(["bob@example.test"]))).rejects.toThrow();
     expect(called).toBe(false);
-    expect(readdirSync(dir)).toEqual([`${sink.id}.msg`]);
+    expect(readdirSync(dir).sort()).toEqual([`${sink.id}.msg`, "segments"]);
     expect(statSync(join(dir, `${sink.id}.msg`)).isDirectory()).toBe(true);
   });
 
@@ -112,15 +131,52 @@ describe("Spool", () => {
     rmSync(dir, { recursive: true });
   });
 
-  test("concurrent commits share fsync rounds", async () => {
+  test("concurrent commits share rounds: 100 records in one segment, in far fewer rounds than 100", async () => {
     const dir = temp();
-    const spool = new Spool({ dir, onCommitted: () => {} });
+    const refs: string[] = [];
+    const spool = new Spool({ dir, onCommitted: (c) => refs.push(c.ref) });
     const sinks = Array.from({ length: 100 }, () => spool.begin());
     for (const s of sinks) s.write(bytes("Subject: x\r\n\r\nx\r\n"));
     await Promise.all(sinks.map((s) => s.commit(envelope(["bob@example.test"]))));
-    expect(readdirSync(dir).filter((n) => n.endsWith(".msg")).length).toBe(100);
-    // 100 fd fsyncs + 100 directory fsyncs, in far fewer rounds than 200
+    await spool.close();
     expect(spool.rounds).toBeLessThanOrEqual(10);
-    expect(readFileSync(join(dir, `${sinks[0].id}.msg`)).subarray(0, 10).toString()).toBe("Subject: x");
+    expect(new Set(refs.map((r) => parseToken(r).seg)).size).toBe(1);
+    const seg = parseToken(refs[0]!).seg!;
+    const records = readSegment(join(dir, "segments", `${seg}.seg`));
+    expect(records.map((r) => r.id).sort()).toEqual(sinks.map((s) => s.id).sort());
+    expect(Buffer.from(records[0]!.item.subarray(0, 10)).toString()).toBe("Subject: x");
+  });
+
+  test("a segment is rotated at 8 MiB and deleted once every record in it is released", async () => {
+    const dir = temp();
+    const refs: string[] = [];
+    const spool = new Spool({ dir, onCommitted: (c) => refs.push(c.ref) });
+    const body = Buffer.alloc(60 * 1024, 0x61); // in memory (≤ 64 KiB): a segment record
+    for (let i = 0; i < 150; i++) {
+      const sink = spool.begin();
+      sink.write(body);
+      await sink.commit(envelope(["bob@example.test"]));
+    }
+    const segs = [...new Set(refs.map((r) => parseToken(r).seg!))];
+    expect(segs.length).toBe(2); // 150 × 60 KiB > 8 MiB
+    const first = refs.filter((r) => parseToken(r).seg === segs[0]);
+    for (const r of first.slice(0, -1)) spool.release(r);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(existsSync(join(dir, "segments", `${segs[0]}.seg`))).toBe(true);
+    spool.release(first.at(-1)!);
+    await waitUntil(() => readdirSync(join(dir, "segments")).every((f) => !f.startsWith(segs[0]!)));
+    // The current segment is never deleted, even when all of its records are released.
+    for (const r of refs.filter((x) => parseToken(x).seg === segs[1])) spool.release(r);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(existsSync(join(dir, "segments", `${segs[1]}.seg`))).toBe(true);
+    await spool.close();
   });
 });
+
+async function waitUntil(cond: () => boolean, ms = 5000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

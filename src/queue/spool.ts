@@ -1,8 +1,11 @@
 /**
  * The durable spool, DATA/queue/. Its format is ringmta's own (CONTRACT "Storage layout"):
  *
+ *   segments/   small messages (≤ 64 KiB), each a record in a segment file appended per group commit; the
+ *               record holds exactly what <id>.msg would (segment.ts). A delivery worker finishes such an item at
+ *               its first attempt, or writes it out as <id>.msg first when anything is left to retry or report.
  *   <id>.tmp    a message being received. Never valid: deleted at start by recover().
- *   <id>.msg    a committed message: the bytes as received (our Received header first), then the meta JSON
+ *   <id>.msg    a committed large message, or a small one written out of its segment: the bytes as received (our Received header first), then the meta JSON
  *               {v: 1, id, envelope} and a 24-byte trailer with lengths and a magic (item-format.ts). It exists
  *               only after write → fsync → rename(<id>.tmp → <id>.msg) → fsync(DATA/queue/), so its presence
  *               means a complete, durable message: this is what a 250 to end-of-data promises.
@@ -13,10 +16,12 @@
  * <id> is 20 characters of [0-9A-Z] (queue-id.ts). An item is finished when every recipient is delivered or
  * failed; the worker then unlinks <id>.msg (first: that is the atomic "gone") and <id>.state.
  *
- * Small messages (≤ 64 KiB) stay in memory until commit and reach the disk in one write; larger ones stream to
- * <id>.tmp in 64 KiB pieces, so a sink never holds more than 64 KiB whatever the message size. The commit itself
- * (tail write, fsync, rename, directory fsync) runs on the spool writer thread in group commits
- * (spool-writer.ts): the event loop never waits on the disk.
+ * Small messages (≤ 64 KiB) stay in memory until commit and reach the disk as one segment record; larger ones
+ * stream to <id>.tmp in 64 KiB pieces, so a sink never holds more than 64 KiB whatever the message size. The
+ * commit itself (record or tail write, flush, rename, directory flush) runs on the spool writer thread in group
+ * commits (spool-writer.ts): the event loop never waits on the disk. The Spool counts the live records of each
+ * segment (committed, not yet released by a delivery result) and has the writer delete a sealed segment once
+ * none is left.
  */
 import { closeSync, openSync } from "node:fs";
 import { Buffer } from "node:buffer";
@@ -25,20 +30,37 @@ import type { Envelope, MessageSink, SpoolPort } from "../delivery/types.ts";
 import { FILE_MODE, mkdirDurableSync, unlinkQuiet, writeAllSync } from "../fsio/index.ts";
 import { encodeMeta, encodeTrailer } from "./item-format.ts";
 import { newQueueId } from "./queue-id.ts";
+import { itemToken, parseToken } from "./segment.ts";
 import type { WriterReply, WriterRequest } from "./spool-writer-protocol.ts";
 
 export const SINK_BUFFER = 64 * 1024;
 
+/**
+ * A message the spool has made durable. `ref` is what the delivery pool is given: the id for an item written as
+ * <id>.msg, the segment token (queue/segment.ts) for an item held in a segment.
+ */
+export interface CommittedItem {
+  id: string;
+  ref: string;
+  envelope: Envelope;
+  size: number;
+}
+
 export interface SpoolOptions {
   dir: string;
-  onCommitted(id: string, envelope: Envelope, size: number): void;
+  onCommitted(item: CommittedItem): void;
   /** Each group-commit round: how long it took and how many messages it made durable (metrics). */
   onRound?(ms: number, messages: number): void;
 }
 
 interface Waiter {
-  resolve(): void;
+  resolve(loc: string | null): void;
   reject(err: Error): void;
+}
+
+interface SegmentUse {
+  live: number;
+  sealed: boolean;
 }
 
 export class Spool implements SpoolPort {
@@ -49,6 +71,7 @@ export class Spool implements SpoolPort {
   private seq = 0;
   private readonly waiting = new Map<number, Waiter>();
   private closed = false;
+  private readonly segments = new Map<string, SegmentUse>();
   /** Group-commit rounds so far (observable for tests and metrics). */
   rounds = 0;
 
@@ -64,14 +87,36 @@ export class Spool implements SpoolPort {
     return new SpoolSink(this.dir, newQueueId(), this, this.onCommitted);
   }
 
-  /** Hand a commit to the writer thread; resolves when `<id>.msg` and the directory are fsync'd. */
-  submit(id: string, fd: number, tail: Uint8Array): Promise<void> {
+  /**
+   * Hand a commit to the writer thread; resolves when the item is durable, with its segment location (null when it
+   * was written as `<id>.msg`). `tail` is handed over (transferred), not copied.
+   */
+  submit(id: string, fd: number, tail: Uint8Array): Promise<string | null> {
     if (this.closed) return Promise.reject(new Error("spool is closed"));
     const seq = ++this.seq;
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<string | null>((resolve, reject) => {
       this.waiting.set(seq, { resolve, reject });
-      this.writer.postMessage({ type: "commit", seq, id, fd, tail } satisfies WriterRequest);
+      const own = tail.byteOffset === 0 && tail.byteLength === tail.buffer.byteLength && tail.buffer instanceof ArrayBuffer;
+      const msg = { type: "commit", seq, id, fd, tail } satisfies WriterRequest;
+      if (own) this.writer.postMessage(msg, [tail.buffer as ArrayBuffer]);
+      else this.writer.postMessage(msg);
     });
+  }
+
+  /** A delivery worker no longer needs the segment record `ref` (delivered, deleted or written out as <id>.msg). */
+  release(ref: string): void {
+    const name = parseToken(ref).seg;
+    if (name === null) return;
+    const s = this.segments.get(name);
+    if (s === undefined) return;
+    s.live--;
+    this.retireIfDone(name, s);
+  }
+
+  private retireIfDone(name: string, s: SegmentUse): void {
+    if (!s.sealed || s.live > 0) return;
+    this.segments.delete(name);
+    this.writer.postMessage({ type: "retire", seg: name } satisfies WriterRequest);
   }
 
   /** After the last session is gone (shutdown). Commits in flight still complete first. */
@@ -79,6 +124,15 @@ export class Spool implements SpoolPort {
     this.closed = true;
     while (this.waiting.size > 0) await new Promise((r) => setTimeout(r, 5));
     this.writer.terminate();
+  }
+
+  private use(name: string): SegmentUse {
+    let s = this.segments.get(name);
+    if (s === undefined) {
+      s = { live: 0, sealed: false };
+      this.segments.set(name, s);
+    }
+    return s;
   }
 
   private startWriter(): Worker {
@@ -95,8 +149,18 @@ export class Spool implements SpoolPort {
         if (!waiter) continue;
         this.waiting.delete(seq);
         const err = m.errors?.[i];
-        if (err) waiter.reject(new Error(err));
-        else waiter.resolve();
+        if (err) {
+          waiter.reject(new Error(err));
+          continue;
+        }
+        const loc = m.locs[i] ?? null;
+        if (loc !== null) this.use(loc.slice(0, loc.indexOf(":"))).live++;
+        waiter.resolve(loc);
+      }
+      for (const name of m.sealed) {
+        const s = this.use(name);
+        s.sealed = true;
+        this.retireIfDone(name, s);
       }
     };
     w.onerror = (e: Event): void => {
@@ -182,12 +246,13 @@ export class SpoolSink implements MessageSink {
     // From here the writer thread owns the descriptor (and the .tmp): it closes and, on failure, removes them.
     const fd = this.fd;
     this.fd = -1;
+    let loc: string | null;
     try {
-      await this.spool.submit(this.id, fd, tail);
+      loc = await this.spool.submit(this.id, fd, tail);
     } finally {
       this.state = "done";
     }
-    this.onCommitted(this.id, envelope, this.size);
+    this.onCommitted({ id: this.id, ref: loc === null ? this.id : itemToken(this.id, loc), envelope, size: this.size });
   }
 
   abort(): void {

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import type { Envelope, StoredMessage } from "../delivery/types.ts";
 import { CorruptItemError, decodeMeta, decodeTrailer, TRAILER_LEN } from "./item-format.ts";
 import { readStateLog } from "./state-log.ts";
+import { parseItem } from "./segment.ts";
 import type { RecipientState } from "./state-log.ts";
 
 export const READ_CHUNK = 64 * 1024;
@@ -27,6 +28,24 @@ function readFully(fd: number, buf: Uint8Array, pos: number): void {
     if (n === 0) throw new CorruptItemError("file shorter than its trailer says");
     off += n;
   }
+}
+
+/**
+ * A StoredItem over item bytes already in memory (a segment record, segment.ts): never a state log, since a
+ * segment item is written out as `<id>.msg` before anything about it is recorded.
+ */
+export function storedFromItem(item: Uint8Array, id: string): StoredItem {
+  const { envelope, size } = parseItem(item, id);
+  const bytes = item.subarray(0, size);
+  const message: StoredMessage = {
+    id,
+    envelope,
+    size,
+    *chunks(): Iterable<Uint8Array> {
+      if (bytes.length > 0) yield bytes;
+    },
+  };
+  return { id, envelope, size, state: readStateLog(null, envelope.recipients.length), message };
 }
 
 export function msgPath(dir: string, id: string): string {
@@ -70,7 +89,7 @@ export function openStored(dir: string, id: string, opts: { fresh?: boolean } = 
       meta = Buffer.allocUnsafe(t.metaLen);
       readFully(fd, meta, size);
     }
-    envelope = decodeMeta(meta, id);
+    envelope = decodeMeta(meta, id).envelope;
     if (tailLen === fileLen) whole = tail.subarray(0, size);
   } finally {
     closeSync(fd);

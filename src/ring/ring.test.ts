@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { createRing, Ring } from "./index.ts";
+import { createRing, MAX_ID_LENGTH, Ring } from "./index.ts";
 import type { RingItem } from "./index.ts";
 
 describe("Ring", () => {
@@ -41,7 +41,8 @@ describe("Ring", () => {
 
   test("rejects ids longer than a slot holds", () => {
     const ring = new Ring(createRing(4));
-    expect(() => ring.push("X".repeat(31), 0)).toThrow(RangeError);
+    expect(() => ring.push("X".repeat(MAX_ID_LENGTH + 1), 0)).toThrow(RangeError);
+    expect(ring.push("X".repeat(MAX_ID_LENGTH), 0)).toBe(true);
   });
 
   test("waitForItems resolves on notify and on timeout", async () => {

@@ -9,7 +9,8 @@
  *
  * Layout (Int32 indices of the header; the two positions sit on separate 64-byte cache lines):
  *   [0] enqueue position   [16] dequeue position   [32] capacity   [48] wake-up counter   [52] sleepers
- *   then capacity × Int32 sequence numbers, then capacity × 32-byte slots: [length][flags][up to 30 ASCII bytes].
+ *   then capacity × Int32 sequence numbers, then capacity × 64-byte slots: [length][flags][up to 62 ASCII bytes]
+ *   (a queue id, or a segment token of about 40: queue/segment.ts).
  */
 
 const HEADER_INTS = 64;
@@ -19,7 +20,7 @@ const CAP = 32;
 const SIG = 48;
 /** Consumers inside waitForItems: notify() skips the futex syscall when nobody sleeps (it was 1 per message). */
 const SLEEP = 52;
-export const SLOT_BYTES = 32;
+export const SLOT_BYTES = 64;
 export const MAX_ID_LENGTH = SLOT_BYTES - 2;
 
 /** ES2024 Atomics.waitAsync (Bun, Deno, Node ≥ 16); typed here because the project's lib is ES2023. */
@@ -62,7 +63,7 @@ export class Ring {
     this.data = new Uint8Array(sab, HEADER_INTS * 4 + this.capacity * 4, this.capacity * SLOT_BYTES);
   }
 
-  /** Enqueue; false when the ring is full. `id` must be ASCII of at most 30 characters, `flags` 0..255. */
+  /** Enqueue; false when the ring is full. `id` must be ASCII of at most MAX_ID_LENGTH (62) characters, `flags` 0..255. */
   push(id: string, flags: number): boolean {
     const len = id.length;
     if (len > MAX_ID_LENGTH) throw new RangeError(`ring id longer than ${MAX_ID_LENGTH}: ${id}`);

@@ -3,20 +3,20 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, statSync
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Envelope } from "../types.ts";
-import { openStored, Spool } from "../../queue/index.ts";
+import { openStored } from "../../queue/index.ts";
+import { commitMessages } from "../../../test/helpers/spool.ts";
+import { tempDir } from "../../../test/helpers/server.ts";
 import { MaildirCourier, maildirHostname, maildirName } from "./index.ts";
 import { localEnvelope } from "../../../test/helpers/envelope.ts";
 
-const temp = () => mkdtempSync(join(tmpdir(), "ringmta-maildir-"));
+const temp = () => tempDir("ringmta-maildir-");
 
 const envelope = (sender: string, rcpts: string[]): Envelope => localEnvelope(rcpts, { sender });
 
 async function stored(root: string, body: Uint8Array, sender: string, rcpts: string[]) {
   const dir = join(root, "queue");
-  const sink = new Spool({ dir, onCommitted: () => {} }).begin();
-  sink.write(body);
-  await sink.commit(envelope(sender, rcpts));
-  return openStored(dir, sink.id)!;
+  const [c] = await commitMessages(dir, [{ body, envelope: envelope(sender, rcpts) }], { asFiles: true });
+  return openStored(dir, c!.id)!;
 }
 
 const RECEIVED = "Received: from c.test ([127.0.0.1]) by mx.test with ESMTP id X; Mon, 1 Jan 2024 00:00:00 +0000\r\n";
