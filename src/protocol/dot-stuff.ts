@@ -6,6 +6,9 @@
 const CR = 13;
 const LF = 10;
 const DOT = 46;
+/** The end-of-data sequences, shared: writers only read them (RFC 5321 §4.1.1.4). */
+const END_AFTER_CRLF = Uint8Array.of(DOT, CR, LF);
+const END_WITH_CRLF = Uint8Array.of(CR, LF, DOT, CR, LF);
 
 export class DotStuffer {
   /** The next byte starts a line. */
@@ -45,8 +48,8 @@ export class DotStuffer {
     this.lastCr = last === CR;
   }
 
-  /** Bytes that finish the data: CR LF if the message did not end with one, then "." CR LF. */
+  /** Bytes that finish the data: CR LF if the message did not end with one, then "." CR LF. Shared: do not modify. */
   end(): Uint8Array {
-    return this.endsCrlf ? Uint8Array.of(DOT, CR, LF) : Uint8Array.of(CR, LF, DOT, CR, LF);
+    return this.endsCrlf ? END_AFTER_CRLF : END_WITH_CRLF;
   }
 }

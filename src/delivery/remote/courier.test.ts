@@ -208,6 +208,68 @@ describe("RemoteCourier over relay.routes", () => {
     c2.close();
   });
 
+  test("messages sent back to back on one connection arrive byte-identical, also after one that filled the socket", async () => {
+    // A staging buffer handed to the connection may sit in its queue under backpressure and must keep its bytes.
+    // This server stops reading for a while after each 354, so the first (8 MB) body fills the socket; numbered
+    // lines make any overwritten or reordered byte visible, and the later messages reuse the connection.
+    const got: string[] = [];
+    let conns = 0;
+    const server = createServer((sock) => {
+      conns++;
+      let inData = false;
+      let buf = "";
+      sock.setEncoding("latin1");
+      sock.write("220 slow.test ESMTP\r\n");
+      sock.on("data", (d: string) => {
+        buf += d;
+        for (;;) {
+          if (inData) {
+            const end = buf.indexOf("\r\n.\r\n");
+            if (end < 0) return;
+            got.push(buf.slice(0, end + 2).replace(/^\.\./gm, "."));
+            buf = buf.slice(end + 5);
+            inData = false;
+            sock.write("250 2.0.0 ok\r\n");
+            continue;
+          }
+          const lf = buf.indexOf("\r\n");
+          if (lf < 0) return;
+          const line = buf.slice(0, lf);
+          buf = buf.slice(lf + 2);
+          if (/^EHLO/i.test(line)) sock.write("250-slow.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
+          else if (/^DATA/i.test(line)) {
+            inData = true;
+            sock.write("354 go on\r\n");
+            sock.pause();
+            setTimeout(() => sock.resume(), 300);
+            return;
+          } else if (/^QUIT/i.test(line)) sock.end("221 bye\r\n");
+          else sock.write("250 2.0.0 ok\r\n");
+        }
+      });
+      sock.on("error", () => {});
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as { port: number }).port;
+    const courier = new RemoteCourier(settings({ routes: { "far.test": `127.0.0.1:${port}` } }), createBunDialer());
+    const rs = [rcpt("bob@far.test")];
+    const numbered = (n: number, tag: string): string => {
+      const lines = [`Subject: ${tag}`, ""];
+      for (let i = 0; i < n; i++) lines.push(`${i % 3 === 0 ? "." : ""}${tag} line ${i} ${"x".repeat(i % 90)}`);
+      return lines.join("\r\n") + "\r\n";
+    };
+    const bodies = [numbered(160_000, "big"), numbered(20, "small"), numbered(3000, "mid"), numbered(5, "tiny")];
+    try {
+      for (const b of bodies) expect((await courier.deliver(message(b, rs), rs))[0].kind).toBe("delivered");
+      expect(conns).toBe(1);
+      expect(got.length).toBe(bodies.length);
+      got.forEach((g, i) => expect(g === bodies[i]).toBe(true));
+    } finally {
+      courier.close();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
   test("a large message streams through with backpressure and arrives intact", async () => {
     const cap = await capture();
     const courier = new RemoteCourier(settings({ routes: { "far.test": `127.0.0.1:${cap.port}` } }), createBunDialer());

@@ -96,6 +96,17 @@ export class RemoteCourier implements Courier {
    * Resolves when every group is reported; never rejects.
    */
   async deliverEach(message: StoredMessage, recipients: EnvelopeRecipient[], report: GroupReport): Promise<void> {
+    // The common case, one recipient whose destination the config decides: no grouping, no DNS, no await for it.
+    if (recipients.length === 1) {
+      const r = recipients[0];
+      if (r.route.kind === "remote" && !hasControl(r.address) && !hasControl(r.route.domain)) {
+        const dest = this.router.fixedRoute(r.route.domain.toLowerCase());
+        if (dest !== null && dest.kind === "hops") {
+          await report([0], await this.transaction(dest, message, recipients));
+          return;
+        }
+      }
+    }
     const byDomain = new Map<string, number[]>();
     const refused: number[] = [];
     recipients.forEach((r, k) => {

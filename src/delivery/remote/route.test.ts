@@ -54,6 +54,21 @@ describe("Router without DNS", () => {
   });
 });
 
+describe("Router.fixedRoute (config-only destinations, computed once)", () => {
+  test("answers relay.routes and the smart host without DNS, the same object each time; null when MX decides", async () => {
+    const r = new Router(base({ routes: { "far.test": "127.0.0.1:2600", "bad.test": "nope" } }));
+    const first = r.fixedRoute("far.test");
+    expect(first).toMatchObject({ kind: "hops", key: "route:127.0.0.1:2600" });
+    expect(r.fixedRoute("far.test")).toBe(first);
+    expect(await r.route("FAR.TEST")).toBe(first);
+    expect(r.fixedRoute("bad.test")).toEqual({ kind: "deferred", reply: expect.stringMatching(/^451 4\.3\.5 bad relay\.routes entry/) });
+    expect(r.fixedRoute("elsewhere.test")).toBeNull();
+    expect(r.fixedRoute("constructor")).toBeNull(); // a domain named like an Object.prototype key is not a route
+    const smart = new Router(base({ smarthost: "smart.test:587" }));
+    expect(smart.fixedRoute("any.test")).toMatchObject({ kind: "hops", key: "smarthost:smart.test:587", smarthost: true });
+  });
+});
+
 describe("Router with MX records from dnsmasq", () => {
   let dns: Dnsmasq | null = null;
   beforeAll(async () => {

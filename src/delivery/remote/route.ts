@@ -38,6 +38,9 @@ export type Destination =
   | { kind: "failed"; reply: string }
   | { kind: "deferred"; reply: string };
 
+/** Bound on remembered config-only routes: with a smart host every domain is one, and domains come from senders. */
+const FIXED_CACHE_MAX = 10_000;
+
 /** Errors that mean "the server says there is no such record or name" (as opposed to a lookup that failed). */
 const ABSENT = new Set(["ENOTFOUND", "ENODATA", "NOTFOUND", "NODATA"]);
 
@@ -65,6 +68,8 @@ export function orderMx(records: ReadonlyArray<{ exchange: string; priority: num
 
 export class Router {
   private readonly resolver: Resolver;
+  /** Config-only destinations by lower-case domain (see fixedRoute). */
+  private readonly fixed = new Map<string, Destination>();
 
   constructor(private readonly s: RouteSettings) {
     this.resolver = new Resolver({ timeout: s.dnsTimeoutMs ?? 5000, tries: 2 });
@@ -73,7 +78,24 @@ export class Router {
 
   async route(domain: string): Promise<Destination> {
     const d = domain.toLowerCase();
-    const mapped = this.s.routes[d];
+    return this.fixedRoute(d) ?? this.mx(d);
+  }
+
+  /**
+   * The destination of a lower-case domain when the config alone decides it (relay.routes, then relay.smarthost),
+   * else null (ask DNS). Config-only answers change only with a new config, which builds a new Router (SIGHUP), so
+   * each is computed once per domain; callers only read the shared object.
+   */
+  fixedRoute(d: string): Destination | null {
+    const hit = this.fixed.get(d);
+    if (hit !== undefined) return hit;
+    const dest = this.computeFixed(d);
+    if (dest !== null && this.fixed.size < FIXED_CACHE_MAX) this.fixed.set(d, dest);
+    return dest;
+  }
+
+  private computeFixed(d: string): Destination | null {
+    const mapped = Object.hasOwn(this.s.routes, d) ? this.s.routes[d] : undefined;
     if (mapped !== undefined) {
       const hp = splitHostPort(mapped);
       if (hp === null) return { kind: "deferred", reply: `451 4.3.5 bad relay.routes entry for ${d}: ${mapped}` };
@@ -85,7 +107,7 @@ export class Router {
       const tls: ClientTlsPolicy = this.s.smarthostTls === "starttls" ? "required" : this.s.smarthostTls;
       return { kind: "hops", key: `smarthost:${hp.host}:${hp.port}`, hops: [this.hop(hp.host, hp.port)], tls, smarthost: true };
     }
-    return this.mx(d);
+    return null;
   }
 
   private hop(host: string, port: number): Hop {

@@ -79,6 +79,9 @@ export class StaleConnectionError extends Error {}
 const enc = new TextEncoder();
 /** Pieces smaller than this are copied into one write buffer; larger ones are written as they are. */
 const STAGE = 64 * 1024;
+/** Room for dot-stuffing and the end of data in a message's first staging buffer. */
+const STAGE_SLACK = 1024;
+const EMPTY = new Uint8Array(0);
 /** Wait for the socket to drain before queueing more than this (memory stays bounded for big messages). */
 const HIGH_WATER = 256 * 1024;
 
@@ -104,6 +107,8 @@ export class SmtpSession {
   /** False once the connection is in an unknown state; it is then closed, never reused. */
   usable = true;
   private readonly enc = enc;
+  /** One dot-stuffer per session, reset for each message. */
+  private readonly stuffer = new DotStuffer();
 
   private constructor(
     readonly conn: ClientConn,
@@ -343,7 +348,8 @@ export class SmtpSession {
           await this.reader.next(t.dataEndMs, "end of data");
           return this.finish(all(failedFallback(host)));
         }
-        await this.body(message, new DotStuffer());
+        this.stuffer.reset();
+        await this.body(message, this.stuffer);
       }
       stage = "end of data";
       const fin = await this.reader.next(t.dataEndMs, bdat ? "BDAT LAST" : "end of data");
@@ -367,33 +373,42 @@ export class SmtpSession {
     return outcomes;
   }
 
-  /** Stream the message: dot-stuffed for DATA, raw for BDAT. Small pieces are gathered into one write. */
+  /**
+   * Stream the message: dot-stuffed for DATA, raw for BDAT. Small pieces are gathered into one write, the end of
+   * data included, so a small message costs one send. The first staging buffer is sized to the message (a 1 KiB
+   * message does not pay for zeroing 64 KiB); a written buffer is never reused, as the connection may still hold a
+   * view of it (queued by backpressure, or an adapter whose write completes asynchronously).
+   */
   private async body(message: StoredMessage, stuffer: DotStuffer | null): Promise<void> {
     const t = this.opts.timeouts;
-    let stage = new Uint8Array(STAGE);
+    const conn = this.conn;
+    let stage = new Uint8Array(Math.min(STAGE, message.size + STAGE_SLACK));
     let used = 0;
     const flushStage = (): void => {
       if (used === 0) return;
-      this.conn.write(stage.subarray(0, used));
-      stage = new Uint8Array(STAGE); // the written buffer may sit in the connection's queue
+      conn.write(stage.subarray(0, used));
+      stage = EMPTY;
       used = 0;
     };
     const put = (b: Uint8Array): void => {
       if (b.length >= STAGE / 4) {
         flushStage();
-        this.conn.write(b);
+        conn.write(b);
         return;
       }
-      if (used + b.length > STAGE) flushStage();
+      if (used + b.length > stage.length) {
+        flushStage();
+        stage = new Uint8Array(STAGE);
+      }
       stage.set(b, used);
       used += b.length;
     };
     for (const chunk of message.chunks()) {
       if (stuffer !== null) stuffer.push(chunk, put);
       else put(chunk);
-      if (this.conn.pendingWrite > HIGH_WATER) {
+      if (conn.pendingWrite > HIGH_WATER) {
         flushStage();
-        while (this.conn.pendingWrite > 0) await this.reader.drained(t.dataBlockMs);
+        while (conn.pendingWrite > 0) await this.reader.drained(t.dataBlockMs);
       }
       if (this.reader.failed) throw new ConnectionError("connection lost while sending the message");
     }
