@@ -1,5 +1,5 @@
 export { newQueueId, isQueueId } from "./queue-id.ts";
-export { Spool, SpoolSink, SINK_BUFFER } from "./spool.ts";
+export { Spool, SpoolSink, SINK_BUFFER, MEMORY_MESSAGE_MAX, MEMORY_BUDGET } from "./spool.ts";
 export type { CommittedItem, SpoolOptions } from "./spool.ts";
 export { CorruptItemError, TRAILER_LEN } from "./item-format.ts";
 export { openStored, storedFromItem, msgPath, statePath, READ_CHUNK } from "./stored.ts";

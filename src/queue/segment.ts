@@ -1,6 +1,6 @@
 /**
- * Spool segments, DATA/queue/segments/: where small messages are made durable. A message that fits in memory
- * (≤ SINK_BUFFER) is not given a file of its own at commit: the spool writer appends it as a record to the current
+ * Spool segments, DATA/queue/segments/: where most messages are made durable. A message held in memory
+ * (≤ MEMORY_MESSAGE_MAX, spool.ts) is not given a file of its own at commit: the spool writer appends it as a record to the current
  * segment, and one flush per group-commit round makes the whole round durable. Per message that saves a file
  * creation, a rename, an unlink and the inode churn behind them (measured on ext4 here: every create scans past the
  * inodes deleted in the last minutes, so a spool that creates and deletes a file per message slows itself down).

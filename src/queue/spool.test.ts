@@ -2,7 +2,20 @@ import { describe, expect, test } from "vitest";
 import { existsSync, mkdirSync, readdirSync, statSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Envelope } from "../delivery/types.ts";
-import { newQueueId, openStored, parseToken, recoverSegments, SegmentReader, Spool, SpoolSink, storedFromItem, TRAILER_LEN } from "./index.ts";
+import {
+  MEMORY_BUDGET,
+  MEMORY_MESSAGE_MAX,
+  newQueueId,
+  openStored,
+  parseToken,
+  recoverSegments,
+  SegmentReader,
+  SINK_BUFFER,
+  Spool,
+  SpoolSink,
+  storedFromItem,
+  TRAILER_LEN,
+} from "./index.ts";
 import type { CommittedItem } from "./index.ts";
 import { readSegment } from "./segment.ts";
 import { localEnvelope } from "../../test/helpers/envelope.ts";
@@ -65,15 +78,15 @@ describe("Spool", () => {
     const sink = spool.begin();
     const piece = Buffer.alloc(10_000);
     for (let i = 0; i < piece.length; i++) piece[i] = i % 251;
-    for (let i = 0; i < 50; i++) sink.write(piece);
-    expect(readdirSync(dir)).toEqual([`${sink.id}.tmp`]);
+    for (let i = 0; i < 150; i++) sink.write(piece); // 1.5 MB: over MEMORY_MESSAGE_MAX
+    expect(readdirSync(dir).filter((f) => f !== "segments")).toEqual([`${sink.id}.tmp`]);
     await sink.commit(envelope(["bob@example.test"]));
     expect(readdirSync(dir).sort()).toEqual([`${sink.id}.msg`, "segments"]);
     const item = openStored(dir, sink.id)!;
-    expect(item.size).toBe(500_000);
+    expect(item.size).toBe(1_500_000);
     const chunks = [...item.message.chunks()];
-    expect(chunks.length).toBe(Math.ceil(500_000 / 65536));
-    expect(collect(chunks).equals(Buffer.concat(Array(50).fill(piece)))).toBe(true);
+    expect(chunks.length).toBe(Math.ceil(1_500_000 / 65536));
+    expect(collect(chunks).equals(Buffer.concat(Array(150).fill(piece)))).toBe(true);
   });
 
   test("a 1 KiB message is one chunk, from its segment and from its file once written out", async () => {
@@ -94,11 +107,12 @@ describe("Spool", () => {
     small.write(bytes("hello"));
     small.abort();
     const large = spool.begin();
-    large.write(Buffer.alloc(200_000));
-    expect(readdirSync(dir).length).toBe(1);
+    large.write(Buffer.alloc(MEMORY_MESSAGE_MAX + 1));
+    expect(readdirSync(dir).filter((f) => f !== "segments").length).toBe(1);
     large.abort();
     large.abort();
-    expect(readdirSync(dir)).toEqual([]);
+    expect(readdirSync(dir).filter((f) => f !== "segments")).toEqual([]);
+    expect(spool.memoryHeld).toBe(0);
     expect(() => large.write(bytes("x"))).toThrow();
   });
 
@@ -106,7 +120,7 @@ describe("Spool", () => {
     const dir = temp();
     let called = false;
     const sink = new Spool({ dir, onCommitted: () => (called = true) }).begin();
-    sink.write(Buffer.alloc(100_000));
+    sink.write(Buffer.alloc(MEMORY_MESSAGE_MAX + 100_000)); // a file item: only those are renamed
     mkdirSync(join(dir, `${sink.id}.msg`)); // a directory in the way: the rename must fail
     await expect(sink.commit(envelope(["bob@example.test"]))).rejects.toThrow();
     expect(called).toBe(false);
@@ -114,16 +128,19 @@ describe("Spool", () => {
     expect(statSync(join(dir, `${sink.id}.msg`)).isDirectory()).toBe(true);
   });
 
-  test("a 100 MB message keeps the sink's buffer at 64 KiB at most", async () => {
+  test("a 100 MB message holds at most 1 MiB (+ room for its meta) in memory, and 64 KiB once it streams to a file", async () => {
     const dir = temp();
     const sink = new Spool({ dir, onCommitted: () => {} }).begin() as SpoolSink;
     const chunk = Buffer.alloc(16_384 + 7, 0x61); // odd size: pieces straddle the buffer boundary
     let max = 0;
+    let maxSpilled = 0;
     while (sink.size < 100 * 1024 * 1024) {
       sink.write(chunk);
       max = Math.max(max, sink.buffered);
+      if (sink.spilled) maxSpilled = Math.max(maxSpilled, sink.buffered);
     }
-    expect(max).toBeLessThanOrEqual(64 * 1024);
+    expect(max).toBeLessThanOrEqual(MEMORY_MESSAGE_MAX + 64 * 1024);
+    expect(maxSpilled).toBe(SINK_BUFFER);
     await sink.commit(envelope(["bob@example.test"]));
     const st = statSync(join(dir, `${sink.id}.msg`));
     expect(st.size).toBeGreaterThan(sink.size + TRAILER_LEN);
@@ -169,6 +186,34 @@ describe("Spool", () => {
     for (const r of refs.filter((x) => parseToken(x).seg === segs[1])) spool.release(r);
     await new Promise((r) => setTimeout(r, 100));
     expect(existsSync(join(dir, "segments", `${segs[1]}.seg`))).toBe(true);
+    await spool.close();
+  });
+});
+
+describe("Spool memory budget", () => {
+  test("sinks beyond the 64 MiB budget stream to files; memory held stays within the budget plus 64 KiB per spilled sink", async () => {
+    const dir = temp();
+    const spool = new Spool({ dir, onCommitted: () => {} });
+    const sinks: SpoolSink[] = [];
+    const mib = Buffer.alloc(MEMORY_MESSAGE_MAX - 70 * 1024, 0x62);
+    for (let i = 0; i < 80; i++) {
+      const s = spool.begin() as SpoolSink;
+      s.write(mib);
+      sinks.push(s);
+    }
+    const spilled = sinks.filter((s) => s.spilled).length;
+    expect(spilled).toBeGreaterThan(0);
+    expect(spilled).toBeLessThan(80);
+    expect(spool.memoryHeld).toBeLessThanOrEqual(MEMORY_BUDGET + spilled * SINK_BUFFER);
+    // The first sinks took the budget, the last ones stream to files; either way the message is committed whole.
+    expect(sinks.slice(0, 5).every((s) => !s.spilled)).toBe(true);
+    expect(sinks.slice(-5).every((s) => s.spilled)).toBe(true);
+    await Promise.all([...sinks.slice(0, 5), ...sinks.slice(-5)].map((s) => s.commit(envelope(["bob@example.test"]))));
+    for (const s of sinks.slice(5, -5)) s.abort();
+    expect(spool.memoryHeld).toBe(0);
+    expect(readdirSync(dir).filter((f) => f.endsWith(".msg")).length).toBe(5);
+    expect(readdirSync(dir).filter((f) => f.endsWith(".tmp"))).toEqual([]);
+    for (const s of sinks.slice(-5)) expect(openStored(dir, s.id)!.size).toBe(mib.length);
     await spool.close();
   });
 });

@@ -1,7 +1,7 @@
 /**
  * The durable spool, DATA/queue/. Its format is ringmta's own (CONTRACT "Storage layout"):
  *
- *   segments/   small messages (≤ 64 KiB), each a record in a segment file appended per group commit; the
+ *   segments/   messages held in memory (≤ 1 MiB), each a record in a segment file appended per group commit; the
  *               record holds exactly what <id>.msg would (segment.ts). A delivery worker finishes such an item at
  *               its first attempt, or writes it out as <id>.msg first when anything is left to retry or report.
  *   <id>.tmp    a message being received. Never valid: deleted at start by recover().
@@ -16,8 +16,10 @@
  * <id> is 20 characters of [0-9A-Z] (queue-id.ts). An item is finished when every recipient is delivered or
  * failed; the worker then unlinks <id>.msg (first: that is the atomic "gone") and <id>.state.
  *
- * Small messages (≤ 64 KiB) stay in memory until commit and reach the disk as one segment record; larger ones
- * stream to <id>.tmp in 64 KiB pieces, so a sink never holds more than 64 KiB whatever the message size. The
+ * A message of up to MEMORY_MESSAGE_MAX (1 MiB) stays in memory until commit and reaches the disk as one segment
+ * record, as long as all sinks together hold less than MEMORY_BUDGET (64 MiB); a larger one, or one that finds the
+ * budget spent, streams to <id>.tmp in 64 KiB pieces, so a sink never holds more than 1 MiB whatever the message
+ * size, and thousands of sessions in DATA at once hold at most the budget plus 64 KiB each. The
  * commit itself (record or tail write, flush, rename, directory flush) runs on the spool writer thread in group
  * commits (spool-writer.ts): the event loop never waits on the disk. The Spool counts the live records of each
  * segment (committed, not yet released by a delivery result) and has the writer delete a sealed segment once
@@ -33,7 +35,12 @@ import { newQueueId } from "./queue-id.ts";
 import { itemToken, parseToken } from "./segment.ts";
 import type { WriterReply, WriterRequest } from "./spool-writer-protocol.ts";
 
+/** The staging buffer of a message that streams to `<id>.tmp`. */
 export const SINK_BUFFER = 64 * 1024;
+/** A message up to this size is held in memory and committed as a segment record (no file of its own). */
+export const MEMORY_MESSAGE_MAX = 1024 * 1024;
+/** All sinks together hold at most this much in memory; beyond it, messages stream to files. */
+export const MEMORY_BUDGET = 64 * 1024 * 1024;
 
 /**
  * A message the spool has made durable. `ref` is what the delivery pool is given: the id for an item written as
@@ -72,6 +79,8 @@ export class Spool implements SpoolPort {
   private readonly waiting = new Map<number, Waiter>();
   private closed = false;
   private readonly segments = new Map<string, SegmentUse>();
+  /** Bytes of MEMORY_BUDGET held by sinks. */
+  private memory = 0;
   /** Group-commit rounds so far (observable for tests and metrics). */
   rounds = 0;
 
@@ -89,18 +98,32 @@ export class Spool implements SpoolPort {
 
   /**
    * Hand a commit to the writer thread; resolves when the item is durable, with its segment location (null when it
-   * was written as `<id>.msg`). `tail` is handed over (transferred), not copied.
+   * was written as `<id>.msg`). `tail`'s buffer must be the caller's alone: it is transferred, not copied.
    */
   submit(id: string, fd: number, tail: Uint8Array): Promise<string | null> {
     if (this.closed) return Promise.reject(new Error("spool is closed"));
     const seq = ++this.seq;
     return new Promise<string | null>((resolve, reject) => {
       this.waiting.set(seq, { resolve, reject });
-      const own = tail.byteOffset === 0 && tail.byteLength === tail.buffer.byteLength && tail.buffer instanceof ArrayBuffer;
-      const msg = { type: "commit", seq, id, fd, tail } satisfies WriterRequest;
-      if (own) this.writer.postMessage(msg, [tail.buffer as ArrayBuffer]);
-      else this.writer.postMessage(msg);
+      this.writer.postMessage({ type: "commit", seq, id, fd, tail } satisfies WriterRequest, [tail.buffer as ArrayBuffer]);
     });
+  }
+
+  /** Take `delta` bytes of the memory budget if they fit (a negative delta always does). */
+  takeMemory(delta: number): boolean {
+    if (delta > 0 && this.memory + delta > MEMORY_BUDGET) return false;
+    this.memory += delta;
+    return true;
+  }
+
+  /** Take or give back `delta` bytes regardless of the budget (a buffer that exists already). */
+  forceMemory(delta: number): void {
+    this.memory += delta;
+  }
+
+  /** Bytes of the memory budget held by sinks now (for tests and metrics). */
+  get memoryHeld(): number {
+    return this.memory;
   }
 
   /** A delivery worker no longer needs the segment record `ref` (delivered, deleted or written out as <id>.msg). */
@@ -182,8 +205,11 @@ type SinkState = "open" | "committing" | "done";
 export class SpoolSink implements MessageSink {
   readonly id: string;
   size = 0;
+  /** In memory: the whole message so far. Spilled (fd >= 0): a staging buffer of at most SINK_BUFFER. */
   private buf: Uint8Array | null = null;
   private bufLen = 0;
+  /** Bytes of the spool's memory budget this sink holds (its buffer's capacity, then its tail until durable). */
+  private held = 0;
   private fd = -1;
   private state: SinkState = "open";
   private readonly tmp: string;
@@ -198,30 +224,28 @@ export class SpoolSink implements MessageSink {
     this.tmp = join(dir, `${id}.tmp`);
   }
 
-  /** Bytes held in memory right now (≤ 64 KiB by construction). */
+  /** Bytes held in memory right now (≤ MEMORY_MESSAGE_MAX in memory, ≤ SINK_BUFFER once spilled). */
   get buffered(): number {
     return this.buf === null ? 0 : this.buf.length;
+  }
+
+  /** Spilled to `<id>.tmp` (too large for memory, or the spool's budget was spent). */
+  get spilled(): boolean {
+    return this.fd >= 0;
   }
 
   write(bytes: Uint8Array): void {
     if (this.state !== "open") throw new Error(`spool sink ${this.id} is closed`);
     this.size += bytes.length;
-    let off = 0;
-    const n = bytes.length;
-    while (off < n) {
-      if (this.bufLen === SINK_BUFFER) this.flush();
-      // A large piece with nothing buffered goes straight to the file: no copy.
-      if (this.bufLen === 0 && n - off >= SINK_BUFFER) {
-        this.openFile();
-        writeAllSync(this.fd, off === 0 ? bytes : bytes.subarray(off));
+    if (this.fd < 0) {
+      if (this.grow(this.bufLen + bytes.length)) {
+        this.buf!.set(bytes, this.bufLen);
+        this.bufLen += bytes.length;
         return;
       }
-      const take = Math.min(SINK_BUFFER - this.bufLen, n - off);
-      this.reserve(this.bufLen + take);
-      this.buf!.set(off === 0 && take === n ? bytes : bytes.subarray(off, off + take), this.bufLen);
-      this.bufLen += take;
-      off += take;
+      this.spill();
     }
+    this.stage(bytes);
   }
 
   async commit(envelope: Envelope): Promise<void> {
@@ -232,9 +256,15 @@ export class SpoolSink implements MessageSink {
       envelope.arrival = Date.now();
       const meta = encodeMeta(this.id, envelope);
       const trailer = encodeTrailer(this.size, meta.length);
-      // One write for the tail: buffered bytes + meta + trailer.
-      tail = new Uint8Array(this.bufLen + meta.length + trailer.length);
-      if (this.bufLen > 0) tail.set(this.buf!.subarray(0, this.bufLen), 0);
+      const need = this.bufLen + meta.length + trailer.length;
+      // The tail (the whole item when in memory) is built in the buffer when it has room: no copy of the message.
+      if (this.buf !== null && this.buf.length >= need) {
+        tail = this.buf.subarray(0, need);
+      } else {
+        tail = Buffer.allocUnsafeSlow(need);
+        if (this.bufLen > 0) tail.set(this.buf!.subarray(0, this.bufLen), 0);
+        this.account(need);
+      }
       tail.set(meta, this.bufLen);
       tail.set(trailer, this.bufLen + meta.length);
     } catch (err) {
@@ -251,6 +281,7 @@ export class SpoolSink implements MessageSink {
       loc = await this.spool.submit(this.id, fd, tail);
     } finally {
       this.state = "done";
+      this.account(0);
     }
     this.onCommitted({ id: this.id, ref: loc === null ? this.id : itemToken(this.id, loc), envelope, size: this.size });
   }
@@ -264,6 +295,7 @@ export class SpoolSink implements MessageSink {
     this.state = "done";
     this.buf = null;
     this.bufLen = 0;
+    this.account(0);
     if (this.fd >= 0) {
       try {
         closeSync(this.fd);
@@ -275,26 +307,63 @@ export class SpoolSink implements MessageSink {
     }
   }
 
-  private openFile(): void {
-    // "wx": a leftover of the same name would mean two writers; refuse rather than interleave.
-    if (this.fd < 0) this.fd = openSync(this.tmp, "wx", FILE_MODE);
+  /** Hold `bytes` of the spool's budget (replacing what was held); false when the budget does not allow it. */
+  private account(bytes: number, optional = false): boolean {
+    if (optional && !this.spool.takeMemory(bytes - this.held)) return false;
+    if (!optional) this.spool.forceMemory(bytes - this.held);
+    this.held = bytes;
+    return true;
   }
 
-  private flush(): void {
-    this.openFile();
-    writeAllSync(this.fd, this.buf!.subarray(0, this.bufLen));
-    this.bufLen = 0;
-  }
-
-  /** Grow the buffer by doubling from 4 KiB: thousands of idle sessions must not each pin 64 KiB. */
-  private reserve(need: number): void {
+  /**
+   * Room for `need` bytes in memory: grow by doubling from 4 KiB up to MEMORY_MESSAGE_MAX, within the spool's
+   * budget, so thousands of idle sessions do not each pin a large buffer. False: the message goes to a file.
+   */
+  private grow(need: number): boolean {
     const cur = this.buf === null ? 0 : this.buf.length;
-    if (need <= cur) return;
+    if (need <= cur) return true;
+    if (need > MEMORY_MESSAGE_MAX) return false;
     let cap = Math.max(cur, 4096);
     while (cap < need) cap *= 2;
-    cap = Math.min(cap, SINK_BUFFER);
-    const next = Buffer.allocUnsafe(cap);
+    // Room for the meta and trailer too, so that commit rarely needs a second buffer.
+    cap = Math.min(cap, MEMORY_MESSAGE_MAX + 64 * 1024);
+    if (!this.account(cap, true)) return false;
+    // allocUnsafeSlow: never a slice of Buffer's shared pool, because the buffer is transferred to the writer.
+    const next = Buffer.allocUnsafeSlow(cap);
     if (this.buf !== null && this.bufLen > 0) next.set(this.buf.subarray(0, this.bufLen), 0);
     this.buf = next;
+    return true;
+  }
+
+  /** From memory to `<id>.tmp`: write what is held, keep a staging buffer of SINK_BUFFER. */
+  private spill(): void {
+    // "wx": a leftover of the same name would mean two writers; refuse rather than interleave.
+    this.fd = openSync(this.tmp, "wx", FILE_MODE);
+    if (this.bufLen > 0) writeAllSync(this.fd, this.buf!.subarray(0, this.bufLen));
+    this.bufLen = 0;
+    if (this.buf === null || this.buf.length !== SINK_BUFFER) {
+      this.buf = Buffer.allocUnsafeSlow(SINK_BUFFER);
+      this.account(SINK_BUFFER);
+    }
+  }
+
+  /** Spilled: gather small pieces into SINK_BUFFER writes; a large piece with nothing staged goes straight out. */
+  private stage(bytes: Uint8Array): void {
+    let off = 0;
+    const n = bytes.length;
+    while (off < n) {
+      if (this.bufLen === SINK_BUFFER) {
+        writeAllSync(this.fd, this.buf!.subarray(0, this.bufLen));
+        this.bufLen = 0;
+      }
+      if (this.bufLen === 0 && n - off >= SINK_BUFFER) {
+        writeAllSync(this.fd, off === 0 ? bytes : bytes.subarray(off));
+        return;
+      }
+      const take = Math.min(SINK_BUFFER - this.bufLen, n - off);
+      this.buf!.set(off === 0 && take === n ? bytes : bytes.subarray(off, off + take), this.bufLen);
+      this.bufLen += take;
+      off += take;
+    }
   }
 }
