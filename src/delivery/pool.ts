@@ -302,14 +302,14 @@ export class DeliveryPool {
         for (const id of msg.ids) h.claimed.add(id);
         this.flushBacklog();
         return;
-      case "result": {
-        const { type: _t, ...r } = msg;
-        h.claimed.delete(r.id);
-        this.outstanding.delete(r.id);
+      case "results":
+        for (const r of msg.results) {
+          h.claimed.delete(r.id);
+          this.outstanding.delete(r.id);
+        }
         this.flushBacklog();
-        this.onResult(r);
+        for (const r of msg.results) this.onResult(r);
         return;
-      }
       case "stopped":
         h.stopped();
         return;

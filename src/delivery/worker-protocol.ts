@@ -52,7 +52,8 @@ export interface DeliveryResult {
 export type WorkerToPool =
   | { type: "ready" }
   | { type: "claimed"; ids: string[] }
-  | ({ type: "result" } & DeliveryResult)
+  /** The outcomes of the items finished in one turn of the worker's loop. */
+  | { type: "results"; results: DeliveryResult[] }
   | { type: "stopped" };
 
 /** "remote": new relay settings after SIGHUP (routes, smart host, DNS servers); the worker swaps its courier. */

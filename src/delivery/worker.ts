@@ -35,6 +35,7 @@ import { Ring } from "../ring/index.ts";
 import type { RingItem } from "../ring/index.ts";
 import { closeSync, existsSync, openSync, renameSync } from "node:fs";
 import { join } from "node:path";
+import { setImmediate } from "node:timers";
 import {
   CorruptItemError,
   finishItem,
@@ -313,6 +314,13 @@ async function run(
   const inFlight = new Set<Promise<void>>();
   let wake: (() => void) | null = null;
   const out: RingItem[] = [];
+  // Results go to the pool once per turn of this thread's loop, not one message each.
+  let results: DeliveryResult[] = [];
+  const flushResults = (): void => {
+    if (results.length === 0) return;
+    scope.postMessage({ type: "results", results });
+    results = [];
+  };
   scope.postMessage({ type: "ready" });
   while (!stopping()) {
     const room = MAX_IN_FLIGHT - inFlight.size;
@@ -333,7 +341,7 @@ async function run(
       const { id, flags } = out[k];
       const p: Promise<void> = processItem(init, couriers, batcher, id, flags, segments).then((r) => {
         inFlight.delete(p);
-        scope.postMessage({ type: "result", ...r });
+        if (results.push(r) === 1) setImmediate(flushResults);
         if (wake) {
           const w = wake;
           wake = null;
@@ -344,6 +352,7 @@ async function run(
     }
   }
   await Promise.all(inFlight);
+  flushResults();
   segments.close();
   for (const c of couriers.values()) (c as Partial<{ close(): void }>).close?.();
   scope.postMessage({ type: "stopped" });
