@@ -1,6 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Envelope } from "./types.ts";
 import { openStored, parseToken, recover, SegmentReader, Spool, storedFromItem } from "../queue/index.ts";

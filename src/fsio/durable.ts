@@ -16,6 +16,7 @@ import {
   unlinkSync,
   write as fsWrite,
   writeSync,
+  writevSync,
 } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join } from "node:path";
@@ -32,6 +33,29 @@ export function uniqueTempName(finalName: string): string {
 export function writeAllSync(fd: number, data: Uint8Array): void {
   let off = 0;
   while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+}
+
+/**
+ * writev(2) every piece, at `position` or (null) at the file's current position: one call for many pieces, no copy
+ * into one buffer. IOV_MAX is 1024 on Linux; a short write continues where it stopped. Returns the bytes written.
+ */
+export function writevAllSync(fd: number, pieces: readonly Uint8Array[], position: number | null = null): number {
+  let written = 0;
+  let i = 0;
+  let skip = 0; // bytes of pieces[i] already written
+  while (i < pieces.length) {
+    const batch: Uint8Array[] = [];
+    for (let k = i; k < pieces.length && batch.length < 1024; k++) batch.push(k === i ? pieces[k]!.subarray(skip) : pieces[k]!);
+    let n = position === null ? writevSync(fd, batch) : writevSync(fd, batch, position + written);
+    written += n;
+    while (i < pieces.length && n >= pieces[i]!.length - skip) {
+      n -= pieces[i]!.length - skip;
+      i++;
+      skip = 0;
+    }
+    skip += n;
+  }
+  return written;
 }
 
 /** fsync a directory so that entries created, renamed or removed in it are durable. */

@@ -1,10 +1,10 @@
 import { describe, expect, test } from "vitest";
-import { mkdtempSync, openSync, closeSync, readdirSync, readFileSync, statSync, writeSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { openSync, closeSync, readdirSync, readFileSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { mkdirDurableSync, SyncBatcher, writeFileDurable } from "./index.ts";
+import { mkdirDurableSync, SyncBatcher, writeFileDurable, writevAllSync } from "./index.ts";
+import { tempDir } from "../../test/helpers/server.ts";
 
-const temp = () => mkdtempSync(join(tmpdir(), "ringmta-fsio-"));
+const temp = () => tempDir("ringmta-fsio-");
 
 describe("writeFileDurable", () => {
   test("replaces the file atomically, mode 0600, no temp file left", () => {
@@ -15,6 +15,25 @@ describe("writeFileDurable", () => {
     expect(readFileSync(path, "utf8")).toBe("two\n");
     expect(statSync(path).mode & 0o777).toBe(0o600);
     expect(readdirSync(dir)).toEqual(["users.txt"]);
+  });
+});
+
+describe("writevAllSync", () => {
+  test("writes 3,000 pieces (more than IOV_MAX) in order, at a position or at the file's offset", () => {
+    const dir = temp();
+    const pieces = Array.from({ length: 3000 }, (_, i) => new TextEncoder().encode(i % 7 === 0 ? "" : `${i},`));
+    const want = Buffer.concat(pieces.map((p) => Buffer.from(p)));
+    const fd = openSync(join(dir, "v"), "w+");
+    try {
+      writeSync(fd, "HEAD");
+      expect(writevAllSync(fd, pieces)).toBe(want.length);
+      expect(writevAllSync(fd, [new Uint8Array([0x21])], 2)).toBe(1);
+    } finally {
+      closeSync(fd);
+    }
+    const got = readFileSync(join(dir, "v"));
+    expect(got.subarray(0, 4).toString()).toBe("HE!D");
+    expect(got.subarray(4).equals(want)).toBe(true);
   });
 });
 

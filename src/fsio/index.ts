@@ -7,6 +7,7 @@ export {
   uniqueTempName,
   unlinkQuiet,
   writeAllSync,
+  writevAllSync,
   writeFileDurable,
   openAsync,
   writeAllAsync,

@@ -217,6 +217,8 @@ interface OpenSegment {
 }
 
 const KEEP_OPEN = 4;
+/** Bytes read speculatively with a record's header: a typical message fits. */
+const FIRST_READ = 16 * 1024;
 
 /**
  * A delivery worker's view of the segments: reads records by offset (pread on a cached descriptor) and keeps each
@@ -232,11 +234,16 @@ export class SegmentReader {
     const s = this.get(seg);
     this.refreshDone(s);
     if (s.done.has(id)) return null;
-    const header = Buffer.allocUnsafe(RECORD_HEADER_LEN);
-    const len = readFull(s.fd, header, offset) ? decodeRecordHeader(header) : -1;
+    // One pread for the header and, for most messages, the whole item.
+    const first = Buffer.allocUnsafe(RECORD_HEADER_LEN + FIRST_READ);
+    const got = readSync(s.fd, first, 0, first.length, offset);
+    const len = got >= RECORD_HEADER_LEN ? decodeRecordHeader(first) : -1;
     if (len < 0) throw new CorruptItemError(`no record at ${seg}:${offset}`);
+    if (RECORD_HEADER_LEN + len <= got) return first.subarray(RECORD_HEADER_LEN, RECORD_HEADER_LEN + len);
     const item = Buffer.allocUnsafe(len);
-    if (!readFull(s.fd, item, offset + RECORD_HEADER_LEN)) throw new CorruptItemError(`record at ${seg}:${offset} is cut short`);
+    const have = got - RECORD_HEADER_LEN;
+    item.set(first.subarray(RECORD_HEADER_LEN, got), 0);
+    if (!readFull(s.fd, item.subarray(have), offset + got)) throw new CorruptItemError(`record at ${seg}:${offset} is cut short`);
     return item;
   }
 

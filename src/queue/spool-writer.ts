@@ -11,10 +11,10 @@
  * hand-offs and ~16 futex calls per message on the main thread; before segments, a file create, rename and unlink
  * per message.
  */
-import { closeSync, openSync, renameSync, unlinkSync, writevSync, writeSync } from "node:fs";
+import { closeSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { setImmediate } from "node:timers";
-import { flushSync, loadSyncFs, mkdirDurableSync, type SyncFs } from "../fsio/index.ts";
+import { flushSync, loadSyncFs, mkdirDurableSync, writevAllSync, type SyncFs } from "../fsio/index.ts";
 import { appendDone, donePath, encodeRecordHeader, RECORD_HEADER_LEN, SEGMENT_MAX, segmentDir, segmentLoc, segPath } from "./segment.ts";
 import type { WriterReply, WriterRequest } from "./spool-writer-protocol.ts";
 
@@ -41,27 +41,6 @@ function writeAll(fd: number, bytes: Uint8Array, position: number | null = null)
   while (off < bytes.length) {
     off += writeSync(fd, bytes, off, bytes.length - off, position === null ? null : position + off);
   }
-}
-
-/** writev(2) every piece at `position` (one call for a round's records, no copy into one buffer); returns the bytes. */
-function writevAll(fd: number, pieces: readonly Uint8Array[], position: number): number {
-  let pos = position;
-  let i = 0;
-  let skip = 0; // bytes of pieces[i] already written
-  while (i < pieces.length) {
-    // IOV_MAX is 1024 on Linux; a short write continues where it stopped.
-    const batch: Uint8Array[] = [];
-    for (let k = i; k < pieces.length && batch.length < 1024; k++) batch.push(k === i ? pieces[k]!.subarray(skip) : pieces[k]!);
-    let n = writevSync(fd, batch, pos);
-    pos += n;
-    while (i < pieces.length && n >= pieces[i]!.length - skip) {
-      n -= pieces[i]!.length - skip;
-      i++;
-      skip = 0;
-    }
-    skip += n;
-  }
-  return pos - position;
 }
 
 /** A new segment and its (empty) done file. Its directory entry is flushed with the round that first uses it. */
@@ -118,7 +97,7 @@ function round(): void {
         pieces.push(encodeRecordHeader(tail.length), tail);
         at += RECORD_HEADER_LEN + tail.length;
       }
-      seg.length += writevAll(seg.fd, pieces, seg.length);
+      seg.length += writevAllSync(seg.fd, pieces, seg.length);
       segWritten = true;
     } catch (e) {
       for (const i of inSegment) errors[i] = String(e);

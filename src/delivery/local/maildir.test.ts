@@ -1,6 +1,6 @@
 import { describe, expect, test } from "vitest";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
-import { hostname, tmpdir } from "node:os";
+import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Envelope } from "../types.ts";
 import { openStored } from "../../queue/index.ts";

@@ -12,7 +12,7 @@
 import { closeSync, renameSync, openSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Courier, EnvelopeRecipient, Outcome, StoredMessage } from "../types.ts";
-import { FILE_MODE, mkdirDurableSync, SyncBatcher, unlinkQuiet, writeAllSync } from "../../fsio/index.ts";
+import { FILE_MODE, mkdirDurableSync, SyncBatcher, unlinkQuiet, writeAllSync, writevAllSync } from "../../fsio/index.ts";
 
 /** A stored message as the worker hands it over; `recheck` is set for items recovered or retried. */
 export type LocalMessage = StoredMessage & { recheck?: boolean };
@@ -80,8 +80,11 @@ export class MaildirCourier implements Courier {
       this.prepare(box);
       if (message.recheck && this.alreadyThere(box, name)) return delivered(name);
       fd = openSync(tmp, "w", FILE_MODE); // "w": a copy left in tmp/ by a crash is overwritten, not appended to
-      writeAllSync(fd, prefix);
-      for (const chunk of message.chunks()) writeAllSync(fd, chunk);
+      // The trace fields and the first chunk (a whole small message) in one writev; larger ones stream on.
+      const chunks = message.chunks()[Symbol.iterator]();
+      const first = chunks.next();
+      writevAllSync(fd, first.done ? [prefix] : [prefix, first.value]);
+      for (let c = chunks.next(); !c.done; c = chunks.next()) writeAllSync(fd, c.value);
       await this.batcher.syncFd(fd);
       closeSync(fd);
       fd = -1;
