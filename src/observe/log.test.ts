@@ -52,3 +52,21 @@ describe("text logger", () => {
     expect(line).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f]/);
   });
 });
+
+describe("json lines are what JSON.stringify makes of { ts, level, event, ...fields }", () => {
+  test("strings needing escapes, numbers, arrays, nested objects, undefined and null fields, no fields", () => {
+    const { log, lines } = capture("json");
+    const cases: Array<Record<string, unknown> | undefined> = [
+      { id: "Q1", to: ["a@b.test", 'q"@x'], size: 12, auth: undefined, gone: null, nested: { a: [1, { b: "\u2028" }] } },
+      { text: "tab\tquote\"backslash\\ nul\u0000 del\u007f é 🚀" },
+      {},
+      undefined,
+    ];
+    for (const f of cases) log.warn("smtp.test", f);
+    cases.forEach((f, i) => {
+      const line = lines[i]!;
+      const ts = (JSON.parse(line) as { ts: string }).ts;
+      expect(line).toBe(JSON.stringify({ ts, level: "warn", event: "smtp.test", ...(f ?? {}) }) + "\n");
+    });
+  });
+});

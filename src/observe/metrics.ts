@@ -25,7 +25,27 @@ function escapeHelp(v: string): string {
   return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
 }
 
+/** One-label sets ({listener}, {code}) by name, then value: no key string is built for them. */
+const singleCache = new Map<string, Map<string, string>>();
+
 function labelText(labels: Labels): string {
+  let only: string | undefined;
+  let count = 0;
+  for (const k in labels) {
+    if (++count > 1) break;
+    only = k;
+  }
+  if (count === 1) {
+    const v = labels[only!]!;
+    let byValue = singleCache.get(only!);
+    if (byValue === undefined) singleCache.set(only!, (byValue = new Map()));
+    let text = byValue.get(v);
+    if (text === undefined) {
+      text = `{${only}="${escapeLabel(v)}"}`;
+      if (byValue.size < LABEL_CACHE_MAX) byValue.set(v, text);
+    }
+    return text;
+  }
   let raw = "";
   for (const k in labels) raw += k + "\x00" + labels[k] + "\x01";
   if (raw === "") return "";

@@ -63,7 +63,7 @@ export class Policy implements PolicyPort {
       return { kind: "accept", targets: [{ address: `${localPart}@${domain}`, route: this.remote(domain) }] };
     }
     const targets: Array<{ address: string; route: Route }> = [];
-    if (!this.expand(localPart, domain, targets, new Set(), 0)) return { kind: "unknownUser" };
+    if (!this.expand(localPart, domain, targets, null, 0)) return { kind: "unknownUser" };
     return targets.length > 0 ? { kind: "accept", targets } : { kind: "unknownUser" };
   }
 
@@ -76,42 +76,54 @@ export class Policy implements PolicyPort {
     localPart: string,
     domain: string,
     out: Array<{ address: string; route: Route }>,
-    path: Set<string>,
+    path: Set<string> | null,
     depth: number,
   ): boolean {
-    const k = key(localPart, domain);
-    if (!this.isLocalDomain(domain)) {
+    // At depth 0 recipient() has checked the domain already; alias targets may be anywhere.
+    if (depth > 0 && !this.isLocalDomain(domain)) {
       out.push({ address: `${localPart}@${domain}`, route: this.remote(domain) });
       return true;
     }
-    const alias = this.aliases.get(k);
-    if (alias !== undefined) {
-      if (path.has(k) || depth >= MAX_ALIAS_DEPTH) return true;
-      path.add(k);
-      let any = false;
-      for (const target of alias) {
-        const [lp, d] = splitAddress(target);
-        // A target that is itself (alias "a" -> ["a", "b"]) means "deliver here too".
-        if (key(lp, d) === k) {
-          if (this.deliverable(lp, d)) {
-            out.push(this.local(lp, d));
-            any = true;
-          }
-          continue;
-        }
-        if (this.expand(lp, d, out, path, depth + 1)) any = true;
-      }
-      path.delete(k);
-      return any;
-    }
-    if (!this.deliverable(localPart, domain)) return false;
+    // The lookup key is made only when a table needs it (no aliases and catch_all: none does).
+    const k = this.aliases.size > 0 ? key(localPart, domain) : null;
+    const alias = k === null ? undefined : this.aliases.get(k);
+    if (alias !== undefined) return this.expandAlias(k!, alias, out, path ?? new Set(), depth);
+    if (!this.deliverable(localPart, domain, k)) return false;
     out.push(this.local(localPart, domain));
     return true;
   }
 
-  private deliverable(localPart: string, domain: string): boolean {
+  /** The targets of alias `k`, each expanded in turn; `path` holds the aliases being expanded (loops). */
+  private expandAlias(
+    k: string,
+    alias: string[],
+    out: Array<{ address: string; route: Route }>,
+    path: Set<string>,
+    depth: number,
+  ): boolean {
+    if (path.has(k) || depth >= MAX_ALIAS_DEPTH) return true;
+    path.add(k);
+    let any = false;
+    for (const target of alias) {
+      const [lp, d] = splitAddress(target);
+      // A target that is itself (alias "a" -> ["a", "b"]) means "deliver here too".
+      if (key(lp, d) === k) {
+        if (this.deliverable(lp, d, k)) {
+          out.push(this.local(lp, d));
+          any = true;
+        }
+        continue;
+      }
+      if (this.expand(lp, d, out, path, depth + 1)) any = true;
+    }
+    path.delete(k);
+    return any;
+  }
+
+  /** `k`: key(localPart, domain) when the caller already has it. */
+  private deliverable(localPart: string, domain: string, k: string | null): boolean {
     if (!safeMailboxName(localPart)) return false;
-    return this.users.has(key(localPart, domain)) || this.s.catchAll;
+    return this.s.catchAll || this.users.has(k ?? key(localPart, domain));
   }
 
   private local(localPart: string, domain: string): { address: string; route: Route } {

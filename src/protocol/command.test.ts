@@ -272,3 +272,43 @@ describe("RCPT TO", () => {
     }
   });
 });
+
+describe("a line parsed in place", () => {
+  test("parseCommand(buf, start, end) equals parsing the line alone, whatever surrounds it", () => {
+    const lines = [
+      "MAIL FROM:<a.b@c.example> SIZE=1048576 BODY=8BITMIME",
+      "RCPT TO:<Q@Bench.Test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x+2By@z",
+      "rcpt to:<postmaster>",
+      "EHLO client.example",
+      "DATA",
+      "STARTTLS",
+      "BDAT 100 LAST",
+      "MAIL FROM:<a@b.c> SIZE=x",
+      "RCPT TO:<bad",
+      "DATAX",
+      "MAIL FROM:<ü@例え.jp> SMTPUTF8",
+    ];
+    for (const l of lines) {
+      const alone = parse(l);
+      for (const [before, after] of [["", ""], ["NOOP\r\n", "\r\nQUIT\r\n"], ["x", " SIZE=9 trailing"]] as const) {
+        const buf = enc.encode(before + l + after);
+        const start = enc.encode(before).length;
+        expect(parseCommand(buf, start, start + enc.encode(l).length), `${before}|${l}|${after}`).toEqual(alone);
+      }
+    }
+  });
+
+  test("SIZE is read on the bytes: 1 to 15 digits, exact", () => {
+    const path = (s: string) => {
+      const c = cmd(s);
+      if (c.verb !== "MAIL") throw new Error("not MAIL");
+      return c;
+    };
+    expect(path("MAIL FROM:<a@b.c> SIZE=0").params.size).toBe(0);
+    expect(path("MAIL FROM:<a@b.c> SIZE=007").params.size).toBe(7);
+    expect(path("MAIL FROM:<a@b.c> SIZE=999999999999999").params.size).toBe(999999999999999);
+    for (const s of ["SIZE=-1", "SIZE=1.5", "SIZE=1e3", "SIZE=+1", "SIZE= 1"]) {
+      expect(err(`MAIL FROM:<a@b.c> ${s}`), s).toBe("badParam");
+    }
+  });
+});

@@ -104,17 +104,23 @@ function blank(line: Uint8Array, a: number, b: number): boolean {
   return true;
 }
 
-/** Parse one command line (without CRLF). */
-export function parseCommand(line: Uint8Array): ParsedCommand {
-  const n = line.length;
-  let vEnd = line.indexOf(SP);
-  if (vEnd === -1) vEnd = n;
+/**
+ * Parse one command line (without CRLF): line[start..end), by default all of `line`. The session passes the
+ * chunk and the line's bounds, which spares a view per command.
+ */
+export function parseCommand(line: Uint8Array, start = 0, end = line.length): ParsedCommand {
+  const n = end;
+  // The verb is 4 or 8 letters: look for its end among the first 9 bytes only.
+  const lim = Math.min(n, start + 9);
+  let vEnd = start;
+  while (vEnd < lim && line[vEnd] !== SP) vEnd++;
+  const s = start;
   let verb = 0;
-  if (vEnd === 4) {
-    verb = ((up(line[0]) << 24) | (up(line[1]) << 16) | (up(line[2]) << 8) | up(line[3])) >>> 0;
-  } else if (vEnd === 8) {
-    const a = ((up(line[0]) << 24) | (up(line[1]) << 16) | (up(line[2]) << 8) | up(line[3])) >>> 0;
-    const b = ((up(line[4]) << 24) | (up(line[5]) << 16) | (up(line[6]) << 8) | up(line[7])) >>> 0;
+  if (vEnd - s === 4) {
+    verb = ((up(line[s]) << 24) | (up(line[s + 1]) << 16) | (up(line[s + 2]) << 8) | up(line[s + 3])) >>> 0;
+  } else if (vEnd - s === 8) {
+    const a = ((up(line[s]) << 24) | (up(line[s + 1]) << 16) | (up(line[s + 2]) << 8) | up(line[s + 3])) >>> 0;
+    const b = ((up(line[s + 4]) << 24) | (up(line[s + 5]) << 16) | (up(line[s + 6]) << 8) | up(line[s + 7])) >>> 0;
     if (a !== K_STAR || b !== K_TTLS) return fail("unknown");
     return blank(line, vEnd, n) ? ok({ verb: "STARTTLS" }) : SYNTAX;
   } else {
@@ -228,6 +234,13 @@ function keyword(line: Uint8Array, i: number, n: number, kw: string): boolean {
   return true;
 }
 
+/** "postmaster" in any case at line[i] (the caller checked that 10 bytes are there). */
+function isPostmaster(line: Uint8Array, i: number): boolean {
+  const kw = "POSTMASTER";
+  for (let k = 0; k < 10; k++) if (up(line[i + k]) !== kw.charCodeAt(k)) return false;
+  return true;
+}
+
 /** Parsed path and where it ended, or the failure. */
 type PathScan = { path: Path; end: number } | null;
 
@@ -331,7 +344,8 @@ function scanPath(line: Uint8Array, i: number, n: number, nullOk: boolean, postm
     }
   }
   const mStart = i;
-  let localPart: string;
+  /** null: a dot-string, taken from the address below (no second decode). */
+  let localPart: string | null;
   if (i < n && line[i] === 34) {
     // Quoted-string: qtextSMTP (%d32-33 / %d35-91 / %d93-126, UTF-8 per RFC 6531) and quoted-pairSMTP.
     i++;
@@ -355,6 +369,7 @@ function scanPath(line: Uint8Array, i: number, n: number, nullOk: boolean, postm
     localPart = value + text(line, run, i);
     i++;
   } else {
+    localPart = null;
     // Dot-string = Atom *("." Atom).
     for (;;) {
       const atom = i;
@@ -366,7 +381,6 @@ function scanPath(line: Uint8Array, i: number, n: number, nullOk: boolean, postm
       }
       break;
     }
-    localPart = text(line, mStart, i);
   }
   const lpEnd = i;
   let dStart = i;
@@ -382,7 +396,7 @@ function scanPath(line: Uint8Array, i: number, n: number, nullOk: boolean, postm
       i = scanDomain(line, i, n);
       if (i === -1) return null;
     }
-  } else if (!(postmasterOk && lpEnd - mStart === 10 && localPart.toLowerCase() === "postmaster")) {
+  } else if (!(postmasterOk && lpEnd - mStart === 10 && isPostmaster(line, mStart))) {
     return null;
   }
   if (i >= n || line[i] !== 62) return null;
@@ -396,7 +410,9 @@ function scanPath(line: Uint8Array, i: number, n: number, nullOk: boolean, postm
     }
   }
   const address = text(line, mStart, i - 1);
-  const domain = dStart === lpEnd ? "" : text(line, dStart, i - 1);
+  // ASCII: byte offsets are string offsets, so the parts are slices of the address rather than new decodes.
+  if (localPart === null) localPart = utf8 ? text(line, mStart, lpEnd) : address.slice(0, lpEnd - mStart);
+  const domain = dStart === lpEnd ? "" : utf8 ? text(line, dStart, i - 1) : address.slice(dStart - mStart);
   return { path: { address, localPart, domain, utf8 }, end: i };
 }
 
@@ -420,26 +436,63 @@ function commandPath(
   return scan;
 }
 
-const ESMTP_KEYWORD = /^[A-Za-z0-9][A-Za-z0-9-]*$/;
+function isAsciiAlnum(b: number): boolean {
+  return (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122);
+}
 
-/** Split "KEY[=VALUE]" tokens (RFC 5321 §4.1.2 esmtp-param); null when one is malformed. */
-function esmtpParams(line: Uint8Array, i: number, n: number): Array<[string, string | undefined]> | null {
-  const out: Array<[string, string | undefined]> = [];
-  if (i >= n) return out;
-  for (const t of tokens(text(line, i, n))) {
-    const eq = t.indexOf("=");
-    const k = eq === -1 ? t : t.slice(0, eq);
-    if (!ESMTP_KEYWORD.test(k)) return null;
-    if (eq === -1) {
-      out.push([k.toUpperCase(), undefined]);
+/** One esmtp-param: the keyword upper-cased, the value as line[vStart..vEnd), vStart -1 when there is none. */
+type Param = [key: string, vStart: number, vEnd: number];
+
+/**
+ * Split "KEY[=VALUE]" tokens (RFC 5321 §4.1.2 esmtp-param) on the bytes; null when one is malformed. The keyword
+ * (esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-"), ASCII only) comes back upper-cased; values stay bytes
+ * until a parameter needs their text.
+ */
+function esmtpParams(line: Uint8Array, i: number, n: number): Param[] | null {
+  const out: Param[] = [];
+  while (i < n) {
+    if (line[i] === SP) {
+      i++;
       continue;
     }
-    const v = t.slice(eq + 1);
+    const t = i;
+    while (i < n && line[i] !== SP) i++;
+    let k = t;
+    if (!isAsciiAlnum(line[k])) return null;
+    let key = String.fromCharCode(up(line[k++]));
+    for (; k < i && line[k] !== 61; k++) {
+      const b = line[k];
+      if (b !== 45 && !isAsciiAlnum(b)) return null;
+      key += String.fromCharCode(up(b));
+    }
+    if (k === i) {
+      out.push([key, -1, -1]);
+      continue;
+    }
     // esmtp-value = 1*(%d33-60 / %d62-126), plus UTF-8 (RFC 6531 §3.3): no "=" and not empty.
-    if (v === "" || v.indexOf("=") !== -1) return null;
-    out.push([k.toUpperCase(), v]);
+    const v = k + 1;
+    if (v === i) return null;
+    for (let j = v; j < i; j++) if (line[j] === 61) return null;
+    out.push([key, v, i]);
   }
   return out;
+}
+
+/** The value of a parameter as text, undefined when it has none. */
+function paramValue(line: Uint8Array, p: Param): string | undefined {
+  return p[1] < 0 ? undefined : text(line, p[1], p[2]);
+}
+
+/** RFC 1870 §3 size-value = 1*20DIGIT (we take up to 15, exact in a double); -1 when it is not one. */
+function sizeValue(line: Uint8Array, a: number, b: number): number {
+  if (a < 0 || b - a > 15) return -1;
+  let v = 0;
+  for (let i = a; i < b; i++) {
+    const d = line[i] - 48;
+    if (d < 0 || d > 9) return -1;
+    v = v * 10 + d;
+  }
+  return v;
 }
 
 function parseMail(line: Uint8Array, i: number, n: number): ParsedCommand {
@@ -450,14 +503,19 @@ function parseMail(line: Uint8Array, i: number, n: number): ParsedCommand {
   if (params === null) return BAD_PARAM;
   const p: MailParams = { smtputf8: false };
   let seen = 0;
-  for (const [k, v] of params) {
+  for (const param of params) {
+    const k = param[0];
+    if (k === "SIZE") {
+      // RFC 1870 §3: read on the bytes (every client sends it).
+      const size = sizeValue(line, param[1], param[2]);
+      if (size < 0 || seen & 1) return BAD_PARAM;
+      p.size = size;
+      seen |= 1;
+      continue;
+    }
+    const v = paramValue(line, param);
     let bit: number;
     switch (k) {
-      case "SIZE": // RFC 1870 §3
-        if (v === undefined || !DIGITS.test(v)) return BAD_PARAM;
-        p.size = Number(v);
-        bit = 1;
-        break;
       case "BODY": {
         // RFC 6152 §2, RFC 3030 §3
         const b = v?.toUpperCase();
@@ -511,7 +569,9 @@ function parseRcpt(line: Uint8Array, i: number, n: number): ParsedCommand {
   const params = esmtpParams(line, scan.end, n);
   if (params === null) return BAD_PARAM;
   const p: RcptParams = {};
-  for (const [k, v] of params) {
+  for (const param of params) {
+    const k = param[0];
+    const v = paramValue(line, param);
     switch (k) {
       case "NOTIFY": {
         // RFC 3461 §4.1: "NEVER" alone, or a list of SUCCESS / FAILURE / DELAY.

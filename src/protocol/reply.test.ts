@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { authChallenge, bdatOk, greeting, multiline, okQueued, Reply, replyLine } from "./reply.ts";
+import { authChallenge, bdatOk, greeting, multiline, okQueued, Reply, replyBytes, replyLine } from "./reply.ts";
 
 describe("Reply table", () => {
   test("codes and enhanced codes of the CONTRACT Replies table", () => {
@@ -58,5 +58,21 @@ describe("Reply table", () => {
   test("replyLine appends CRLF; ASCII byte for byte, non-ASCII as UTF-8", () => {
     expect(Array.from(replyLine("250 OK"))).toEqual([50, 53, 48, 32, 79, 75, 13, 10]);
     expect(new TextDecoder().decode(replyLine("220 bücher.test"))).toBe("220 bücher.test\r\n");
+  });
+});
+
+describe("replyBytes", () => {
+  test("every reply of the table: the bytes of replyLine, encoded once and shared", () => {
+    for (const r of Object.values(Reply)) {
+      const b = replyBytes(r);
+      expect(b).toEqual(replyLine(r));
+      expect(replyBytes(r)).toBe(b);
+    }
+  });
+  test("other text (queue ids, EHLO lines, UTF-8 host names) is encoded on each call", () => {
+    const q = okQueued("ABC123");
+    expect(new TextDecoder().decode(replyBytes(q))).toBe("250 2.0.0 Ok: queued as ABC123\r\n");
+    expect(replyBytes(q)).not.toBe(replyBytes(q));
+    expect(new TextDecoder().decode(replyBytes("250 mx.例え.jp"))).toBe("250 mx.例え.jp\r\n");
   });
 });

@@ -108,3 +108,19 @@ export function replyLine(s: string): Uint8Array {
   out[n + 1] = 10;
   return out;
 }
+
+/** The fixed replies of the table as bytes, encoded on first use (nothing runs at import time). */
+let fixed: Map<string, Uint8Array> | null = null;
+
+/**
+ * replyLine(s), but the replies of the table are encoded once and shared: a session writes several per message,
+ * and an encoder call plus an allocation for each showed in the event loop's profile. The bytes returned must
+ * never be modified (transports only read them).
+ */
+export function replyBytes(s: string): Uint8Array {
+  if (fixed === null) {
+    fixed = new Map();
+    for (const r of Object.values(Reply)) fixed.set(r, replyLine(r));
+  }
+  return fixed.get(s) ?? replyLine(s);
+}

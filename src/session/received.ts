@@ -30,6 +30,20 @@ export function rfc5322Date(d: Date): string {
   );
 }
 
+/** The last second formatted: every message of that second shares it (no Date object, no formatting). */
+let dateSecond = -1;
+let dateText = "";
+
+/** rfc5322Date of the time `ms` (ms since epoch), formatted once per second. */
+export function rfc5322DateAt(ms: number): string {
+  const sec = Math.floor(ms / 1000);
+  if (sec !== dateSecond) {
+    dateText = rfc5322Date(new Date(sec * 1000));
+    dateSecond = sec;
+  }
+  return dateText;
+}
+
 /** RFC 5321 §4.1.3 address literal of the client. */
 export function addressLiteral(ip: string): string {
   const v4 = ip.startsWith("::ffff:") && ip.includes(".") ? ip.slice(7) : ip;
@@ -47,12 +61,23 @@ function clean(s: string): string {
   return s.replace(/[\x00-\x20\x7f()\\]/g, "?");
 }
 
-export function receivedHeader(i: ReceivedInfo): string {
+/** What stays the same for every message of a session until EHLO, STARTTLS or AUTH: all up to the id. */
+export type ReceivedPrefixInfo = Pick<ReceivedInfo, "helo" | "clientAddress" | "hostname" | "esmtp" | "tls" | "authenticated" | "utf8">;
+
+export function receivedPrefix(i: ReceivedPrefixInfo): string {
   const tls = i.tls ? `\r\n\t(using ${i.tls})` : "";
-  const forClause = i.singleRecipient !== undefined ? `\r\n\tfor <${clean(i.singleRecipient)}>` : "";
   return (
     `Received: from ${clean(i.helo)} (${addressLiteral(i.clientAddress)})${tls}\r\n` +
-    `\tby ${i.hostname} (ringmta) with ${withProtocol(i)} id ${i.id}${forClause};\r\n` +
-    `\t${rfc5322Date(i.date)}\r\n`
+    `\tby ${i.hostname} (ringmta) with ${withProtocol(i)} id `
   );
+}
+
+/** The field from a prefix made by receivedPrefix; `ms` is the time of receipt. */
+export function receivedFromPrefix(prefix: string, id: string, singleRecipient: string | undefined, ms: number): string {
+  const forClause = singleRecipient !== undefined ? `\r\n\tfor <${clean(singleRecipient)}>` : "";
+  return `${prefix}${id}${forClause};\r\n\t${rfc5322DateAt(ms)}\r\n`;
+}
+
+export function receivedHeader(i: ReceivedInfo): string {
+  return receivedFromPrefix(receivedPrefix(i), i.id, i.singleRecipient, i.date.getTime());
 }

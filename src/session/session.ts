@@ -4,6 +4,8 @@
  * log, metrics). All parsing is on Uint8Array views of the chunks (no string conversion of the stream).
  *
  * Pipelining (RFC 2920): replies are queued while a chunk is processed and written once per chunk, in order.
+ * Replies go out as bytes: the fixed ones are encoded once for the process (protocol replyBytes), so a chunk with
+ * one reply writes a shared constant without an encoder call or an allocation.
  * While an asynchronous step runs (end-of-data fsync, AUTH verification, TLS handshake) the phase is "busy":
  * later bytes are kept and processed when the step completes, so replies never overtake each other.
  */
@@ -19,6 +21,7 @@ import {
   MAX_COMMAND_LINE,
   ReceivedCounter,
   Reply,
+  bdatOk,
   decodeBase64,
   decodePlain,
   decodeText,
@@ -26,13 +29,14 @@ import {
   multiline,
   okQueued,
   parseCommand,
+  replyBytes,
   type Command,
   type MailParams,
   type ParseError,
 } from "../protocol/index.ts";
 import type { Conn, TlsInfo } from "../transport/types.ts";
-import type { AuthPort, Clock, LogPort, MessageSink, PolicyPort, SessionMetrics, SpoolPort } from "./ports.ts";
-import { receivedHeader } from "./received.ts";
+import type { AuthPort, Clock, LogPort, MessageSink, PolicyPort, RcptContext, SessionMetrics, SpoolPort } from "./ports.ts";
+import { receivedFromPrefix, receivedPrefix } from "./received.ts";
 
 export interface SessionSettings {
   hostname: string;
@@ -60,6 +64,12 @@ export interface SessionDeps {
 type Phase = "command" | "data" | "bdat" | "authPlain" | "authLoginUser" | "authLoginPass" | "busy" | "closed";
 
 const encoder = new TextEncoder();
+/**
+ * The Received field is encoded here and copied by the sink (MessageSink.write: the caller may reuse the bytes):
+ * one buffer for the process instead of an allocation per message. A longer field (a huge EHLO name) is encoded
+ * on its own.
+ */
+const headerScratch = new Uint8Array(4096);
 /** Stop reading from a client that does not read its replies once this much is queued. */
 const WRITE_HIGH_WATER = 64 * 1024;
 /** Bytes kept while an asynchronous step runs before the socket is paused. */
@@ -101,7 +111,9 @@ function routeKey(r: EnvelopeRecipient): string {
 
 export class Session {
   private phase: Phase = "command";
-  private out = "";
+  /** Replies not yet written: the first one, then (pipelining) the rest in order. */
+  private out: Uint8Array | null = null;
+  private outMore: Uint8Array[] | null = null;
   /** Unprocessed input: a partial command line, or bytes that arrived while busy. */
   private stash: Uint8Array | null = null;
   /** Dropping an over-long command line up to its CRLF (then 500 5.5.2). */
@@ -119,6 +131,11 @@ export class Session {
   private authFailures = 0;
   private loginUser = "";
   private tlsInfo: TlsInfo | null;
+  /** The Received field up to the id; null when EHLO, STARTTLS or AUTH changed what it says. */
+  private rxPrefix: string | null = null;
+  private rxUtf8 = false;
+  /** What RCPT hands the policy, made once per session (the policy only reads it during the call). */
+  private rcptCtx: RcptContext | null = null;
 
   // The mail transaction (RFC 5321 §3.3).
   private sender: string | null = null;
@@ -201,7 +218,7 @@ export class Session {
     }
     const buf = this.stash ? concat(this.stash, chunk) : chunk;
     this.stash = null;
-    this.run(buf, 0);
+    this.run(buf, 0, this.lastByteAt);
     this.flush();
   }
 
@@ -260,7 +277,8 @@ export class Session {
 
   // ---- the byte loop ---------------------------------------------------------------------------------------
 
-  private run(buf: Uint8Array, pos: number): void {
+  /** `now`: when these bytes arrived (the time of every command line completed by them). */
+  private run(buf: Uint8Array, pos: number, now: number): void {
     const end = buf.length;
     while (pos < end) {
       switch (this.phase) {
@@ -277,7 +295,7 @@ export class Session {
             }
             pos = lf + 1;
             this.discarding = false;
-            this.lastCommandAt = this.deps.clock.now();
+            this.lastCommandAt = now;
             this.reject(Reply.lineTooLong);
             continue;
           }
@@ -292,11 +310,12 @@ export class Session {
             this.stash = buf.subarray(pos);
             return;
           }
-          const line = buf.subarray(pos, lf - 1);
+          const start = pos;
           pos = lf + 1;
-          this.lastCommandAt = this.deps.clock.now();
-          if (this.phase === "command") this.command(line);
-          else this.authResponse(line);
+          this.lastCommandAt = now;
+          // Commands are parsed in place (no view per line); AUTH responses are rare and get their own.
+          if (this.phase === "command") this.command(buf, start, lf - 1);
+          else this.authResponse(buf.subarray(start, lf - 1));
           break;
         }
         case "data": {
@@ -337,8 +356,9 @@ export class Session {
 
   // ---- commands --------------------------------------------------------------------------------------------
 
-  private command(line: Uint8Array): void {
-    const parsed = parseCommand(line);
+  /** The command line buf[start..end), CRLF excluded. */
+  private command(buf: Uint8Array, start: number, end: number): void {
+    const parsed = parseCommand(buf, start, end);
     if (!parsed.ok) {
       this.reject(PARSE_REPLY[parsed.error]);
       return;
@@ -379,6 +399,7 @@ export class Session {
     this.resetTransaction();
     this.helo = domain;
     this.esmtp = esmtp;
+    this.rxPrefix = null;
     if (!esmtp) return this.reply(`250 ${this.settings.hostname}`);
     const s = this.settings;
     const lines = [
@@ -420,10 +441,9 @@ export class Session {
     if (this.sender === null || this.bdatActive) return this.reject(Reply.badSequence);
     if (this.rcptCount >= this.settings.maxRecipients) return this.reject(Reply.tooManyRecipients);
     if (cmd.path.utf8 && !this.mailParams!.smtputf8) return this.reject(Reply.smtputf8Required);
-    const decision = this.deps.policy.recipient(cmd.path.localPart, cmd.path.domain, {
-      clientAddress: this.conn.remoteAddress,
-      authUser: this.authUser,
-    });
+    const ctx = (this.rcptCtx ??= { clientAddress: this.conn.remoteAddress, authUser: undefined });
+    ctx.authUser = this.authUser;
+    const decision = this.deps.policy.recipient(cmd.path.localPart, cmd.path.domain, ctx);
     switch (decision.kind) {
       case "unknownUser":
         return this.reject(Reply.unknownUser);
@@ -436,11 +456,18 @@ export class Session {
       const r: EnvelopeRecipient = { rcpt: cmd.path.address, address: t.address, route: t.route };
       if (cmd.params.orcpt !== undefined) r.orcpt = cmd.params.orcpt;
       if (cmd.params.notify !== undefined) r.notify = cmd.params.notify;
-      // CONTRACT: within one transaction, at most once to each final mailbox.
-      const key = routeKey(r);
-      const seen = (this.seen ??= new Set());
-      if (seen.has(key)) continue;
-      seen.add(key);
+      // CONTRACT: within one transaction, at most once to each final mailbox. The first recipient needs no check;
+      // the set of keys is made when a second one arrives.
+      if (this.recipients.length > 0) {
+        let seen = this.seen;
+        if (seen === null) {
+          seen = this.seen = new Set();
+          for (const x of this.recipients) seen.add(routeKey(x));
+        }
+        const key = routeKey(r);
+        if (seen.has(key)) continue;
+        seen.add(key);
+      }
       this.recipients.push(r);
     }
     if (this.rcptCount === 0) this.firstRcpt = cmd.path.address;
@@ -482,19 +509,27 @@ export class Session {
     this.bodySize = 0;
     this.tooBig = false;
     this.hops.reset();
-    const header = receivedHeader({
-      helo: this.helo!,
-      clientAddress: this.conn.remoteAddress,
-      hostname: this.settings.hostname,
-      esmtp: this.esmtp,
-      tls: this.tlsText(),
-      authenticated: this.authUser !== undefined,
-      utf8: this.mailParams!.smtputf8,
-      id: sink.id,
-      singleRecipient: this.rcptCount === 1 ? this.firstRcpt : undefined,
-      date: new Date(this.deps.clock.now()),
-    });
-    sink.write(encoder.encode(header));
+    const utf8 = this.mailParams!.smtputf8;
+    if (this.rxPrefix === null || this.rxUtf8 !== utf8) {
+      this.rxUtf8 = utf8;
+      this.rxPrefix = receivedPrefix({
+        helo: this.helo!,
+        clientAddress: this.conn.remoteAddress,
+        hostname: this.settings.hostname,
+        esmtp: this.esmtp,
+        tls: this.tlsText(),
+        authenticated: this.authUser !== undefined,
+        utf8,
+      });
+    }
+    const header = receivedFromPrefix(
+      this.rxPrefix,
+      sink.id,
+      this.rcptCount === 1 ? this.firstRcpt : undefined,
+      this.deps.clock.now(),
+    );
+    const r = encoder.encodeInto(header, headerScratch);
+    sink.write(r.read === header.length ? headerScratch.subarray(0, r.written) : encoder.encode(header));
   }
 
   /** Message bytes, unstuffed (DATA) or raw (BDAT). The size limit is enforced here, while reading. */
@@ -522,7 +557,7 @@ export class Session {
     this.phase = "command";
     // RFC 3030 §4.2: after a failed chunk the transaction is over; later BDATs get 503.
     if (this.tooBig) return this.refuseMessage(Reply.tooBig);
-    this.reply(`250 2.0.0 ${this.bodySize} octets received`);
+    this.reply(bdatOk(this.bodySize));
   }
 
   private endOfMessage(): void {
@@ -536,10 +571,11 @@ export class Session {
     this.enterBusy();
     sink.commit(envelope).then(
       () => {
+        const reply = okQueued(sink.id);
         this.deps.metrics.accepted(this.settings.listener, size);
         this.deps.log.info("smtp.accepted", {
           id: sink.id,
-          reply: okQueued(sink.id),
+          reply,
           listener: this.settings.listener,
           client: this.conn.remoteAddress,
           from: envelope.sender,
@@ -548,7 +584,7 @@ export class Session {
           auth: this.authUser,
         });
         this.resetTransaction();
-        this.leaveBusy(okQueued(sink.id));
+        this.leaveBusy(reply);
       },
       (err: unknown) => {
         this.deps.log.error("spool.commit_failed", { id: sink.id, error: String(err), reply: Reply.localError });
@@ -616,6 +652,7 @@ export class Session {
         this.deps.metrics.tlsHandshake(this.settings.listener, true);
         this.tlsPending = false;
         this.tlsInfo = info;
+        this.rxPrefix = null;
         // RFC 3207 §4.2: forget everything learned before TLS.
         this.helo = null;
         this.esmtp = false;
@@ -713,6 +750,7 @@ export class Session {
         this.deps.metrics.auth(this.settings.listener, canonical !== null);
         if (canonical !== null) {
           this.authUser = canonical;
+          this.rxPrefix = null;
           this.deps.log.info("smtp.auth", { client: ip, listener: this.settings.listener, user: canonical });
           return this.leaveBusy(Reply.authOk);
         }
@@ -751,7 +789,7 @@ export class Session {
     }
     const rest = this.stash;
     this.stash = null;
-    if (rest) this.run(rest, 0);
+    if (rest) this.run(rest, 0, this.deps.clock.now());
     this.flush();
     if (this.pausedForStash && (this.phase as Phase) !== "busy") {
       this.pausedForStash = false;
@@ -779,7 +817,9 @@ export class Session {
   }
 
   private reply(line: string): void {
-    this.out += line + "\r\n";
+    const bytes = replyBytes(line);
+    if (this.out === null) this.out = bytes;
+    else (this.outMore ??= []).push(bytes);
   }
 
   private reject(line: string): void {
@@ -787,10 +827,26 @@ export class Session {
     this.reply(line);
   }
 
+  /** One write for everything queued (RFC 2920 §3.2: the replies of a pipelined group go out together). */
   private flush(): void {
-    if (this.out === "") return;
-    this.conn.write(encoder.encode(this.out));
-    this.out = "";
+    const first = this.out;
+    if (first === null) return;
+    let bytes = first;
+    const more = this.outMore;
+    if (more !== null) {
+      let n = first.length;
+      for (const m of more) n += m.length;
+      bytes = new Uint8Array(n);
+      bytes.set(first, 0);
+      let off = first.length;
+      for (const m of more) {
+        bytes.set(m, off);
+        off += m.length;
+      }
+      this.outMore = null;
+    }
+    this.out = null;
+    this.conn.write(bytes);
     if (this.conn.pendingWrite >= WRITE_HIGH_WATER && !this.pausedForWrite) {
       this.pausedForWrite = true;
       this.conn.pause();
