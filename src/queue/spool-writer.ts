@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { setImmediate } from "node:timers";
 import { flushSync, loadSyncFs, mkdirDurableSync, writevAllSync, type SyncFs } from "../fsio/index.ts";
 import { appendDone, donePath, encodeRecordHeader, RECORD_HEADER_LEN, SEGMENT_MAX, segmentDir, segmentLoc, segPath } from "./segment.ts";
-import type { WriterReply, WriterRequest } from "./spool-writer-protocol.ts";
+import type { Commit, WriterReply, WriterRequest } from "./spool-writer-protocol.ts";
 
 declare const self: {
   onmessage: ((e: MessageEvent) => void) | null;
@@ -29,7 +29,7 @@ let dir = "";
 let segDir = "";
 /** syncfs where the runtime offers it (one journal commit per round), else null: an fsync per file. */
 let syncfs: SyncFs | null = null;
-let pending: Extract<WriterRequest, { type: "commit" }>[] = [];
+let pending: Commit[] = [];
 let scheduled = false;
 
 /** The segment records are appended to; null until the first small commit (or after a rotation). */
@@ -219,7 +219,7 @@ self.onmessage = (e: MessageEvent): void => {
       });
       return;
     case "commit":
-      pending.push(m);
+      for (const c of m.commits) pending.push(c);
       // Let every message already queued for this thread join the round.
       if (!scheduled) {
         scheduled = true;

@@ -33,7 +33,8 @@ import { FILE_MODE, mkdirDurableSync, unlinkQuiet, writeAllSync } from "../fsio/
 import { encodeMeta, encodeTrailer } from "./item-format.ts";
 import { newQueueId } from "./queue-id.ts";
 import { itemToken, parseToken } from "./segment.ts";
-import type { WriterReply, WriterRequest } from "./spool-writer-protocol.ts";
+import type { Commit, WriterReply, WriterRequest } from "./spool-writer-protocol.ts";
+import { setImmediate } from "node:timers";
 
 /** The staging buffer of a message that streams to `<id>.tmp`. */
 export const SINK_BUFFER = 64 * 1024;
@@ -105,9 +106,17 @@ export class Spool implements SpoolPort {
     const seq = ++this.seq;
     return new Promise<string | null>((resolve, reject) => {
       this.waiting.set(seq, { resolve, reject });
-      this.writer.postMessage({ type: "commit", seq, id, fd, tail } satisfies WriterRequest, [tail.buffer as ArrayBuffer]);
+      // Commits of one event-loop turn (many sessions' chunks are handled in one) go to the writer together.
+      if (this.outbox.push({ seq, id, fd, tail }) === 1) setImmediate(this.post);
     });
   }
+
+  private outbox: Commit[] = [];
+  private readonly post = (): void => {
+    const commits = this.outbox;
+    this.outbox = [];
+    this.writer.postMessage({ type: "commit", commits } satisfies WriterRequest, commits.map((c) => c.tail.buffer as ArrayBuffer));
+  };
 
   /** Take `delta` bytes of the memory budget if they fit (a negative delta always does). */
   takeMemory(delta: number): boolean {
