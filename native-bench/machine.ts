@@ -1,5 +1,6 @@
 /** The machine a result was measured on, for RESULTS.md. */
-import { readFileSync } from "node:fs";
+import { accessSync, constants, readFileSync, realpathSync } from "node:fs";
+import { basename, delimiter, join } from "node:path";
 import { cpus, release, totalmem } from "node:os";
 import { runSync, which } from "./proc.ts";
 
@@ -23,8 +24,24 @@ function fdLimit(): string {
   }
 }
 
+/** Node's version: the first `node` on PATH that is not the shim `bun run` puts first (a link to bun itself). */
+function nodeVersion(): string {
+  for (const d of (process.env.PATH ?? "").split(delimiter)) {
+    if (!d) continue;
+    const p = join(d, "node");
+    try {
+      accessSync(p, constants.X_OK);
+      if (basename(realpathSync(p)).startsWith("bun")) continue;
+    } catch {
+      continue;
+    }
+    return runSync(p, ["--version"]).stdout.trim() || "unknown";
+  }
+  return "not installed";
+}
+
 export function describeMachine(): Machine {
-  const node = which("node") ? runSync(which("node")!, ["--version"]).stdout.trim() : "not installed";
+  const node = nodeVersion();
   const postconf = which("postconf");
   const postfix = postconf ? runSync(postconf, ["-d", "-h", "mail_version"]).stdout.trim() || "unknown" : "not installed";
   return {
