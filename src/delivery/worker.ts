@@ -62,6 +62,10 @@ import type { DeliveryResult, DsnAction, PoolToWorker, WorkerInit, WorkerToPool 
 
 export type CourierMap = Map<Route["kind"], Courier>;
 
+/** After the ring empties, poll it this long before parking on it. */
+const LINGER_MS = 50;
+const LINGER_POLL_MS = 1;
+
 export interface WorkerDeps {
   dialer: Dialer;
 }
@@ -314,6 +318,8 @@ async function run(
   const inFlight = new Set<Promise<void>>();
   let wake: (() => void) | null = null;
   const out: RingItem[] = [];
+  /** When the ring was last found empty (0: it was not). */
+  let idleSince = 0;
   // Results go to the pool once per turn of this thread's loop, not one message each.
   let results: DeliveryResult[] = [];
   const flushResults = (): void => {
@@ -330,9 +336,16 @@ async function run(
     }
     const n = ring.popBatch(room, out);
     if (n === 0) {
-      await ring.waitForItems(100);
+      // Linger before parking: while this worker polls, producers see no sleeper and skip the wake-up syscall,
+      // which cost the event loop about one futex wake per message under a steady trickle (11.7% of its samples
+      // with a connection per message). A poll adds at most LINGER_POLL_MS to an item's wait.
+      const now = Date.now();
+      if (idleSince === 0) idleSince = now;
+      if (now - idleSince < LINGER_MS) await new Promise<void>((resolve) => setTimeout(resolve, LINGER_POLL_MS));
+      else await ring.waitForItems(100);
       continue;
     }
+    idleSince = 0;
     const ids: string[] = [];
     for (let k = 0; k < n; k++) ids.push(parseToken(out[k].id).id);
     // Tell the pool first: should this thread die, it re-queues exactly what it had claimed.
