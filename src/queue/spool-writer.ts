@@ -11,7 +11,7 @@
  * hand-offs and ~16 futex calls per message on the main thread; before segments, a file create, rename and unlink
  * per message.
  */
-import { closeSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fdatasyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { setImmediate } from "node:timers";
 import { flushSync, loadSyncFs, mkdirDurableSync, writevAllSync, type SyncFs } from "../fsio/index.ts";
@@ -117,7 +117,11 @@ function round(): void {
   const toFlush = fds.filter((fd, i) => fd >= 0 && errors[i] === null);
   if (segWritten) toFlush.push(seg!.fd);
   try {
-    flushSync(syncfs, toFlush, created ? [segDir] : []);
+    // Only the segment to flush: fdatasync(2) of that one file is exact (its size is data-relevant metadata) and
+    // waits only for the segment's pages, where syncfs would also wait for the Maildir files the delivery workers
+    // are writing at the same moment.
+    if (segWritten && !created && toFlush.length === 1) fdatasyncSync(toFlush[0]!);
+    else flushSync(syncfs, toFlush, created ? [segDir] : []);
   } catch (e) {
     for (let i = 0; i < n; i++) errors[i] ??= String(e);
   }
