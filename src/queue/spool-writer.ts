@@ -11,10 +11,10 @@
  * hand-offs and ~16 futex calls per message on the main thread; before segments, a file create, rename and unlink
  * per message.
  */
-import { closeSync, fdatasyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fdatasyncSync, openSync, renameSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { setImmediate } from "node:timers";
-import { flushSync, loadSyncFs, mkdirDurableSync, writevAllSync, type SyncFs } from "../fsio/index.ts";
+import { FILE_MODE, flushSync, loadSyncFs, mkdirDurableSync, writeAllSync, writevAllSync, type SyncFs } from "../fsio/index.ts";
 import { appendDone, donePath, encodeRecordHeader, RECORD_HEADER_LEN, SEGMENT_MAX, segmentDir, segmentLoc, segPath } from "./segment.ts";
 import type { Commit, WriterReply, WriterRequest } from "./spool-writer-protocol.ts";
 
@@ -23,7 +23,6 @@ declare const self: {
   postMessage(m: unknown): void;
 };
 
-const FILE_MODE = 0o600;
 
 let dir = "";
 let segDir = "";
@@ -35,13 +34,6 @@ let scheduled = false;
 /** The segment records are appended to; null until the first small commit (or after a rotation). */
 let seg: { name: string; fd: number; length: number } | null = null;
 let segCounter = 0;
-
-function writeAll(fd: number, bytes: Uint8Array, position: number | null = null): void {
-  let off = 0;
-  while (off < bytes.length) {
-    off += writeSync(fd, bytes, off, bytes.length - off, position === null ? null : position + off);
-  }
-}
 
 /** A new segment and its (empty) done file. Its directory entry is flushed with the round that first uses it. */
 function openSegment(): NonNullable<typeof seg> {
@@ -78,7 +70,7 @@ function round(): void {
   const tmpOf = (i: number): string => join(dir, `${batch[i]!.id}.tmp`);
   const t0 = performance.now();
 
-  // Small items: one write of all their records at the end of the current segment.
+  // Items held in memory: one writev of all their records at the end of the current segment.
   const pieces: Uint8Array[] = [];
   const inSegment: number[] = [];
   let created = false;
@@ -109,7 +101,7 @@ function round(): void {
     if (c.fd < 0) continue;
     try {
       fds[i] = c.fd;
-      writeAll(c.fd, c.tail);
+      writeAllSync(c.fd, c.tail);
     } catch (e) {
       errors[i] = String(e);
     }

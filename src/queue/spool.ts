@@ -118,16 +118,14 @@ export class Spool implements SpoolPort {
     this.writer.postMessage({ type: "commit", commits } satisfies WriterRequest, commits.map((c) => c.tail.buffer as ArrayBuffer));
   };
 
-  /** Take `delta` bytes of the memory budget if they fit (a negative delta always does). */
-  takeMemory(delta: number): boolean {
-    if (delta > 0 && this.memory + delta > MEMORY_BUDGET) return false;
+  /**
+   * Change the bytes of the memory budget a sink holds by `delta`. `withinBudget`: refuse (false) a growth that
+   * does not fit; without it the change is taken regardless (a buffer that must exist: staging, a commit's tail).
+   */
+  takeMemory(delta: number, withinBudget: boolean): boolean {
+    if (withinBudget && delta > 0 && this.memory + delta > MEMORY_BUDGET) return false;
     this.memory += delta;
     return true;
-  }
-
-  /** Take or give back `delta` bytes regardless of the budget (a buffer that exists already). */
-  forceMemory(delta: number): void {
-    this.memory += delta;
   }
 
   /** Bytes of the memory budget held by sinks now (for tests and metrics). */
@@ -317,9 +315,8 @@ export class SpoolSink implements MessageSink {
   }
 
   /** Hold `bytes` of the spool's budget (replacing what was held); false when the budget does not allow it. */
-  private account(bytes: number, optional = false): boolean {
-    if (optional && !this.spool.takeMemory(bytes - this.held)) return false;
-    if (!optional) this.spool.forceMemory(bytes - this.held);
+  private account(bytes: number, withinBudget = false): boolean {
+    if (!this.spool.takeMemory(bytes - this.held, withinBudget)) return false;
     this.held = bytes;
     return true;
   }
