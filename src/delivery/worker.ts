@@ -33,13 +33,13 @@
  */
 import { Ring } from "../ring/index.ts";
 import type { RingItem } from "../ring/index.ts";
-import { closeSync, existsSync, openSync, renameSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync } from "node:fs";
 import { setImmediate } from "node:timers";
 import {
   CorruptItemError,
   finishItem,
   isFinal,
+  materializeItem,
   msgPath,
   openStored,
   parseToken,
@@ -50,7 +50,6 @@ import {
   SyncBatcher,
   loadSyncFs,
 } from "../queue/index.ts";
-import { FILE_MODE, writeAllSync } from "../fsio/index.ts";
 import type { RecipientState, StateRecord } from "../queue/index.ts";
 import type { Dialer } from "../transport/types.ts";
 import { MaildirCourier } from "./local/index.ts";
@@ -115,20 +114,6 @@ interface Streaming {
 
 const streams = (c: Courier): c is Courier & Streaming => typeof (c as Partial<Streaming>).deliverEach === "function";
 
-/** Write a segment item out as `<id>.msg`: temp file, flush, rename, directory flush (the spool's commit steps). */
-async function writeItemFile(dir: string, id: string, item: Uint8Array, batcher: SyncBatcher): Promise<void> {
-  const tmp = join(dir, `${id}.tmp`);
-  const fd = openSync(tmp, "w", FILE_MODE);
-  try {
-    writeAllSync(fd, item);
-    await batcher.syncFd(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, msgPath(dir, id));
-  await batcher.syncDir(dir);
-}
-
 /**
  * Deliver one item's pending recipients and record the outcome in the spool. Never throws. `token`: the ring's
  * item, a queue id or a segment token (queue/segment.ts).
@@ -178,8 +163,7 @@ export async function processItem(
   const materialize = (): Promise<void> =>
     (materializing ??= (async () => {
       if (seg === null) return;
-      await writeItemFile(init.queueDir, id, raw!, batcher);
-      await batcher.syncFd(segments.markDone(seg, id));
+      await materializeItem(init.queueDir, segments, seg, id, raw!, batcher);
       seg = null;
       released = true;
     })());

@@ -5,12 +5,40 @@
  * directory, so that a crash cannot bring a delivered item back; were it to come back anyway, the Maildir
  * courier's deterministic names still recognise the copy already delivered.
  */
-import { existsSync, unlinkSync } from "node:fs";
-import { dirname } from "node:path";
+import { closeSync, existsSync, openSync, renameSync, unlinkSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { FILE_MODE, writeAllSync } from "../fsio/index.ts";
 import type { SyncBatcher } from "../fsio/index.ts";
+import type { SegmentReader } from "./segment.ts";
 import { appendStateRecords } from "./state-log.ts";
 import type { StateRecord } from "./state-log.ts";
 import { msgPath, statePath } from "./stored.ts";
+
+/**
+ * Write segment item `id` (its record's bytes) out as `<id>.msg` with the spool's commit steps (temp file, flush,
+ * rename, directory flush), then mark its record done and flush that: from here on it is a file item, which may
+ * be finished (unlinked) later without the record coming back at the next start.
+ */
+export async function materializeItem(
+  dir: string,
+  segments: SegmentReader,
+  seg: string,
+  id: string,
+  item: Uint8Array,
+  batcher: SyncBatcher,
+): Promise<void> {
+  const tmp = join(dir, `${id}.tmp`);
+  const fd = openSync(tmp, "w", FILE_MODE);
+  try {
+    writeAllSync(fd, item);
+    await batcher.syncFd(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, msgPath(dir, id));
+  await batcher.syncDir(dir);
+  await batcher.syncFd(segments.markDone(seg, id));
+}
 
 export async function recordOutcomes(
   dir: string,

@@ -12,7 +12,7 @@ export type { RecoveredItem, RecoverResult, RecoverLog } from "./recover.ts";
 export { listQueue, showItem, deleteItem } from "./list.ts";
 export type { QueueListEntry } from "./list.ts";
 export { retrySchedule } from "./retry.ts";
-export { recordOutcomes, finishItem } from "./finish.ts";
+export { recordOutcomes, finishItem, materializeItem } from "./finish.ts";
 // The spool's group commit, shared with the delivery side so that all fsyncs of a thread batch together.
 export { loadSyncFs, SyncBatcher } from "../fsio/index.ts";
 export { dsnChunks, mailDate, statusOf } from "./dsn.ts";
