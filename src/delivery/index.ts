@@ -7,4 +7,4 @@ export { MaildirCourier, maildirName, maildirHostname } from "./local/index.ts";
 export type { LocalMessage, MaildirOptions } from "./local/index.ts";
 export { RemoteCourier, RFC5321_TIMEOUTS } from "./remote/index.ts";
 export type { RemoteSettings, RemoteTimeouts } from "./remote/index.ts";
-export type { Courier, Envelope, EnvelopeRecipient, Outcome, Route, StoredMessage } from "./types.ts";
+export type { Courier, Envelope, EnvelopeRecipient, Outcome, Route, StoredMessage } from "../mail/index.ts";

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "vitest";
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Envelope } from "./types.ts";
+import type { Envelope } from "../mail/index.ts";
 import { openStored, parseToken, recover, SegmentReader, Spool, storedFromItem } from "../queue/index.ts";
 import { DeliveryPool, MaildirCourier } from "./index.ts";
 import type { DeliveryResult } from "./index.ts";

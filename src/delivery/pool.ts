@@ -10,7 +10,7 @@ import { deleteItem, parseToken } from "../queue/index.ts";
 import { defaultRemoteSettings } from "./remote/index.ts";
 import type { RemoteSettings } from "./remote/index.ts";
 import { COURIER_KINDS, FLAG_RECHECK } from "./worker-protocol.ts";
-import type { Envelope } from "./types.ts";
+import type { Envelope } from "../mail/index.ts";
 import type { DeliveryResult, PoolToWorker, WorkerInit, WorkerToPool } from "./worker-protocol.ts";
 
 export type { DeliveryResult } from "./worker-protocol.ts";

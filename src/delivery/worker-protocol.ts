@@ -2,7 +2,7 @@
  * The messages between the pool (main thread) and a delivery worker, and the ring slot flags.
  */
 import type { RemoteSettings } from "./remote/index.ts";
-import type { Outcome, Route } from "./types.ts";
+import type { Outcome, Route } from "../mail/index.ts";
 
 /** Ring slot flag: the item may have been delivered partly by an attempt whose outcome was not recorded. */
 export const FLAG_RECHECK = 1;

@@ -55,7 +55,7 @@ import type { Dialer } from "../transport/types.ts";
 import { MaildirCourier } from "./local/index.ts";
 import type { LocalMessage } from "./local/index.ts";
 import { RemoteCourier } from "./remote/index.ts";
-import type { Courier, EnvelopeRecipient, Outcome, Route } from "./types.ts";
+import type { Courier, EnvelopeRecipient, Outcome, Route } from "../mail/index.ts";
 import { COURIER_KINDS, FLAG_RECHECK, MAX_IN_FLIGHT } from "./worker-protocol.ts";
 import type { DeliveryResult, DsnAction, PoolToWorker, WorkerInit, WorkerToPool } from "./worker-protocol.ts";
 

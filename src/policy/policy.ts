@@ -2,7 +2,7 @@
  * Who may send what to whom: local domains, users, aliases (chains, loops), catch-all, relay permission and
  * the sender/login match. Pure: built from config values and the users list, no I/O.
  */
-import type { Route } from "../delivery/types.ts";
+import type { Route } from "../mail/index.ts";
 import type { PolicyPort, RcptContext, RcptDecision } from "../session/index.ts";
 import { cidrContains, parseCidr, parseIp, type Cidr } from "./cidr.ts";
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import type { Envelope } from "../delivery/types.ts";
+import type { Envelope } from "../mail/index.ts";
 import { dsnChunks, statusOf } from "./index.ts";
 import type { DsnInput } from "./index.ts";
 

@@ -13,7 +13,7 @@
  * (RFC 3464 §4, RFC 5321 §4.5.5). The bytes are produced as a sequence of chunks so that a returned message is
  * streamed from the spool, never held in memory whole.
  */
-import type { Envelope } from "../delivery/types.ts";
+import type { Envelope } from "../mail/index.ts";
 
 export type DsnActionName = "failed" | "delayed" | "delivered" | "relayed";
 

@@ -8,7 +8,7 @@
  * magic and check word match and the meta JSON parses to {v: 1, id, envelope} with the file's id. A file cut short
  * anywhere (crash before the fsync completed) fails the length or magic test.
  */
-import type { Envelope } from "../delivery/types.ts";
+import type { Envelope } from "../mail/index.ts";
 import { isQueueId } from "./queue-id.ts";
 
 export const TRAILER_LEN = 24;

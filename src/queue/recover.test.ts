@@ -1,7 +1,7 @@
 import { describe, expect, test } from "vitest";
 import { appendFileSync, existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Envelope } from "../delivery/types.ts";
+import type { Envelope } from "../mail/index.ts";
 import {
   deleteItem,
   listQueue,

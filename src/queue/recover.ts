@@ -7,7 +7,7 @@
  */
 import { closeSync, existsSync, fsyncSync, openSync, readdirSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import type { Envelope } from "../delivery/types.ts";
+import type { Envelope } from "../mail/index.ts";
 import { FILE_MODE, fsyncDirSync, mkdirDurableSync, unlinkQuiet, writeAllSync } from "../fsio/index.ts";
 import { CorruptItemError } from "./item-format.ts";
 import { isQueueId } from "./queue-id.ts";

@@ -25,7 +25,7 @@
 import { closeSync, fstatSync, fsyncSync, openSync, readdirSync, readSync, writeSync } from "node:fs";
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
-import type { Envelope } from "../delivery/types.ts";
+import type { Envelope } from "../mail/index.ts";
 import { FILE_MODE } from "../fsio/index.ts";
 import { CorruptItemError, decodeMeta, decodeTrailer, TRAILER_LEN } from "./item-format.ts";
 import { isQueueId } from "./queue-id.ts";

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "vitest";
 import { existsSync, mkdirSync, readdirSync, statSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import type { Envelope } from "../delivery/types.ts";
+import type { Envelope } from "../mail/index.ts";
 import {
   MEMORY_BUDGET,
   MEMORY_MESSAGE_MAX,

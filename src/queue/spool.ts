@@ -28,7 +28,7 @@
 import { closeSync, openSync } from "node:fs";
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
-import type { Envelope, MessageSink, SpoolPort } from "../delivery/types.ts";
+import type { Envelope, MessageSink, SpoolPort } from "../mail/index.ts";
 import { FILE_MODE, mkdirDurableSync, unlinkQuiet, writeAllSync } from "../fsio/index.ts";
 import { encodeMeta, encodeTrailer } from "./item-format.ts";
 import { newQueueId } from "./queue-id.ts";

@@ -5,7 +5,7 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
-import type { Envelope, StoredMessage } from "../delivery/types.ts";
+import type { Envelope, StoredMessage } from "../mail/index.ts";
 import { CorruptItemError, decodeMeta, decodeTrailer, TRAILER_LEN } from "./item-format.ts";
 import { readStateLog } from "./state-log.ts";
 import { parseItem } from "./segment.ts";

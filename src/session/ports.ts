@@ -2,9 +2,9 @@
  * The ports through which a session reaches the world. The session imports no implementation; app/ hands it
  * objects that satisfy these.
  */
-import type { Envelope, Route } from "../delivery/types.ts";
+import type { Envelope, Route } from "../mail/index.ts";
 
-export type { MessageSink, SpoolPort } from "../delivery/types.ts";
+export type { MessageSink, SpoolPort } from "../mail/index.ts";
 
 /** What RCPT TO turns into. */
 export type RcptDecision =

@@ -9,7 +9,7 @@
  * While an asynchronous step runs (end-of-data fsync, AUTH verification, TLS handshake) the phase is "busy":
  * later bytes are kept and processed when the step completes, so replies never overtake each other.
  */
-import type { Envelope, EnvelopeRecipient } from "../delivery/types.ts";
+import type { Envelope, EnvelopeRecipient } from "../mail/index.ts";
 import {
   BareNewlineCheck,
   DATA_BARE_NEWLINE,

@@ -105,15 +105,20 @@ describe("architecture: import rules", () => {
     report(v);
   });
 
-  test("session/ imports only protocol/, session/, and types from delivery/types.ts and transport/types.ts", () => {
+  test("mail/ (the shared kernel) imports nothing outside mail/", () => {
+    report(rule("mail", (i) => within(i.target, "mail"), "mail/ is the shared kernel: pure, imports only mail/"));
+  });
+
+  test("session/ imports only protocol/, session/, mail/ and types from transport/types.ts", () => {
     report(
       rule(
         "session",
         (i) =>
           within(i.target, "protocol") ||
           within(i.target, "session") ||
-          (i.typeOnly && (i.target === "delivery/types.ts" || i.target === "transport/types.ts")),
-        "session/ may import only protocol/, session/, and `import type` from delivery/types.ts or transport/types.ts",
+          within(i.target, "mail") ||
+          (i.typeOnly && i.target === "transport/types.ts"),
+        "session/ may import only protocol/, session/, mail/, and `import type` from transport/types.ts",
       ),
     );
   });
@@ -136,22 +141,22 @@ describe("architecture: import rules", () => {
     report(rule("ring", (i) => within(i.target, "ring"), "ring/ is pure and knows nothing of mail"));
   });
 
-  test("queue/ imports only queue/, fsio/, delivery/types.ts and node: modules", () => {
+  test("queue/ imports only queue/, fsio/, mail/ and node: modules", () => {
     report(
       rule(
         "queue",
-        (i) => isNode(i) || within(i.target, "queue") || within(i.target, "fsio") || i.target === "delivery/types.ts",
-        "queue/ may import only fsio/ and delivery/types.ts",
+        (i) => isNode(i) || within(i.target, "queue") || within(i.target, "fsio") || within(i.target, "mail"),
+        "queue/ may import only fsio/ and mail/",
       ),
     );
   });
 
-  test("delivery/local/ imports only delivery/local/, fsio/, delivery/types.ts and node: modules", () => {
+  test("delivery/local/ imports only delivery/local/, fsio/, mail/ and node: modules", () => {
     report(
       rule(
         "delivery/local",
-        (i) => isNode(i) || within(i.target, "delivery/local") || within(i.target, "fsio") || i.target === "delivery/types.ts",
-        "delivery/local/ may import only fsio/ and delivery/types.ts",
+        (i) => isNode(i) || within(i.target, "delivery/local") || within(i.target, "fsio") || within(i.target, "mail"),
+        "delivery/local/ may import only fsio/ and mail/",
       ),
     );
   });

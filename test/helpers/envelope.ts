@@ -1,5 +1,5 @@
 /** Envelopes for unit tests of the spool and the couriers: every recipient local (Maildir), one per address. */
-import type { Envelope } from "../../src/delivery/types.ts";
+import type { Envelope } from "../../src/mail/index.ts";
 
 export function localEnvelope(rcpts: string[], over: Partial<Envelope> = {}): Envelope {
   return {

@@ -3,7 +3,7 @@
  * with `asFiles` the records are then written out as <id>.msg by recoverSegments, exactly as a restart does, for
  * tests about file items (recovery, state logs, corrupt files, couriers reading a stored item).
  */
-import type { Envelope } from "../../src/delivery/types.ts";
+import type { Envelope } from "../../src/mail/index.ts";
 import { recoverSegments, Spool } from "../../src/queue/index.ts";
 import type { CommittedItem } from "../../src/queue/index.ts";
 

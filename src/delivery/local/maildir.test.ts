@@ -2,7 +2,7 @@ import { describe, expect, test } from "vitest";
 import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import type { Envelope } from "../types.ts";
+import type { Envelope } from "../../mail/index.ts";
 import { openStored } from "../../queue/index.ts";
 import { commitMessages } from "../../../test/helpers/spool.ts";
 import { tempDir } from "../../../test/helpers/server.ts";

@@ -11,7 +11,7 @@
  */
 import { closeSync, renameSync, openSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import type { Courier, EnvelopeRecipient, Outcome, StoredMessage } from "../types.ts";
+import type { Courier, EnvelopeRecipient, Outcome, StoredMessage } from "../../mail/index.ts";
 import { FILE_MODE, mkdirDurableSync, SyncBatcher, unlinkQuiet, writeAllSync, writevAllSync } from "../../fsio/index.ts";
 
 /** A stored message as the worker hands it over; `recheck` is set for items recovered or retried. */

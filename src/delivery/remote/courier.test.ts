@@ -7,7 +7,7 @@ import { generateCertificate } from "../../certs/index.ts";
 import { createBunDialer } from "../../transport/bun/index.ts";
 import { CaptureServer } from "../../../test/helpers/capture-server.ts";
 import type { CaptureOptions } from "../../../test/helpers/capture-server.ts";
-import type { Envelope, EnvelopeRecipient, StoredMessage } from "../types.ts";
+import type { Envelope, EnvelopeRecipient, StoredMessage } from "../../mail/index.ts";
 import { defaultRemoteSettings, RemoteCourier, RFC5321_TIMEOUTS } from "./index.ts";
 import type { RemoteSettings } from "./index.ts";
 

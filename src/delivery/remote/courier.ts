@@ -9,7 +9,7 @@
  * immediately (the duplicate window, CONTRACT "Guarantees").
  */
 import type { Dialer } from "../../transport/types.ts";
-import type { Courier, EnvelopeRecipient, Outcome, StoredMessage } from "../types.ts";
+import type { Courier, EnvelopeRecipient, Outcome, StoredMessage } from "../../mail/index.ts";
 import { Router } from "./route.ts";
 import type { Destination, RouteSettings } from "./route.ts";
 import { hasControl, RFC5321_TIMEOUTS, SessionError, SmtpSession, StaleConnectionError } from "./smtp-client.ts";

@@ -7,7 +7,7 @@
  */
 import { DotStuffer, encodeBase64, encodeXtext } from "../../protocol/index.ts";
 import type { ClientConn, Dialer } from "../../transport/types.ts";
-import type { EnvelopeRecipient, Outcome, StoredMessage } from "../types.ts";
+import type { EnvelopeRecipient, Outcome, StoredMessage } from "../../mail/index.ts";
 import { ConnectionError, ReplyReader, replyText } from "./reply-reader.ts";
 import type { SmtpReply } from "./reply-reader.ts";
 

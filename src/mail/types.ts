@@ -1,5 +1,6 @@
 /**
- * The seam between inbound (session → spool) and delivery (workers → couriers).
+ * The shared kernel of ringmta (ARCHITECTURE "mail/"): what inbound (session, stages → spool) and delivery
+ * (workers → couriers) both speak.
  * Types only: every layer may import these with `import type`.
  */
 
