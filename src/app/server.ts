@@ -17,6 +17,8 @@ import {
   type RemoteSettings,
 } from "../delivery/index.ts";
 import { Registry, Counter, GaugeFn, Histogram, serveObserve, type Logger } from "../observe/index.ts";
+import { hopCounterStage } from "../inbound/index.ts";
+import type { Stage } from "../mail/index.ts";
 import { Policy } from "../policy/index.ts";
 import { deleteItem, dsnChunks, isFinal, openStored, recover, Spool, type DsnRecipient } from "../queue/index.ts";
 import { passwordHasher, runtimeName } from "../runtime/index.ts";
@@ -30,6 +32,8 @@ export interface ServerOptions {
   log: Logger;
   /** Re-read the config for SIGHUP (the same source the server started from). */
   reloadConfig?: () => ConfigResult;
+  /** Inbound stages run after the built-in ones (embedding and tests add theirs here). */
+  extraStages?: ReadonlyArray<Stage>;
 }
 
 export interface RunningServer {
@@ -58,7 +62,6 @@ function sessionSettings(c: Config, l: ListenerConfig): SessionSettings {
     auth: l.auth,
     maxMessageSize: c.limits.maxMessageSize,
     maxRecipients: c.limits.maxRecipients,
-    maxHops: c.limits.maxHops,
     maxAuthFailures: c.limits.maxAuthFailures,
   };
 }
@@ -168,6 +171,8 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   let draining = false;
   const clock = { now: Date.now, delay: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)) };
   const tlsSource = (): TlsOptions | null => tls;
+  // The inbound stages, in order: loop detection first (it reads limits.max_hops at each message, so SIGHUP applies).
+  const stages: Stage[] = [hopCounterStage(() => config.limits.maxHops), ...(opts.extraStages ?? [])];
 
   const factory = (conn: Conn, spec: ListenerSpec): ConnHandler => {
     // The listener's current settings (SIGHUP may have changed its auth mode or the limits).
@@ -193,6 +198,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     mConnOpen.inc({ listener: spec.name });
     const session = new Session(conn, sessionSettings(config, lc), {
       spool: spool,
+      stages,
       policy,
       auth,
       clock,

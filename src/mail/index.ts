@@ -8,3 +8,14 @@ export type {
   SpoolPort,
   StoredMessage,
 } from "./types.ts";
+export type {
+  EndVerdict,
+  MaybePromise,
+  MessageObserver,
+  SessionView,
+  Stage,
+  StageRecipient,
+  StageSession,
+  StageTransaction,
+  Verdict,
+} from "./stage.ts";

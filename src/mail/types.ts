@@ -44,6 +44,8 @@ export interface Envelope {
   };
   /** Milliseconds since the epoch at which the message was accepted (set by the spool at commit). */
   arrival: number;
+  /** The Maildir++ folder for local copies (e.g. ".Junk", an inbound stage's decision); absent: the inbox. */
+  folder?: string;
 }
 
 /**
@@ -85,8 +87,10 @@ export interface MessageSink {
   /**
    * Store the envelope with the bytes and make both durable (fsync'd, renamed into the spool, directory fsync'd).
    * Resolves only then; afterwards the message is handed to delivery. Rejects on any I/O error (nothing queued).
+   * `prepend`: header fields (CRLF-terminated) the inbound stages put on top; stored with the item and delivered
+   * above the bytes written.
    */
-  commit(envelope: Envelope): Promise<void>;
+  commit(envelope: Envelope, prepend?: Uint8Array): Promise<void>;
   /** Discard everything written (RSET, size exceeded, client gone, 5xx at end of data). Idempotent. */
   abort(): void;
 }

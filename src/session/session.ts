@@ -6,10 +6,25 @@
  * Pipelining (RFC 2920): replies are queued while a chunk is processed and written once per chunk, in order.
  * Replies go out as bytes: the fixed ones are encoded once for the process (protocol replyBytes), so a chunk with
  * one reply writes a shared constant without an encoder call or an allocation.
- * While an asynchronous step runs (end-of-data fsync, AUTH verification, TLS handshake) the phase is "busy":
- * later bytes are kept and processed when the step completes, so replies never overtake each other.
+ * While an asynchronous step runs (end-of-data fsync, AUTH verification, TLS handshake, a stage's answer) the phase
+ * is "busy": later bytes are kept and processed when the step completes, so replies never overtake each other.
+ *
+ * Inbound stages (mail/stage.ts) are opened per connection and asked, in order, at connect, HELO, MAIL, RCPT, with
+ * the body as it streams and at end of data. The session knows no stage by name: app/ hands it the list.
  */
-import type { Envelope, EnvelopeRecipient } from "../mail/index.ts";
+import type {
+  EndVerdict,
+  Envelope,
+  EnvelopeRecipient,
+  MaybePromise,
+  MessageObserver,
+  SessionView,
+  Stage,
+  StageRecipient,
+  StageSession,
+  StageTransaction,
+  Verdict,
+} from "../mail/index.ts";
 import {
   BareNewlineCheck,
   DATA_BARE_NEWLINE,
@@ -19,7 +34,6 @@ import {
   LOGIN_USER_PROMPT,
   MAX_AUTH_LINE,
   MAX_COMMAND_LINE,
-  ReceivedCounter,
   Reply,
   bdatOk,
   decodeBase64,
@@ -35,7 +49,17 @@ import {
   type ParseError,
 } from "../protocol/index.ts";
 import type { Conn, TlsInfo } from "../transport/types.ts";
-import type { AuthPort, Clock, LogPort, MessageSink, PolicyPort, RcptContext, SessionMetrics, SpoolPort } from "./ports.ts";
+import type {
+  AuthPort,
+  Clock,
+  LogPort,
+  MessageSink,
+  PolicyPort,
+  RcptContext,
+  RcptDecision,
+  SessionMetrics,
+  SpoolPort,
+} from "./ports.ts";
 import { receivedFromPrefix, receivedPrefix } from "./received.ts";
 
 export interface SessionSettings {
@@ -45,12 +69,13 @@ export interface SessionSettings {
   auth: "off" | "optional" | "required";
   maxMessageSize: number;
   maxRecipients: number;
-  maxHops: number;
   maxAuthFailures: number;
 }
 
 export interface SessionDeps {
   spool: SpoolPort;
+  /** The inbound stages, in order (app/ builds the list; the hop counter is the first). */
+  stages: ReadonlyArray<Stage>;
   policy: PolicyPort;
   auth: AuthPort;
   clock: Clock;
@@ -83,6 +108,18 @@ const PARSE_REPLY: Record<ParseError, string> = {
   badRecipient: Reply.badRecipient,
   badParam: Reply.badParam,
 };
+
+/** The mutable side of the SessionView that stages read. */
+type View = { -readonly [K in keyof SessionView]: SessionView[K] };
+
+type RcptTargets = Extract<RcptDecision, { kind: "accept" }>["targets"];
+
+const NO_OBSERVERS: MessageObserver[] = [];
+
+/** Which stages implement a hook, found once per connection so that a hook nobody has costs nothing. */
+function withHook<K extends keyof StageSession>(sessions: StageSession[], hook: K): StageSession[] {
+  return sessions.filter((s) => typeof s[hook] === "function");
+}
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   const out = new Uint8Array(a.length + b.length);
@@ -125,9 +162,9 @@ export class Session {
   /** SIGTERM: finish the current transaction, then 421 4.3.2. */
   private draining = false;
 
-  private helo: string | null = null;
+  /** HELO name, client, TLS, authenticated user and byte count: the session's own state, which stages read. */
+  private readonly v: View;
   private esmtp = false;
-  private authUser: string | undefined = undefined;
   private authFailures = 0;
   private loginUser = "";
   private tlsInfo: TlsInfo | null;
@@ -145,6 +182,18 @@ export class Session {
   private rcptCount = 0;
   private firstRcpt = "";
   private sink: MessageSink | null = null;
+  /** The transaction as stages see it (made at MAIL when any stage has a message hook). */
+  private tx: { sender: string; recipients: StageRecipient[]; smtputf8: boolean } | null = null;
+  /** This message's body observers (from the stages' message hooks). */
+  private observers: MessageObserver[] = NO_OBSERVERS;
+
+  // The stages' hooks of this connection, by hook (empty when no stage has it).
+  private connectHooks: StageSession[] = [];
+  private heloHooks: StageSession[] = [];
+  private mailHooks: StageSession[] = [];
+  private rcptHooks: StageSession[] = [];
+  private messageHooks: StageSession[] = [];
+  private closeHooks: StageSession[] = [];
   private bodySize = 0;
   private tooBig = false;
   private bdatRemaining = 0;
@@ -156,7 +205,6 @@ export class Session {
   // Made on first use: thousands of idle sessions must each stay a few hundred bytes (issue 5: ≤ 4 KiB each).
   private dotReader: DotReader | null = null;
   private bareCheck: BareNewlineCheck | null = null;
-  private hopCounter: ReceivedCounter | null = null;
   private emitBodyFn: ((bytes: Uint8Array) => void) | null = null;
 
   private get dot(): DotReader {
@@ -164,9 +212,6 @@ export class Session {
   }
   private get bare(): BareNewlineCheck {
     return (this.bareCheck ??= new BareNewlineCheck());
-  }
-  private get hops(): ReceivedCounter {
-    return (this.hopCounter ??= new ReceivedCounter());
   }
   private get emitBody(): (bytes: Uint8Array) => void {
     return (this.emitBodyFn ??= (bytes: Uint8Array): void => this.body(bytes));
@@ -182,16 +227,43 @@ export class Session {
   ) {
     this.tlsInfo = conn.tls;
     this.lastByteAt = this.lastCommandAt = deps.clock.now();
+    this.v = {
+      clientAddress: conn.remoteAddress,
+      listener: settings.listener,
+      helo: null,
+      tls: this.tlsText(),
+      authUser: undefined,
+      bytesReceived: 0,
+    };
   }
 
-  /** Send the greeting (RFC 5321 §4.2). */
+  /** Open the stages, ask them about the connection, then send the greeting (RFC 5321 §4.2). */
   start(): void {
     this.deps.log.info("connection.open", {
       client: this.conn.remoteAddress,
       listener: this.settings.listener,
-      tls: this.tlsText(),
+      tls: this.v.tls,
     });
-    this.reply(`220 ${this.settings.hostname} ESMTP ringmta`);
+    const opened: StageSession[] = [];
+    for (const stage of this.deps.stages) {
+      const s = stage.open(this.v);
+      if (s !== null) opened.push(s);
+    }
+    if (opened.length > 0) {
+      this.connectHooks = withHook(opened, "connect");
+      this.heloHooks = withHook(opened, "helo");
+      this.mailHooks = withHook(opened, "mail");
+      this.rcptHooks = withHook(opened, "rcpt");
+      this.messageHooks = withHook(opened, "message");
+      this.closeHooks = withHook(opened, "close");
+    }
+    const greet = (verdict: Verdict): void => {
+      // A stage refusing the connection answers instead of the banner, then the connection is closed.
+      if (verdict !== null) return this.closeWith(verdict);
+      this.reply(`220 ${this.settings.hostname} ESMTP ringmta`);
+    };
+    if (this.connectHooks.length === 0) greet(null);
+    else this.ask(this.connectHooks, (s) => s.connect!(), greet);
     this.flush();
   }
 
@@ -207,6 +279,7 @@ export class Session {
 
   onData(chunk: Uint8Array): void {
     this.lastByteAt = this.deps.clock.now();
+    this.v.bytesReceived += chunk.length;
     if (this.phase === "closed" || this.tlsPending) return;
     if (this.phase === "busy") {
       this.stash = this.stash ? concat(this.stash, chunk) : chunk;
@@ -234,10 +307,17 @@ export class Session {
     this.deps.log.info("connection.close", {
       client: this.conn.remoteAddress,
       listener: this.settings.listener,
-      tls: this.tlsText(),
-      auth: this.authUser,
+      tls: this.v.tls,
+      auth: this.v.authUser,
     });
     this.abortMessage();
+    for (const s of this.closeHooks) {
+      try {
+        s.close!();
+      } catch (err) {
+        this.stageFailed(err);
+      }
+    }
     this.deps.onGone(this);
   }
 
@@ -397,7 +477,16 @@ export class Session {
   private hello(domain: string, esmtp: boolean): void {
     // RFC 5321 §4.1.4: EHLO/HELO in a transaction resets it.
     this.resetTransaction();
-    this.helo = domain;
+    if (this.heloHooks.length === 0) return this.greeted(domain, esmtp);
+    this.ask(this.heloHooks, (s) => s.helo!(domain), (verdict) => {
+      // A refused HELO leaves the session as it was before it (no name: MAIL gets 503 until one is accepted).
+      if (verdict !== null) return this.reject(verdict);
+      this.greeted(domain, esmtp);
+    });
+  }
+
+  private greeted(domain: string, esmtp: boolean): void {
+    this.v.helo = domain;
     this.esmtp = esmtp;
     this.rxPrefix = null;
     if (!esmtp) return this.reply(`250 ${this.settings.hostname}`);
@@ -424,17 +513,24 @@ export class Session {
   }
 
   private mail(cmd: Extract<Command, { verb: "MAIL" }>): void {
-    if (this.helo === null || this.sender !== null) return this.reject(Reply.badSequence);
-    if (this.settings.auth === "required" && this.authUser === undefined) return this.reject(Reply.authRequired);
+    if (this.v.helo === null || this.sender !== null) return this.reject(Reply.badSequence);
+    if (this.settings.auth === "required" && this.v.authUser === undefined) return this.reject(Reply.authRequired);
     const p = cmd.params;
     if (cmd.path.utf8 && !p.smtputf8) return this.reject(Reply.smtputf8Required);
     if (p.size !== undefined && p.size > this.settings.maxMessageSize) return this.reject(Reply.tooBig);
-    if (this.authUser !== undefined && !this.deps.policy.senderAllowed(this.authUser, cmd.path.address)) {
+    if (this.v.authUser !== undefined && !this.deps.policy.senderAllowed(this.v.authUser, cmd.path.address)) {
       return this.reject(Reply.senderMismatch);
     }
-    this.sender = cmd.path.address;
-    this.mailParams = p;
-    this.reply(Reply.okSender);
+    const sender = cmd.path.address;
+    const accept = (verdict: Verdict): void => {
+      if (verdict !== null) return this.reject(verdict);
+      this.sender = sender;
+      this.mailParams = p;
+      if (this.messageHooks.length > 0) this.tx = { sender, recipients: [], smtputf8: p.smtputf8 };
+      this.reply(Reply.okSender);
+    };
+    if (this.mailHooks.length === 0) accept(null);
+    else this.ask(this.mailHooks, (s) => s.mail!(sender), accept);
   }
 
   private rcpt(cmd: Extract<Command, { verb: "RCPT" }>): void {
@@ -442,7 +538,7 @@ export class Session {
     if (this.rcptCount >= this.settings.maxRecipients) return this.reject(Reply.tooManyRecipients);
     if (cmd.path.utf8 && !this.mailParams!.smtputf8) return this.reject(Reply.smtputf8Required);
     const ctx = (this.rcptCtx ??= { clientAddress: this.conn.remoteAddress, authUser: undefined });
-    ctx.authUser = this.authUser;
+    ctx.authUser = this.v.authUser;
     const decision = this.deps.policy.recipient(cmd.path.localPart, cmd.path.domain, ctx);
     switch (decision.kind) {
       case "unknownUser":
@@ -452,7 +548,25 @@ export class Session {
       case "accept":
         break;
     }
-    for (const t of decision.targets) {
+    const targets = decision.targets;
+    if (this.rcptHooks.length === 0 && this.tx === null) return this.addRecipient(cmd, targets);
+    const seen: StageRecipient = {
+      address: cmd.path.address,
+      localPart: cmd.path.localPart,
+      domain: cmd.path.domain,
+      targets: targets.map((t) => t.address),
+    };
+    const accept = (verdict: Verdict): void => {
+      if (verdict !== null) return this.reject(verdict);
+      this.tx?.recipients.push(seen);
+      this.addRecipient(cmd, targets);
+    };
+    if (this.rcptHooks.length === 0) accept(null);
+    else this.ask(this.rcptHooks, (s) => s.rcpt!(seen, this.sender!), accept);
+  }
+
+  private addRecipient(cmd: Extract<Command, { verb: "RCPT" }>, targets: RcptTargets): void {
+    for (const t of targets) {
       const r: EnvelopeRecipient = { rcpt: cmd.path.address, address: t.address, route: t.route };
       if (cmd.params.orcpt !== undefined) r.orcpt = cmd.params.orcpt;
       if (cmd.params.notify !== undefined) r.notify = cmd.params.notify;
@@ -508,17 +622,25 @@ export class Session {
     this.sink = sink;
     this.bodySize = 0;
     this.tooBig = false;
-    this.hops.reset();
+    if (this.tx !== null) {
+      const tx: StageTransaction = this.tx;
+      const observers: MessageObserver[] = [];
+      for (const s of this.messageHooks) {
+        const o = s.message!(tx);
+        if (o !== null) observers.push(o);
+      }
+      this.observers = observers;
+    }
     const utf8 = this.mailParams!.smtputf8;
     if (this.rxPrefix === null || this.rxUtf8 !== utf8) {
       this.rxUtf8 = utf8;
       this.rxPrefix = receivedPrefix({
-        helo: this.helo!,
+        helo: this.v.helo!,
         clientAddress: this.conn.remoteAddress,
         hostname: this.settings.hostname,
         esmtp: this.esmtp,
         tls: this.tlsText(),
-        authenticated: this.authUser !== undefined,
+        authenticated: this.v.authUser !== undefined,
         utf8,
       });
     }
@@ -541,7 +663,8 @@ export class Session {
       this.sink?.abort();
       return;
     }
-    this.hops.feed(bytes);
+    const observers = this.observers;
+    for (let i = 0; i < observers.length; i++) observers[i]!.write(bytes);
     this.sink!.write(bytes);
   }
 
@@ -563,13 +686,69 @@ export class Session {
   private endOfMessage(): void {
     this.phase = "command";
     if (this.tooBig) return this.refuseMessage(Reply.tooBig);
-    if (this.hops.count > this.settings.maxHops) return this.refuseMessage(Reply.loop);
+    const observers = this.observers;
+    this.observers = NO_OBSERVERS;
+    if (observers.length === 0) return this.commitMessage(null);
+    // The stages' answers, in order; the first rejection wins. Synchronous answers keep the session out of busy.
+    let prepend = "";
+    let folder: string | undefined;
+    const settle = (v: EndVerdict): boolean => {
+      if (v === null) return true;
+      if (v.kind === "reject") {
+        this.refuseMessage(v.reply);
+        return false;
+      }
+      if (v.prepend !== undefined) prepend += v.prepend;
+      if (v.folder !== undefined) folder = v.folder;
+      return true;
+    };
+    const done = (): void => this.commitMessage(prepend === "" && folder === undefined ? null : { prepend, folder });
+    for (let i = 0; i < observers.length; i++) {
+      let r: MaybePromise<EndVerdict>;
+      try {
+        r = observers[i]!.end();
+      } catch (err) {
+        this.stageFailed(err);
+        return this.refuseMessage(Reply.localError);
+      }
+      if (r instanceof Promise) {
+        this.enterBusy();
+        void this.settleAsync(observers, i, r, settle).then((go) => this.finishBusy(() => go && done()));
+        return;
+      }
+      if (!settle(r)) return;
+    }
+    done();
+  }
+
+  /** The end-of-data answers from observers[i] (a promise) on; false when one rejected (already replied). */
+  private async settleAsync(
+    observers: MessageObserver[],
+    i: number,
+    first: Promise<EndVerdict>,
+    settle: (v: EndVerdict) => boolean,
+  ): Promise<boolean> {
+    try {
+      if (!settle(await first)) return false;
+      for (let k = i + 1; k < observers.length; k++) if (!settle(await observers[k]!.end())) return false;
+      return true;
+    } catch (err) {
+      this.stageFailed(err);
+      this.refuseMessage(Reply.localError);
+      return false;
+    }
+  }
+
+  /** Make the message durable; 250 only once it is (CONTRACT guarantees). */
+  private commitMessage(added: { prepend: string; folder: string | undefined } | null): void {
     const sink = this.sink!;
     const envelope = this.envelope();
+    if (added?.folder !== undefined) envelope.folder = added.folder;
+    const prepend = added !== null && added.prepend !== "" ? encoder.encode(added.prepend) : undefined;
     const size = this.bodySize;
     this.sink = null;
     this.enterBusy();
-    sink.commit(envelope).then(
+    sink.commit(envelope, prepend).then(
       () => {
         const reply = okQueued(sink.id);
         this.deps.metrics.accepted(this.settings.listener, size);
@@ -581,7 +760,7 @@ export class Session {
           from: envelope.sender,
           to: envelope.recipients.map((r) => r.address),
           size,
-          auth: this.authUser,
+          auth: this.v.authUser,
         });
         this.resetTransaction();
         this.leaveBusy(reply);
@@ -609,6 +788,53 @@ export class Session {
     this.reject(reply);
   }
 
+  /** A stage threw or rejected: logged; the client gets 451 4.3.0 (never a 5xx for our own failure). */
+  private stageFailed(err: unknown): void {
+    this.deps.log.error("stage.failed", { client: this.conn.remoteAddress, error: String(err) });
+  }
+
+  /**
+   * Ask `hooks` in order with `call` until one answers with a reply, then hand that reply (or null) to `then`:
+   * at once when every answer was synchronous, else after a busy phase (later input waits, replies stay in order).
+   */
+  private ask(hooks: StageSession[], call: (s: StageSession) => MaybePromise<Verdict>, then: (v: Verdict) => void): void {
+    for (let i = 0; i < hooks.length; i++) {
+      let r: MaybePromise<Verdict>;
+      try {
+        r = call(hooks[i]!);
+      } catch (err) {
+        this.stageFailed(err);
+        return then(Reply.localError);
+      }
+      if (r === null) continue;
+      if (typeof r === "string") return then(r);
+      this.enterBusy();
+      void this.askAsync(hooks, i, r, call).then((v) => this.finishBusy(() => then(v)));
+      return;
+    }
+    then(null);
+  }
+
+  private async askAsync(
+    hooks: StageSession[],
+    i: number,
+    first: Promise<Verdict>,
+    call: (s: StageSession) => MaybePromise<Verdict>,
+  ): Promise<Verdict> {
+    try {
+      const v = await first;
+      if (v !== null) return v;
+      for (let k = i + 1; k < hooks.length; k++) {
+        const r = await call(hooks[k]!);
+        if (r !== null) return r;
+      }
+      return null;
+    } catch (err) {
+      this.stageFailed(err);
+      return Reply.localError;
+    }
+  }
+
   private envelope(): Envelope {
     const p = this.mailParams!;
     const e: Envelope = {
@@ -616,14 +842,14 @@ export class Session {
       recipients: this.recipients,
       body: p.body ?? "7BIT",
       smtputf8: p.smtputf8,
-      client: { address: this.conn.remoteAddress, helo: this.helo!, listener: this.settings.listener },
+      client: { address: this.conn.remoteAddress, helo: this.v.helo!, listener: this.settings.listener },
       arrival: 0,
     };
     if (p.ret !== undefined) e.ret = p.ret;
     if (p.envid !== undefined) e.envid = p.envid;
     const tls = this.tlsText();
     if (tls !== undefined) e.client.tls = tls;
-    if (this.authUser !== undefined) e.client.authUser = this.authUser;
+    if (this.v.authUser !== undefined) e.client.authUser = this.v.authUser;
     return e;
   }
 
@@ -652,9 +878,10 @@ export class Session {
         this.deps.metrics.tlsHandshake(this.settings.listener, true);
         this.tlsPending = false;
         this.tlsInfo = info;
+        this.v.tls = this.tlsText();
         this.rxPrefix = null;
         // RFC 3207 §4.2: forget everything learned before TLS.
-        this.helo = null;
+        this.v.helo = null;
         this.esmtp = false;
         this.resetTransaction();
         this.stash = null;
@@ -674,7 +901,7 @@ export class Session {
   private authStart(mechanism: string, initial: string | undefined): void {
     if (this.settings.auth === "off") return this.reject(Reply.badSequence);
     if (this.tlsInfo === null) return this.reject(Reply.encryptionRequired);
-    if (this.helo === null || this.authUser !== undefined || this.sender !== null) {
+    if (this.v.helo === null || this.v.authUser !== undefined || this.sender !== null) {
       return this.reject(Reply.badSequence);
     }
     if (this.deps.auth.ipStatus(this.conn.remoteAddress) === "blocked") return this.reject(Reply.authBlocked);
@@ -749,7 +976,7 @@ export class Session {
       (canonical) => {
         this.deps.metrics.auth(this.settings.listener, canonical !== null);
         if (canonical !== null) {
-          this.authUser = canonical;
+          this.v.authUser = canonical;
           this.rxPrefix = null;
           this.deps.log.info("smtp.auth", { client: ip, listener: this.settings.listener, user: canonical });
           return this.leaveBusy(Reply.authOk);
@@ -780,9 +1007,17 @@ export class Session {
 
   /** An asynchronous step finished: reply, then process what arrived meanwhile. */
   private leaveBusy(reply: string | null): void {
+    this.finishBusy(() => {
+      if (reply !== null) this.reply(reply);
+    });
+  }
+
+  /** An asynchronous step finished: `act` (queue its reply), then process what arrived meanwhile. */
+  private finishBusy(act: () => void): void {
     if (this.phase !== "busy") return; // closed meanwhile
     this.phase = "command";
-    if (reply !== null) this.reply(reply);
+    act();
+    if ((this.phase as Phase) === "closed") return;
     if (this.draining && this.sender === null) {
       this.closeWith(Reply.shutdown);
       return;
@@ -803,6 +1038,8 @@ export class Session {
     this.mailParams = null;
     if (this.recipients.length) this.recipients = [];
     this.seen = null;
+    this.tx = null;
+    this.observers = NO_OBSERVERS;
     this.rcptCount = 0;
     this.bdatActive = false;
     this.bdatDiscard = null;

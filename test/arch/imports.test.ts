@@ -123,6 +123,21 @@ describe("architecture: import rules", () => {
     );
   });
 
+  test("inbound/ (the message stages) imports only inbound/, mail/, dns/, protocol/ and node: modules", () => {
+    report(
+      rule(
+        "inbound",
+        (i) =>
+          isNode(i) ||
+          within(i.target, "inbound") ||
+          within(i.target, "mail") ||
+          within(i.target, "dns") ||
+          within(i.target, "protocol"),
+        "inbound/ may import only mail/, dns/, protocol/ (stages reach anything else through ports)",
+      ),
+    );
+  });
+
   test("transport/bun and transport/deno import only transport/types.ts, their own folder and node: (bun:) modules", () => {
     const v: string[] = [];
     for (const sub of ["transport/bun", "transport/deno"]) {

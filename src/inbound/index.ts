@@ -1,0 +1,1 @@
+export { hopCounterStage } from "./hop-counter.ts";
