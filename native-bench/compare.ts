@@ -132,7 +132,8 @@ function fmtRatio(r: number | null): string {
 }
 
 export interface CompareReport {
-  peers: { name: string; role: string; skipped: string | null }[];
+  /** command: the exact command line that started the peer in this run (null when it did not run). */
+  peers: { name: string; role: string; skipped: string | null; command: string | null }[];
   clients: Client[];
   loads: Load[];
   /** A longer run into smtp-sink only, comparing the two clients. */
@@ -237,7 +238,7 @@ export async function runCompare(argv: string[]): Promise<number> {
   const toRemove: RunningPeer[] = [];
   for (const peer of peers) {
     const skipped = peer.missing();
-    rep.peers.push({ name: peer.name, role: peer.role, skipped });
+    rep.peers.push({ name: peer.name, role: peer.role, skipped, command: null });
     if (skipped) {
       log(`bench: ${peer.name} ${skipped}`);
       continue;
@@ -251,6 +252,7 @@ export async function runCompare(argv: string[]): Promise<number> {
       log(`bench: ${peer.name} failed to start: ${(err as Error).message}`);
       continue;
     }
+    rep.peers[rep.peers.length - 1]!.command = running.command;
     try {
       // Warm-up, not counted: the peer's processes and caches, and this process's JIT.
       await measure(running, "ringmta-bench", { size: 1024, sessions: 20, messages: 500 }, boxes);
@@ -305,6 +307,8 @@ function resultsMarkdown(
 ): string {
   const m = describeMachine();
   const peerLines = rep.peers.map((p) => `- ${p.name} — ${p.role}: ${p.skipped ?? "measured"}`);
+  // Exactly as this run started each peer (temp paths included), so the run can be repeated by hand.
+  const commandLines = rep.peers.filter((p) => p.command !== null).map((p) => `- ${p.name}, as run: \`${p.command}\``);
   const loads = rep.loads.map((l) => `${formatSize(l.size)} × ${l.sessions} sessions: ${formatCount(l.messages)} messages`).join("; ");
   return `## Comparison (\`bun run bench -- compare${argv.length ? " " + argv.join(" ") : ""}\`)
 
@@ -319,6 +323,9 @@ ${peerLines.join("\n")}
 
 ### Commands
 - this comparison: \`bun run bench -- compare${argv.length ? " " + argv.join(" ") : ""}\` (as root, for \`postfix -c DIR start\`)
+${commandLines.join("\n")}
+
+What the peers were set up with:
 - ringmta: \`bun src/main.ts serve --config <tmp>/ringmta.toml\` — one plaintext listener on 127.0.0.1, local domain
   ${BENCH_DOMAIN} with catch_all = true, \`[delivery] workers = 2\`, \`[metrics] listen = ""\`,
   \`[limits] max_connections_per_ip = 1000\` (see native-bench/peer-ringmta.ts)
@@ -326,7 +333,8 @@ ${peerLines.join("\n")}
   Maildir for ${BENCH_DOMAIN} (virtual_mailbox_base under the temp dir, static uid/gid 65534,
   smtpd_peername_lookup = no, chroot off; see native-bench/peer-postfix.ts); the config dir is listed in
   /etc/postfix/main.cf alternate_config_directories (the one system-wide change)
-- smtp-sink: \`smtp-sink -u nobody -c 127.0.0.1:<port> 1000\`
+- smtp-sink: \`smtp-sink -u nobody 127.0.0.1:<port> 1000\` (without -c: its per-message counter on stdout slowed it by
+  about a third)
 - smtp-server: \`npm install smtp-server\` in /tmp/ringmta-bench-smtp-server, a script discarding each stream (Node)
 - client ringmta-bench: \`bun run bench -- --port <port> --connections S --messages N --size SIZE --to runK@${BENCH_DOMAIN}
   [--maildir <mailbox>]\` (in-process, no pipelining)

@@ -11,7 +11,7 @@ import { appendFileSync, chmodSync, chownSync, existsSync, mkdirSync, readFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BENCH_DOMAIN, RUN_MAILBOXES, runLocal, type Peer, type RunningPeer } from "./peer.ts";
-import { freePorts, runSync, waitForSmtp, which } from "./proc.ts";
+import { commandLine, freePorts, runSync, waitForSmtp, which } from "./proc.ts";
 
 const ROOT = join(tmpdir(), "ringmta-bench-postfix");
 const CONF = join(ROOT, "conf");
@@ -174,6 +174,7 @@ export function postfixPeer(): Peer {
       });
       return {
         port: port!,
+        command: commandLine(which("postfix")!, ["-c", CONF, "start"]),
         pid: masterPid() ?? 0,
         maildir: (local) => join(ROOT, "mail", BENCH_DOMAIN, local),
         async stop() {

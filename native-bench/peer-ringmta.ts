@@ -66,6 +66,7 @@ export async function startRingmta(limits: { maxConnections?: number; maxConnect
   const mailbox = (local: string): string => join(dataDir, "mail", BENCH_DOMAIN, local);
   return {
     port: port!,
+    command: c.command,
     pid: c.proc.pid!,
     dir,
     dataDir,

@@ -54,7 +54,7 @@ export function smtpServerPeer(): Peer {
       await waitForSmtp(port!, 20_000, () => !exited(c.proc)).catch((e: Error) => {
         throw new Error(`smtp-server: ${e.message}\n${c.output()}`);
       });
-      return { port: port!, pid: c.proc.pid!, maildir: () => null, stop: () => stopChild(c), remove: () => {} };
+      return { port: port!, command: c.command, pid: c.proc.pid!, maildir: () => null, stop: () => stopChild(c), remove: () => {} };
     },
   };
 }

@@ -2,6 +2,8 @@
 
 export interface RunningPeer {
   port: number;
+  /** The exact command line that started it (printed in RESULTS.md). */
+  command: string;
   /** Server pid (for RSS); the master process where there are several. */
   pid: number;
   /**

@@ -6,6 +6,8 @@ import { delimiter, join } from "node:path";
 
 export interface Child {
   proc: ChildProcess;
+  /** The exact command line it was started with (words with spaces or quotes single-quoted, as a shell takes it). */
+  command: string;
   /** stdout and stderr so far (the last 64 KiB). */
   output(): string;
 }
@@ -39,7 +41,12 @@ export function startChild(cmd: string, args: string[], opts: { cwd?: string; en
   proc.stdout!.on("data", keep);
   proc.stderr!.on("data", keep);
   proc.on("error", (e) => keep(Buffer.from(`spawn error: ${e.message}\n`)));
-  return { proc, output: () => out };
+  return { proc, command: commandLine(cmd, args), output: () => out };
+}
+
+/** `cmd args…` as a shell would take it back. */
+export function commandLine(cmd: string, args: string[]): string {
+  return [cmd, ...args].map((w) => (/^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, "'\\''")}'`)).join(" ");
 }
 
 export function exited(p: ChildProcess): boolean {
