@@ -99,6 +99,9 @@ describe("session tier", () => {
       "221 2.0.0",
     ]);
     expect(bytewise.replies()).toEqual(expected);
+    // Proof that the input really was split: one byte per call means one write per reply (the whole chunk
+    // writes its pipelined group at once).
+    expect(bytewise.conn.writes.length).toBeGreaterThan(whole.conn.writes.length);
     expect(bytewise.messages.map((m) => m.text)).toEqual(whole.messages.map((m) => m.text));
     expect(bytewise.messages.map((m) => m.envelope)).toEqual(whole.messages.map((m) => m.envelope));
     expect(bytewise.closed).toBe(true);

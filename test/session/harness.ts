@@ -32,6 +32,12 @@ export const TIER_TLS: TlsInfo = { version: "TLSv1.3", cipher: "TLS_AES_256_GCM_
 /** 2026-01-01T00:00:00Z: a fixed start, so Received dates are reproducible. */
 export const TIER_EPOCH = Date.UTC(2026, 0, 1);
 
+/** The aliases of the test server's base config. */
+export const TIER_ALIASES: Record<string, string[]> = {
+  "postmaster@example.test": ["alice@example.test"],
+  "team@example.test": ["alice@example.test", "bob@example.test"],
+};
+
 /** The listeners of the test server (test/helpers/server.ts DEFAULT_LISTENERS). */
 const LISTENERS = {
   mx: { tls: "starttls", auth: "optional" },
@@ -46,6 +52,8 @@ export interface TierReply {
   enhanced: string | null;
   /** Each line's text after "NNN-" / "NNN ". */
   lines: string[];
+  /** The reply as written, CRLFs included. */
+  raw: string;
 }
 
 export interface TierOptions extends Partial<SessionSettings> {
@@ -368,10 +376,7 @@ function tierPorts(o: TierOptions): TierPorts {
   const policy = new Policy({
     domains: ["example.test"],
     users: Object.keys(passwords),
-    aliases: {
-      "postmaster@example.test": ["alice@example.test"],
-      "team@example.test": ["alice@example.test", "bob@example.test"],
-    },
+    aliases: TIER_ALIASES,
     catchAll: false,
     relayNetworks: [],
     ...o.policy,
@@ -413,7 +418,7 @@ export function parseReplies(text: string): { replies: TierReply[]; rest: string
     lines.push(m[3]!);
     if (m[2] === "-") continue;
     const e = ENHANCED.exec(lines[0]!);
-    replies.push({ code: Number(m[1]), enhanced: e ? e[1]! : null, lines });
+    replies.push({ code: Number(m[1]), enhanced: e ? e[1]! : null, lines, raw: text.slice(start, pos) });
     lines = [];
     start = pos;
   }
@@ -478,9 +483,10 @@ export function sessionTier(o: TierOptions = {}): Tier {
       if (pos < b.length) conn.deliver(b.slice(pos));
     },
     async settle() {
-      // Every fake port resolves through promise jobs; a macrotask turn runs all of them, including the chains
-      // they start (commit → next pipelined command → commit). Two turns cover a resume() scheduled by the first.
-      for (let i = 0; i < 2; i++) await new Promise<void>((r) => setTimeout(r, 0));
+      // Every fake port resolves through promise jobs (or queueMicrotask), and a macrotask runs only once all of
+      // them, and the chains they start (commit → next pipelined command → commit), are done. setImmediate, not
+      // setTimeout: the latter costs about a millisecond per turn.
+      await new Promise<void>((r) => setImmediate(r));
     },
     replies() {
       const fresh = conn.writes.slice(readUpTo);
