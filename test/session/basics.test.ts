@@ -153,4 +153,41 @@ describe("session tier", () => {
     expect(t.messages[0]!.envelope.client.tls).toBe("TLSv1.3 TLS_AES_256_GCM_SHA384");
     expect(t.metrics.authResults).toEqual([false, true]);
   });
+
+  test("sendChunked: the transaction cut at arbitrary sizes gives the replies and message of the whole", async () => {
+    const whole = sessionTier();
+    whole.send(TRANSACTION);
+    await whole.settle();
+    const cut = sessionTier();
+    cut.sendChunked(TRANSACTION, [3, 20, 1, 1, 57, 2, 90]);
+    await cut.settle();
+    expect(cut.replies()).toEqual(whole.replies());
+    expect(cut.messages.map((m) => m.text)).toEqual(whole.messages.map((m) => m.text));
+  });
+
+  test("the clock holds the brute-force delay of AUTH until it is advanced", async () => {
+    const t = sessionTier({ listener: "submission", autoDelay: false, maxAuthFailures: 10 });
+    const bad = Buffer.from("\0alice@example.test\0nope").toString("base64");
+    t.send("EHLO c\r\nSTARTTLS\r\n");
+    await t.settle();
+    t.send("EHLO c\r\n");
+    t.replies();
+    // CONTRACT auth_ip_delay_after = 3: three failures are answered at once ...
+    for (let i = 0; i < 3; i++) {
+      t.send(`AUTH PLAIN ${bad}\r\n`);
+      await t.settle();
+    }
+    expect(codes(t.replies())).toEqual(["535 5.7.8", "535 5.7.8", "535 5.7.8"]);
+    // ... the fourth waits a second, and the commands pipelined behind it wait too.
+    t.send(`AUTH PLAIN ${bad}\r\nNOOP\r\n`);
+    await t.settle();
+    expect(t.replies()).toEqual([]);
+    expect(t.clock.delays).toEqual([1000]);
+    t.clock.advance(999);
+    await t.settle();
+    expect(t.replies()).toEqual([]);
+    t.clock.advance(1);
+    await t.settle();
+    expect(codes(t.replies())).toEqual(["535 5.7.8", "250 2.0.0"]);
+  });
 });
