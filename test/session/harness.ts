@@ -13,7 +13,8 @@
  * against the real server.
  */
 import { Authenticator, type AuthLimits, type PasswordVerifier, type UserEntry } from "../../src/auth/index.ts";
-import type { Envelope, MessageSink, SpoolPort } from "../../src/mail/index.ts";
+import { hopCounterStage } from "../../src/inbound/index.ts";
+import type { Envelope, MessageSink, SpoolPort, Stage } from "../../src/mail/index.ts";
 import { Policy, type PolicySettings } from "../../src/policy/index.ts";
 import {
   Session,
@@ -57,6 +58,10 @@ export interface TierReply {
 }
 
 export interface TierOptions extends Partial<SessionSettings> {
+  /** limits.max_hops for the hop-counter stage (default 50, as in the config). */
+  maxHops?: number;
+  /** Stages after the built-in hop counter (tests of the stage contract add theirs). */
+  stages?: Stage[];
   /** Preset tls/auth of a test-server listener (default mx); explicit tls/auth win over it. */
   listener?: TierListener | (string & {});
   remoteAddress?: string;
@@ -167,6 +172,8 @@ export interface CommittedMessage {
   bytes: Uint8Array;
   /** The bytes as latin1 (one char per octet), for assertions. */
   text: string;
+  /** What the stages prepended (MessageSink.commit's second argument), latin1; "" when nothing. */
+  prepend: string;
 }
 
 export class MemorySpool implements SpoolPort {
@@ -212,7 +219,7 @@ export class MemorySpool implements SpoolPort {
         chunks.push(bytes.slice());
         size += bytes.length;
       },
-      commit(envelope) {
+      commit(envelope, prepend) {
         if (state !== "open") return Promise.reject(new Error(`commit of a ${state} sink ${id}`));
         const finish = (): Promise<void> => {
           const err = spool.failures.shift();
@@ -227,7 +234,13 @@ export class MemorySpool implements SpoolPort {
             bytes.set(c, off);
             off += c.length;
           }
-          spool.messages.push({ id, envelope: structuredClone(envelope), bytes, text: latin1(bytes) });
+          spool.messages.push({
+            id,
+            envelope: structuredClone(envelope),
+            bytes,
+            text: latin1(bytes),
+            prepend: prepend ? latin1(prepend) : "",
+          });
           return Promise.resolve();
         };
         if (!spool.holding) return finish();
@@ -327,6 +340,8 @@ export interface TierPorts {
   clock: ManualClock;
   log: RecordingLog;
   metrics: RecordingMetrics;
+  /** The inbound stages, as app/ orders them: the hop counter first. */
+  stages: Stage[];
 }
 
 /**
@@ -336,6 +351,7 @@ export interface TierPorts {
 export function sessionDeps(p: TierPorts, onGone: (s: Session) => void): SessionDeps {
   return {
     spool: p.spool,
+    stages: p.stages,
     policy: p.policy,
     auth: p.auth,
     clock: p.clock,
@@ -358,7 +374,6 @@ export function tierSettings(o: TierOptions = {}): SessionSettings {
     auth: o.auth ?? preset!.auth,
     maxMessageSize: o.maxMessageSize ?? 200_000,
     maxRecipients: o.maxRecipients ?? 5,
-    maxHops: o.maxHops ?? 50,
     maxAuthFailures: o.maxAuthFailures ?? 3,
   };
 }
@@ -384,7 +399,9 @@ function tierPorts(o: TierOptions): TierPorts {
   // CONTRACT defaults of auth_ip_delay_after / auth_ip_block_after / auth_ip_block.
   const limits = o.authLimits ?? { delayAfter: 3, blockAfter: 10, blockMs: 600_000 };
   const auth = new Authenticator(users, plainHasher, limits, () => clock.now(), "plain:\u0000never");
-  return { spool: new MemorySpool(), policy, auth, clock, log: new RecordingLog(), metrics: new RecordingMetrics() };
+  const maxHops = o.maxHops ?? 50;
+  const stages = [hopCounterStage(() => maxHops), ...(o.stages ?? [])];
+  return { spool: new MemorySpool(), policy, auth, clock, log: new RecordingLog(), metrics: new RecordingMetrics(), stages };
 }
 
 // ---- the driver ---------------------------------------------------------------------------------------------
