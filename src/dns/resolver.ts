@@ -85,7 +85,11 @@ export class Resolver implements DnsLookup {
    * (checked first: a cached answer counts as a lookup too, as SPF counts terms, not packets).
    */
   lookup<T extends RecordType>(name: string, type: T, opts: LookupOptions = {}): Promise<DnsResult<T>> {
-    opts.budget?.spend();
+    try {
+      opts.budget?.spend();
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const qname = canonicalName(name);
     // A name that cannot be put in a query cannot exist (RFC 1035 §2.3.4); no server needs asking.
     if (!encodable(qname)) return Promise.resolve(result("nxdomain"));

@@ -112,8 +112,6 @@ export function interpret(q: Query, p: packet.DecodedPacket): Reply {
   }
 }
 
-const ascii = (b: unknown): string => (Buffer.isBuffer(b) ? b.toString("latin1") : String(b));
-
 function convert(type: RecordType, data: unknown): RecordOf[RecordType] {
   switch (type) {
     case "A":
@@ -127,10 +125,10 @@ function convert(type: RecordType, data: unknown): RecordOf[RecordType] {
       return { exchange: mx.exchange === "." ? "." : canonicalName(mx.exchange), preference: mx.preference ?? 0 } satisfies MxRecord;
     }
     case "TXT": {
-      // RFC 7208 §3.3, RFC 6376 §3.6.2.2: the strings of one record are concatenated without separator. Bytes are
-      // kept one to one (latin1): TXT is not UTF-8 by definition, and DKIM/SPF values are ASCII.
-      const parts = Array.isArray(data) ? data : [data];
-      return parts.map(ascii).join("");
+      // RFC 7208 §3.3, RFC 6376 §3.6.2.2: the strings of one record are concatenated without separator. Joined as
+      // bytes first, so a UTF-8 sequence split across two strings survives; SPF/DKIM/DMARC values are ASCII anyway.
+      const parts = (Array.isArray(data) ? data : [data]).map((b) => (Buffer.isBuffer(b) ? b : Buffer.from(String(b))));
+      return Buffer.concat(parts).toString("utf8");
     }
     case "TLSA": {
       const t = data as packet.TlsaData;
