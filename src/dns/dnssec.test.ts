@@ -28,7 +28,7 @@ describe("DNSSEC: the AD bit through a validating unbound", () => {
     ub = await startValidatingUnbound({
       signed: { "signed.test": SIGNED },
       unsigned: { "plain.test": ["mx IN A 127.0.0.6", `_25._tcp.mx IN TLSA 3 1 1 ${TLSA_HEX}`] },
-      // After signing, bogus.signed.test's A and TLSA data change under their RRSIGs (RFC 4035 §5.3: bogus).
+      // After signing, bogus.signed.test's A and TLSA data change under their RRSIGs (RFC 4035 §4.3: bogus).
       tamper: (text) =>
         text
           .replace(/^(bogus\.signed\.test\.\s+\d+\s+IN\s+A\s+)127\.0\.0\.7$/m, "$1127.0.0.66")

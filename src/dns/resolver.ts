@@ -124,8 +124,8 @@ export class Resolver implements DnsLookup {
 
   /**
    * The servers in the order to ask them: as configured, except that one that timed out within DEAD_MS goes after
-   * the others (as resolv.conf's `rotate`-less resolvers do not, but unbound's infra cache does), so one dead first
-   * server does not cost every lookup a timeout.
+   * the others, so a dead first server does not cost every lookup a timeout (the system resolver would pay it
+   * each time; a recursive resolver keeps such server state in its infrastructure cache).
    */
   private order(): number[] {
     const t = Date.now();
