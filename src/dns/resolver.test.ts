@@ -153,6 +153,14 @@ describe("Resolver against small servers of our own", () => {
     }
   });
 
+  test("an IPv6 server ([::1]:port) is asked over udp6", async () => {
+    const s6 = await startDnsStub((q) => [reply(q, { answers: [aRecord(q.questions![0].name, "192.0.2.10")] })], "::1");
+    stubs.push(s6);
+    const r = new Resolver({ servers: [s6.server], timeoutMs: 1000 });
+    expect(await r.lookup("v6server.test", "A")).toMatchObject({ status: "ok", records: ["192.0.2.10"] });
+    expect(s6.queries).toHaveLength(1);
+  });
+
   test("the AD bit of the answer is on the result", async () => {
     const s = await stub((q) => [reply(q, { ad: q.questions![0].name === "signed.test", answers: [aRecord(q.questions![0].name, "192.0.2.9")] })]);
     const r = new Resolver({ servers: [s.server], timeoutMs: 1000 });
