@@ -18,6 +18,7 @@ import {
 } from "../delivery/index.ts";
 import { Registry, Counter, GaugeFn, Histogram, serveObserve, type Logger } from "../observe/index.ts";
 import { Policy } from "../policy/index.ts";
+import { localOutcome, replyLine } from "../mail/index.ts";
 import { deleteItem, dsnChunks, isFinal, openStored, recover, Spool, type DsnRecipient } from "../queue/index.ts";
 import { passwordHasher, runtimeName } from "../runtime/index.ts";
 import { Session, type SessionMetrics, type SessionSettings } from "../session/index.ts";
@@ -271,8 +272,8 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         const n = notifyOf(r);
         if (n.includes("NEVER") || !isFinal(st)) return [];
         if (st.status === "failed") return n.includes("FAILURE") ? [{ index, action: "failed" }] : [];
-        if (!n.includes("SUCCESS") || (st.remoteMta !== undefined && !st.relayed)) return [];
-        return [{ index, action: st.relayed ? "relayed" : "delivered" }];
+        if (!n.includes("SUCCESS") || (st.last?.remoteMta !== undefined && !st.last.relayed)) return [];
+        return [{ index, action: st.last?.relayed ? "relayed" : "delivered" }];
       });
     if (list.length === 0) return;
     const now = Date.now();
@@ -283,8 +284,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         address: r.address,
         ...(r.orcpt !== undefined ? { orcpt: r.orcpt } : {}),
         action,
-        reply: st.lastReply,
-        ...(st.remoteMta !== undefined ? { remoteMta: st.remoteMta } : {}),
+        outcome: st.last ?? localOutcome("deferred", 451, "4.3.0", "no attempt recorded"),
         lastAttempt: now,
         ...(action === "delayed" ? { willRetryUntil: env.arrival + config.queue.maxAgeMs } : {}),
       };
@@ -346,7 +346,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
           courier: o.courier,
           outcome: o.outcome.kind,
           remote: o.outcome.remoteMta,
-          reply: o.outcome.reply,
+          reply: replyLine(o.outcome),
           duration_ms: o.ms,
         });
       }

@@ -49,12 +49,14 @@ import {
   storedFromItem,
   SyncBatcher,
   loadSyncFs,
+  stateOf,
 } from "../queue/index.ts";
 import type { RecipientState, StateRecord } from "../queue/index.ts";
 import type { Dialer } from "../transport/types.ts";
 import { MaildirCourier } from "./local/index.ts";
 import type { LocalMessage } from "./local/index.ts";
 import { RemoteCourier } from "./remote/index.ts";
+import { localOutcome } from "../mail/index.ts";
 import type { Courier, EnvelopeRecipient, Outcome, Route } from "../mail/index.ts";
 import { COURIER_KINDS, FLAG_RECHECK, MAX_IN_FLIGHT } from "./worker-protocol.ts";
 import type { DeliveryResult, DsnAction, PoolToWorker, WorkerInit, WorkerToPool } from "./worker-protocol.ts";
@@ -213,11 +215,9 @@ export async function processItem(
       if (at > 0 && (nextAttempt === 0 || at < nextAttempt)) nextAttempt = at;
       const action = noticeFor(init, envelope.sender, envelope.arrival, envelope.recipients[index], prev, o, now);
       if (action !== null) notices.push({ index, action });
-      const rec: StateRecord = { index, status: o.kind, attempts, nextAttempt: at, lastReply: o.reply };
-      if (o.remoteMta !== undefined) rec.remoteMta = o.remoteMta;
+      const rec: StateRecord = { index, attempts, nextAttempt: at, outcome: o };
       if (prev.warned || action === "delayed") rec.warned = true;
-      if (o.kind === "delivered" && o.relayed) rec.relayed = true;
-      state[index] = { status: rec.status, attempts, nextAttempt: at, lastReply: rec.lastReply, ...(rec.remoteMta ? { remoteMta: rec.remoteMta } : {}), ...(rec.warned ? { warned: true } : {}), ...(rec.relayed ? { relayed: true } : {}) };
+      state[index] = stateOf(rec);
       const r = envelope.recipients[index];
       outcomes.push({ index, outcome: o, address: r.address, courier: r.route.kind, ms: now - started });
       batch.push(rec);
@@ -249,7 +249,7 @@ export async function processItem(
       } catch (err) {
         const done = new Set(outcomes.map((o) => o.index));
         const left = indices.filter((i) => !done.has(i));
-        const o: Outcome = { kind: "deferred", reply: `4.3.0 ${courier.name} courier error: ${String(err)}` };
+        const o = localOutcome("deferred", 451, "4.3.0", `${courier.name} courier error: ${String(err)}`);
         await apply(left, left.map(() => o));
       }
     }),
@@ -278,7 +278,7 @@ export async function processItem(
 }
 
 function missingOutcome(): Outcome {
-  return { kind: "deferred", reply: "4.3.0 the courier returned no outcome" };
+  return localOutcome("deferred", 451, "4.3.0", "the courier returned no outcome");
 }
 
 interface WorkerScope {

@@ -4,7 +4,9 @@ export type {
   EnvelopeRecipient,
   MessageSink,
   Outcome,
+  OutcomeReport,
   Route,
   SpoolPort,
   StoredMessage,
 } from "./types.ts";
+export { kindOfCode, localOutcome, replyLine } from "./outcome.ts";

@@ -47,14 +47,24 @@ export interface Envelope {
 }
 
 /**
- * The result of one delivery attempt to one recipient. `reply` is the remote's or our own text, one line.
- * `remoteMta`: the host that gave the reply (RFC 3464 Remote-MTA); `relayed`: delivered to a server that does not
- * offer DSN, so a NOTIFY=SUCCESS sender gets a "relayed" DSN from us (RFC 3461 §5.2.2).
+ * The result of one delivery attempt to one recipient, structured once where it is made (a remote reply as it was
+ * read off the wire, or a failure of our own) and never parsed back from text: `code` is the SMTP reply code
+ * (RFC 5321 §4.2), `enhanced` the RFC 3463 status "class.subject.detail", `text` one line without the codes.
+ * `remoteMta` is set only when these are a reply that a remote server actually sent (RFC 3464 §2.3.5 Remote-MTA);
+ * a failure made up here (connect, TLS, DNS, a parameter we refuse to send) has none. `relayed`: delivered to a
+ * server that does not offer DSN, so a NOTIFY=SUCCESS sender gets a "relayed" DSN from us (RFC 3461 §5.2.2).
  */
-export type Outcome =
-  | { kind: "delivered"; reply: string; remoteMta?: string; relayed?: boolean }
-  | { kind: "deferred"; reply: string; remoteMta?: string } // temporary: retry later
-  | { kind: "failed"; reply: string; remoteMta?: string }; // permanent: bounce
+export interface Outcome {
+  kind: "delivered" | "deferred" | "failed"; // deferred: temporary, retry later; failed: permanent, bounce
+  code: number;
+  enhanced: string;
+  text: string;
+  remoteMta?: string;
+  relayed?: boolean;
+}
+
+/** Per-recipient outcomes as they come: `indices` into the recipients handed to Courier.deliver. */
+export type OutcomeReport = (indices: number[], outcomes: Outcome[]) => Promise<void> | void;
 
 /** A message as a courier sees it: the envelope and a way to read the stored bytes. */
 export interface StoredMessage {

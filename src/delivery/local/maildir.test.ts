@@ -2,6 +2,7 @@ import { describe, expect, test } from "vitest";
 import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { replyLine } from "../../mail/index.ts";
 import type { Envelope } from "../../mail/index.ts";
 import { openStored } from "../../queue/index.ts";
 import { commitMessages } from "../../../test/helpers/spool.ts";
@@ -92,7 +93,7 @@ describe("MaildirCourier", () => {
       item.envelope.recipients,
     );
     expect(out[0].kind).toBe("deferred");
-    expect(out[0].reply).toMatch(/^4\.3\.0 maildir delivery to bob@example\.test failed: E[A-Z]+$/);
+    expect(replyLine(out[0])).toMatch(/^451 4\.3\.0 maildir delivery to bob@example\.test failed: E[A-Z]+$/);
     expect(readdirSync(join(box, "tmp"))).toEqual([]);
   });
 

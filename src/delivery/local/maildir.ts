@@ -11,6 +11,7 @@
  */
 import { closeSync, renameSync, openSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { localOutcome } from "../../mail/index.ts";
 import type { Courier, EnvelopeRecipient, Outcome, StoredMessage } from "../../mail/index.ts";
 import { FILE_MODE, mkdirDurableSync, SyncBatcher, unlinkQuiet, writeAllSync, writevAllSync } from "../../fsio/index.ts";
 
@@ -64,12 +65,12 @@ export class MaildirCourier implements Courier {
 
   private async deliverOne(message: LocalMessage, r: EnvelopeRecipient): Promise<Outcome> {
     const route = r.route;
-    if (route.kind !== "local") return { kind: "failed", reply: `5.3.5 ${r.address} is not a local mailbox` };
+    if (route.kind !== "local") return localOutcome("failed", 554, "5.3.5", `${r.address} is not a local mailbox`);
     if (!safeSegment(route.domain) || !safeSegment(route.localPart)) {
-      return { kind: "failed", reply: `5.1.3 unusable mailbox name for ${r.address}` };
+      return localOutcome("failed", 553, "5.1.3", `unusable mailbox name for ${r.address}`);
     }
     const index = message.envelope.recipients.indexOf(r);
-    if (index < 0) return { kind: "deferred", reply: "4.3.0 recipient is not part of the message envelope" };
+    if (index < 0) return localOutcome("deferred", 451, "4.3.0", "recipient is not part of the message envelope");
     const box = join(this.mailDir, route.domain, route.localPart);
     const prefix = this.enc.encode(`Return-Path: <${message.envelope.sender}>\r\nDelivered-To: ${r.address}\r\n`);
     const name = maildirName(message.envelope.arrival, message.id, index, this.host, prefix.length + message.size);
@@ -103,7 +104,7 @@ export class MaildirCourier implements Courier {
       }
       unlinkQuiet(tmp);
       const code = (err as NodeJS.ErrnoException).code ?? (err instanceof Error ? err.message : String(err));
-      return { kind: "deferred", reply: `4.3.0 maildir delivery to ${r.address} failed: ${code}` };
+      return localOutcome("deferred", 451, "4.3.0", `maildir delivery to ${r.address} failed: ${code}`);
     }
   }
 
@@ -132,5 +133,5 @@ export class MaildirCourier implements Courier {
 }
 
 function delivered(name: string): Outcome {
-  return { kind: "delivered", reply: `2.0.0 delivered to maildir as ${name}` };
+  return localOutcome("delivered", 250, "2.0.0", `delivered to maildir as ${name}`);
 }
