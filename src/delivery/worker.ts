@@ -5,7 +5,7 @@
  * reports them to the pool. Up to MAX_IN_FLIGHT items are delivered concurrently, so one slow remote destination
  * does not stop the others, and local fsyncs share group-commit rounds.
  *
- * Couriers are chosen by route kind in one place (buildCouriers).
+ * Couriers are chosen by route kind in one place (services.ts), built once per worker.
  *
  * Per recipient (issue 4, point 4): a deferred outcome is retried after queue.retry_intervals[attempts-1] (the
  * last repeating), never later than arrival + queue.max_age; once max_age has passed, a deferred outcome becomes
@@ -52,32 +52,18 @@ import {
   stateOf,
 } from "../queue/index.ts";
 import type { RecipientState, StateRecord } from "../queue/index.ts";
-import type { Dialer } from "../transport/types.ts";
-import { MaildirCourier } from "./local/index.ts";
-import type { LocalMessage } from "./local/index.ts";
-import { RemoteCourier } from "./remote/index.ts";
+import { WorkerServices } from "./services.ts";
+import type { WorkerDeps } from "./services.ts";
 import { localOutcome } from "../mail/index.ts";
-import type { Courier, EnvelopeRecipient, Outcome, Route } from "../mail/index.ts";
-import { COURIER_KINDS, FLAG_RECHECK, MAX_IN_FLIGHT } from "./worker-protocol.ts";
+import type { Courier, EnvelopeRecipient, Outcome } from "../mail/index.ts";
+import { FLAG_RECHECK, MAX_IN_FLIGHT } from "./worker-protocol.ts";
 import type { DeliveryResult, DsnAction, PoolToWorker, WorkerInit, WorkerToPool } from "./worker-protocol.ts";
-
-export type CourierMap = Map<Route["kind"], Courier>;
 
 /** After the ring empties, poll it this long before parking on it. */
 const LINGER_MS = 50;
 const LINGER_POLL_MS = 1;
 
-export interface WorkerDeps {
-  dialer: Dialer;
-}
-
-export function buildCouriers(init: WorkerInit, batcher: SyncBatcher, deps: WorkerDeps): CourierMap {
-  const couriers: CourierMap = new Map();
-  couriers.set("local", new MaildirCourier({ mailDir: init.mailDir, hostname: init.hostname, batcher }));
-  couriers.set("remote", new RemoteCourier(init.remote, deps.dialer));
-  for (const kind of COURIER_KINDS) if (!couriers.has(kind)) throw new Error(`no courier for route kind ${kind}`);
-  return couriers;
-}
+export type { WorkerDeps } from "./services.ts";
 
 /** RFC 3461 §4.1: a recipient without NOTIFY is treated as NOTIFY=FAILURE,DELAY. */
 const DEFAULT_NOTIFY: NonNullable<EnvelopeRecipient["notify"]> = ["FAILURE", "DELAY"];
@@ -106,23 +92,13 @@ function noticeFor(
   return null;
 }
 
-interface Streaming {
-  deliverEach(
-    message: LocalMessage,
-    recipients: EnvelopeRecipient[],
-    report: (indices: number[], outcomes: Outcome[]) => Promise<void> | void,
-  ): Promise<void>;
-}
-
-const streams = (c: Courier): c is Courier & Streaming => typeof (c as Partial<Streaming>).deliverEach === "function";
-
 /**
  * Deliver one item's pending recipients and record the outcome in the spool. Never throws. `token`: the ring's
  * item, a queue id or a segment token (queue/segment.ts).
  */
 export async function processItem(
   init: WorkerInit,
-  couriers: CourierMap,
+  services: WorkerServices,
   batcher: SyncBatcher,
   token: string,
   flags: number,
@@ -173,13 +149,13 @@ export async function processItem(
   const groups = new Map<Courier, number[]>();
   for (let i = 0; i < envelope.recipients.length; i++) {
     if (isFinal(state[i])) continue;
-    const courier = couriers.get(envelope.recipients[i].route.kind);
+    const courier = services.courier(envelope.recipients[i].route.kind);
     if (courier === undefined) continue;
     const g = groups.get(courier);
     if (g) g.push(i);
     else groups.set(courier, [i]);
   }
-  const message: LocalMessage = { ...item.message, recheck };
+  const message = item.message;
   const outcomes: DeliveryResult["outcomes"] = [];
   const notices: DeliveryResult["notices"] = [];
   let unrecorded: StateRecord[] = [];
@@ -223,8 +199,8 @@ export async function processItem(
       batch.push(rec);
     });
     pending -= batch.length;
-    // A segment item here has one destination (else it was written out above): its partial Maildir outcomes wait
-    // for the end (exactly once either way: the courier's names are deterministic).
+    // A segment item here has one courier (else it was written out above), so these are the last outcomes or,
+    // for a courier that is exactly once, may wait for the end (a re-check finds what was delivered).
     if (pending <= 0 || seg !== null) {
       unrecorded.push(...batch);
       return;
@@ -241,11 +217,10 @@ export async function processItem(
     [...groups].map(async ([courier, indices]) => {
       const rcpts = indices.map((i) => envelope.recipients[i]);
       try {
-        if (streams(courier)) {
-          await courier.deliverEach(message, rcpts, (ks, got) => apply(ks.map((k) => indices[k]), got));
-        } else {
-          await apply(indices, await courier.deliver(message, rcpts));
-        }
+        await courier.deliver(message, rcpts, {
+          recheck,
+          report: (ks, got) => apply(isIdentity(ks, indices.length) ? indices : ks.map((k) => indices[k]), got),
+        });
       } catch (err) {
         const done = new Set(outcomes.map((o) => o.index));
         const left = indices.filter((i) => !done.has(i));
@@ -258,7 +233,8 @@ export async function processItem(
   const kept = notices.length > 0 || (done && state.some((s) => s.status === "failed"));
   try {
     if (recordError !== null) throw recordError;
-    const durable = envelope.recipients.some((r) => r.route.kind !== "local");
+    // A courier that is not exactly once (remote) must not see this item again: its removal is flushed.
+    const durable = envelope.recipients.some((r) => services.courier(r.route.kind)?.exactlyOnce === false);
     if (done && !kept && seg !== null) {
       const fd = segments.markDone(seg, id);
       if (durable) await batcher.syncFd(fd);
@@ -277,6 +253,13 @@ export async function processItem(
   return { id, outcomes, done, nextAttempt, notices, kept: done && kept, released };
 }
 
+/** ks is 0, 1, …, n-1 (a report of the whole group in order: the common case, mapped without an array). */
+function isIdentity(ks: number[], n: number): boolean {
+  if (ks.length !== n) return false;
+  for (let j = 0; j < n; j++) if (ks[j] !== j) return false;
+  return true;
+}
+
 function missingOutcome(): Outcome {
   return localOutcome("deferred", 451, "4.3.0", "the courier returned no outcome");
 }
@@ -292,13 +275,14 @@ async function run(
   init: WorkerInit,
   deps: WorkerDeps,
   stopping: () => boolean,
-  couriers: CourierMap,
+  onServices: (s: WorkerServices) => void,
 ): Promise<void> {
   const ring = new Ring(init.sab);
   const segments = new SegmentReader(init.queueDir);
   const batcher = new SyncBatcher();
   batcher.syncfs = await loadSyncFs();
-  for (const [kind, c] of buildCouriers(init, batcher, deps)) couriers.set(kind, c);
+  const services = new WorkerServices(init, batcher, deps);
+  onServices(services);
   const inFlight = new Set<Promise<void>>();
   let wake: (() => void) | null = null;
   const out: RingItem[] = [];
@@ -336,7 +320,7 @@ async function run(
     scope.postMessage({ type: "claimed", ids });
     for (let k = 0; k < n; k++) {
       const { id, flags } = out[k];
-      const p: Promise<void> = processItem(init, couriers, batcher, id, flags, segments).then((r) => {
+      const p: Promise<void> = processItem(init, services, batcher, id, flags, segments).then((r) => {
         inFlight.delete(p);
         if (results.push(r) === 1) setImmediate(flushResults);
         if (wake) {
@@ -351,7 +335,7 @@ async function run(
   await Promise.all(inFlight);
   flushResults();
   segments.close();
-  for (const c of couriers.values()) (c as Partial<{ close(): void }>).close?.();
+  services.close();
   scope.postMessage({ type: "stopped" });
 }
 
@@ -363,17 +347,22 @@ export function runDeliveryWorker(deps: WorkerDeps): void {
   const scope = globalThis as unknown as WorkerScope;
   let stopRequested = false;
   let sab: SharedArrayBuffer | null = null;
-  const couriers: CourierMap = new Map();
+  let services: WorkerServices | null = null;
+  /** Settings that arrived before the services were built (a SIGHUP during start-up). */
+  let pendingRemote: PoolToWorker | null = null;
   scope.onmessage = (e: MessageEvent) => {
     const msg = e.data as PoolToWorker;
     if (msg.type === "init") {
       sab = msg.sab;
-      void run(scope, msg, deps, () => stopRequested, couriers);
+      void run(scope, msg, deps, () => stopRequested, (s) => {
+        services = s;
+        if (pendingRemote?.type === "remote") s.updateRemote(pendingRemote.remote);
+        pendingRemote = null;
+      });
     } else if (msg.type === "remote") {
-      // SIGHUP: deliveries already running finish with the courier they hold; new ones take the new settings.
-      const old = couriers.get("remote") as Partial<{ close(): void }> | undefined;
-      couriers.set("remote", new RemoteCourier(msg.remote, deps.dialer));
-      old?.close?.();
+      // SIGHUP: the services rebuild what the new settings change (services.ts).
+      if (services !== null) services.updateRemote(msg.remote);
+      else pendingRemote = msg;
     } else if (msg.type === "stop") {
       stopRequested = true;
       // End this thread's waitForItems now; other workers take it as a spurious wake-up and sleep again.

@@ -1,5 +1,6 @@
 export type {
   Courier,
+  DeliveryAttempt,
   Envelope,
   EnvelopeRecipient,
   MessageSink,

@@ -76,10 +76,41 @@ export interface StoredMessage {
   chunks(): Iterable<Uint8Array>;
 }
 
-/** A way to deliver (local Maildir, remote SMTP). Chosen by route kind in one setup module. */
+/** How one attempt is made (Courier.deliver). */
+export interface DeliveryAttempt {
+  /**
+   * Called with outcomes as they come (indices into the recipients given), before deliver() resolves: a remote
+   * destination's 250 can be recorded at once, not after another destination's transaction (CONTRACT: the
+   * duplicate window). Every recipient is reported exactly once.
+   */
+  report?: OutcomeReport;
+  /**
+   * An earlier attempt may have delivered some of these recipients without its outcome being recorded (a crash,
+   * a worker that died, a retry): an exactly-once courier looks for its earlier copy first.
+   */
+  recheck?: boolean;
+}
+
+/**
+ * A way to deliver (local Maildir, remote SMTP), chosen by route kind in one setup module (delivery/services.ts).
+ * The whole contract; nothing is looked up on a courier beyond it.
+ */
 export interface Courier {
   readonly name: string;
-  deliver(message: StoredMessage, recipients: EnvelopeRecipient[]): Promise<Outcome[]>;
+  /**
+   * True when delivering again what an earlier attempt already delivered cannot make a second copy (Maildir: the
+   * file name is a function of queue id and recipient index, so a re-check finds the copy). The queue then needs
+   * no flush of an outcome before it moves on. False for remote SMTP: a second transaction is a duplicate, so its
+   * outcomes must be durable at once.
+   */
+  readonly exactlyOnce: boolean;
+  /**
+   * Deliver `message` to `recipients` (elements of message.envelope.recipients). Resolves with one outcome per
+   * recipient, in order, after every one was reported; never rejects for a delivery problem (that is an outcome).
+   */
+  deliver(message: StoredMessage, recipients: EnvelopeRecipient[], attempt?: DeliveryAttempt): Promise<Outcome[]>;
+  /** End what the courier holds open (idle connections); it is not used afterwards. */
+  close(): void;
 }
 
 // ---- the spool as the session writes to it (implemented by queue/, used by session/) ---------------------------

@@ -74,8 +74,9 @@ describe("MaildirCourier", () => {
     const [name] = readdirSync(join(box, "new"));
     renameSync(join(box, "new", name), join(box, "cur", `${name}:2,S`));
     const again = await new MaildirCourier({ mailDir: join(root, "mail"), hostname: "mx.test" }).deliver(
-      { ...item.message, recheck: true },
+      item.message,
       item.envelope.recipients,
+      { recheck: true },
     );
     expect(again[0].kind).toBe("delivered");
     expect(readdirSync(join(box, "new"))).toEqual([]);

@@ -6,17 +6,15 @@
  * the file name is a function of (queue id, recipient index) alone, the copy is written to tmp/<name>, fsync'd,
  * then hard-linked to new/<name> (link fails with EEXIST if a previous attempt already got there, which counts as
  * delivered), new/ is fsync'd, and the tmp copy unlinked. After a crash or a deferred attempt the caller sets
- * `recheck`, and cur/ is also searched for <name>* (a reader such as Dovecot moves new/<name> to cur/<name>:2,S).
+ * `attempt.recheck`, and cur/ is also searched for <name>* (a reader such as Dovecot moves new/<name> to cur/<name>:2,S).
+ * That is what makes this courier `exactlyOnce`.
  * I/O errors become `deferred` outcomes; nothing is thrown.
  */
 import { closeSync, renameSync, openSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { localOutcome } from "../../mail/index.ts";
-import type { Courier, EnvelopeRecipient, Outcome, StoredMessage } from "../../mail/index.ts";
+import type { Courier, DeliveryAttempt, EnvelopeRecipient, Outcome, StoredMessage } from "../../mail/index.ts";
 import { FILE_MODE, mkdirDurableSync, SyncBatcher, unlinkQuiet, writeAllSync, writevAllSync } from "../../fsio/index.ts";
-
-/** A stored message as the worker hands it over; `recheck` is set for items recovered or retried. */
-export type LocalMessage = StoredMessage & { recheck?: boolean };
 
 export interface MaildirOptions {
   /** DATA/mail */
@@ -42,6 +40,7 @@ function safeSegment(s: string): boolean {
 
 export class MaildirCourier implements Courier {
   readonly name = "local";
+  readonly exactlyOnce = true;
   private readonly mailDir: string;
   private readonly host: string;
   private readonly batcher: SyncBatcher;
@@ -56,14 +55,24 @@ export class MaildirCourier implements Courier {
   }
 
   /**
-   * Deliver to every recipient concurrently so that their fsyncs share rounds. Each recipient must be an element
-   * of message.envelope.recipients (its index names the file).
+   * Deliver to every recipient concurrently so that their fsyncs share rounds, and report them together (being
+   * exactly once, nothing is gained by recording one before the others). Each recipient must be an element of
+   * message.envelope.recipients (its index names the file).
    */
-  deliver(message: LocalMessage, recipients: EnvelopeRecipient[]): Promise<Outcome[]> {
-    return Promise.all(recipients.map((r) => this.deliverOne(message, r)));
+  async deliver(message: StoredMessage, recipients: EnvelopeRecipient[], attempt: DeliveryAttempt = {}): Promise<Outcome[]> {
+    const recheck = attempt.recheck === true;
+    const out =
+      recipients.length === 1
+        ? [await this.deliverOne(message, recipients[0], recheck)]
+        : await Promise.all(recipients.map((r) => this.deliverOne(message, r, recheck)));
+    if (attempt.report !== undefined) await attempt.report(recipients.length === 1 ? ONLY : recipients.map((_, k) => k), out);
+    return out;
   }
 
-  private async deliverOne(message: LocalMessage, r: EnvelopeRecipient): Promise<Outcome> {
+  /** Nothing is held open between deliveries. */
+  close(): void {}
+
+  private async deliverOne(message: StoredMessage, r: EnvelopeRecipient, recheck: boolean): Promise<Outcome> {
     const route = r.route;
     if (route.kind !== "local") return localOutcome("failed", 554, "5.3.5", `${r.address} is not a local mailbox`);
     if (!safeSegment(route.domain) || !safeSegment(route.localPart)) {
@@ -79,7 +88,7 @@ export class MaildirCourier implements Courier {
     let fd = -1;
     try {
       this.prepare(box);
-      if (message.recheck && this.alreadyThere(box, name)) return delivered(name);
+      if (recheck && this.alreadyThere(box, name)) return delivered(name);
       fd = openSync(tmp, "w", FILE_MODE); // "w": a copy left in tmp/ by a crash is overwritten, not appended to
       // The trace fields and the first chunk (a whole small message) in one writev; larger ones stream on.
       const chunks = message.chunks()[Symbol.iterator]();
@@ -131,6 +140,9 @@ export class MaildirCourier implements Courier {
     return false;
   }
 }
+
+/** The indices of a single recipient, shared (never modified by a reader). */
+const ONLY: number[] = [0];
 
 function delivered(name: string): Outcome {
   return localOutcome("delivered", 250, "2.0.0", `delivered to maildir as ${name}`);

@@ -10,7 +10,7 @@
  */
 import type { Dialer } from "../../transport/types.ts";
 import { localOutcome } from "../../mail/index.ts";
-import type { Courier, EnvelopeRecipient, Outcome, StoredMessage } from "../../mail/index.ts";
+import type { Courier, DeliveryAttempt, EnvelopeRecipient, Outcome, OutcomeReport, StoredMessage } from "../../mail/index.ts";
 import { Router } from "./route.ts";
 import type { Destination, RouteSettings } from "./route.ts";
 import { hasControl, RFC5321_TIMEOUTS, SessionError, SmtpSession, StaleConnectionError } from "./smtp-client.ts";
@@ -63,10 +63,10 @@ interface Pool {
   deadOutcome: Outcome | null;
 }
 
-export type GroupReport = (indices: number[], outcomes: Outcome[]) => Promise<void> | void;
-
 export class RemoteCourier implements Courier {
   readonly name = "remote";
+  /** A second transaction is a second copy at the remote: outcomes must be recorded before anything moves on. */
+  readonly exactlyOnce = false;
   private readonly router: Router;
   private readonly pools = new Map<string, Pool>();
   private readonly max: number;
@@ -85,19 +85,22 @@ export class RemoteCourier implements Courier {
     this.deadMs = s.deadMs ?? 5000;
   }
 
-  async deliver(message: StoredMessage, recipients: EnvelopeRecipient[]): Promise<Outcome[]> {
+  /**
+   * Deliver, calling `attempt.report` (indices into `recipients`) once per destination as soon as its transaction
+   * ends. Resolves with every outcome once every group is reported; never rejects. Remote delivery has nothing to
+   * re-check: `attempt.recheck` is not used (at least once, CONTRACT "Guarantees").
+   */
+  async deliver(message: StoredMessage, recipients: EnvelopeRecipient[], attempt: DeliveryAttempt = {}): Promise<Outcome[]> {
     const out: Outcome[] = new Array(recipients.length);
-    await this.deliverEach(message, recipients, (indices, outcomes) => {
+    const given = attempt.report;
+    await this.deliverGroups(message, recipients, (indices, outcomes) => {
       indices.forEach((k, j) => (out[k] = outcomes[j]));
+      return given?.(indices, outcomes);
     });
     return out;
   }
 
-  /**
-   * Deliver, calling `report` (indices into `recipients`) once per destination as soon as its transaction ends.
-   * Resolves when every group is reported; never rejects.
-   */
-  async deliverEach(message: StoredMessage, recipients: EnvelopeRecipient[], report: GroupReport): Promise<void> {
+  private async deliverGroups(message: StoredMessage, recipients: EnvelopeRecipient[], report: OutcomeReport): Promise<void> {
     // The common case, one recipient whose destination the config decides: no grouping, no DNS, no await for it.
     if (recipients.length === 1) {
       const r = recipients[0];
