@@ -17,3 +17,7 @@ export { recordOutcomes, finishItem, materializeItem } from "./finish.ts";
 export { loadSyncFs, SyncBatcher } from "../fsio/index.ts";
 export { diagnosticOf, dsnChunks, mailDate, statusOf } from "./dsn.ts";
 export type { DsnActionName, DsnInput, DsnRecipient } from "./dsn.ts";
+export { ItemHandle, ItemStore } from "./item-handle.ts";
+export type { ItemResult, QueuePolicy } from "./item-handle.ts";
+export { finishedNotices, noticeAction } from "./notices.ts";
+export type { Notice } from "./notices.ts";
