@@ -1,5 +1,7 @@
 export { DeliveryPool } from "./pool.ts";
 export type { DeliveryPoolOptions, DeliveryResult, PoolLog } from "./pool.ts";
+export { resultReporter } from "./report.ts";
+export type { DeliveryObserver } from "./report.ts";
 export { runDeliveryWorker } from "./worker.ts";
 export type { WorkerDeps } from "./worker.ts";
 export type { DsnAction } from "./worker-protocol.ts";
