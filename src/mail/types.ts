@@ -44,6 +44,11 @@ export interface Envelope {
   };
   /** Milliseconds since the epoch at which the message was accepted (set by the spool at commit). */
   arrival: number;
+  /**
+   * A Maildir++ folder for local delivery, e.g. ".Junk" (CONTRACT "Storage layout"): `.` then [A-Za-z0-9_-]+;
+   * absent = the inbox.
+   */
+  folder?: string;
 }
 
 /**
@@ -70,9 +75,12 @@ export type OutcomeReport = (indices: number[], outcomes: Outcome[]) => Promise<
 export interface StoredMessage {
   id: string;
   envelope: Envelope;
-  /** Size in bytes of the stored message (our Received header included). */
+  /** Size in bytes of the message as delivered: prepended header fields, then the stored bytes. */
   size: number;
-  /** Read the stored message bytes (Received header first), in order, in chunks. */
+  /**
+   * The message bytes in order, in chunks: the header fields the inbound stages prepended (if any), then the stored
+   * bytes (our Received header first).
+   */
   chunks(): Iterable<Uint8Array>;
 }
 
@@ -126,8 +134,10 @@ export interface MessageSink {
   /**
    * Store the envelope with the bytes and make both durable (fsync'd, renamed into the spool, directory fsync'd).
    * Resolves only then; afterwards the message is handed to delivery. Rejects on any I/O error (nothing queued).
+   * `prepend`: complete header fields (CRLF-terminated) that the inbound stages add at end of data; they are stored
+   * with the item and delivered before the received bytes.
    */
-  commit(envelope: Envelope): Promise<void>;
+  commit(envelope: Envelope, prepend?: Uint8Array): Promise<void>;
   /** Discard everything written (RSET, size exceeded, client gone, 5xx at end of data). Idempotent. */
   abort(): void;
 }

@@ -89,12 +89,12 @@ export function parseToken(token: string): ParsedToken {
 }
 
 /** Validate an item (the bytes of a `<id>.msg` or of a record) and return its id, envelope and message size. */
-export function parseItem(item: Uint8Array, expectId?: string): { id: string; envelope: Envelope; size: number } {
+export function parseItem(item: Uint8Array, expectId?: string): { id: string; envelope: Envelope; size: number; prepend: Uint8Array } {
   if (item.length < TRAILER_LEN) throw new CorruptItemError("item shorter than a trailer");
   const t = decodeTrailer(item.subarray(item.length - TRAILER_LEN));
   if (t.size + t.metaLen + TRAILER_LEN !== item.length) throw new CorruptItemError("length does not match the trailer");
-  const { id, envelope } = decodeMeta(item.subarray(t.size, t.size + t.metaLen), expectId);
-  return { id, envelope, size: t.size };
+  const { id, envelope, prepend } = decodeMeta(item.subarray(t.size, t.size + t.metaLen), expectId);
+  return { id, envelope, size: t.size, prepend };
 }
 
 function readFull(fd: number, buf: Uint8Array, pos: number): boolean {

@@ -8,6 +8,11 @@
  * delivered), new/ is fsync'd, and the tmp copy unlinked. After a crash or a deferred attempt the caller sets
  * `attempt.recheck`, and cur/ is also searched for <name>* (a reader such as Dovecot moves new/<name> to cur/<name>:2,S).
  * That is what makes this courier `exactlyOnce`.
+ *
+ * A message whose envelope names a folder (`.Junk`: DMARC quarantine, CONTRACT "Storage layout") goes to the
+ * Maildir++ folder <mailbox>/<folder>/{tmp,new,cur}, created 0700 with its `maildirfolder` marker (Maildir++:
+ * a folder is a maildir of its own inside the mailbox; Dovecot and Courier recognise it by that file). A folder
+ * name must be `.` and [A-Za-z0-9_-]+ (no nesting, no traversal); anything else fails the recipient.
  * I/O errors become `deferred` outcomes; nothing is thrown.
  */
 import { closeSync, renameSync, openSync, readdirSync, statSync } from "node:fs";
@@ -31,6 +36,11 @@ export function maildirHostname(hostname: string): string {
 /** The deterministic unique name of the copy for recipient `index` of item `id`. */
 export function maildirName(arrivalMs: number, id: string, index: number, hostname: string, size: number): string {
   return `${Math.floor(arrivalMs / 1000)}.R${id}_${index}.${maildirHostname(hostname)},S=${size}`;
+}
+
+/** A Maildir++ folder name we deliver into: one level, `.` then [A-Za-z0-9_-]+. */
+export function validFolder(folder: string): boolean {
+  return /^\.[A-Za-z0-9_-]+$/.test(folder);
 }
 
 /** Path segments from the envelope must not climb out of DATA/mail. */
@@ -80,20 +90,32 @@ export class MaildirCourier implements Courier {
     }
     const index = message.envelope.recipients.indexOf(r);
     if (index < 0) return localOutcome("deferred", 451, "4.3.0", "recipient is not part of the message envelope");
-    const box = join(this.mailDir, route.domain, route.localPart);
+    const folder = message.envelope.folder;
+    if (folder !== undefined && !validFolder(folder)) {
+      return localOutcome("failed", 554, "5.3.5", `unusable mail folder ${JSON.stringify(folder)} for ${r.address}`);
+    }
+    const mailbox = join(this.mailDir, route.domain, route.localPart);
+    const box = folder === undefined ? mailbox : join(mailbox, folder);
     const prefix = this.enc.encode(`Return-Path: <${message.envelope.sender}>\r\nDelivered-To: ${r.address}\r\n`);
     const name = maildirName(message.envelope.arrival, message.id, index, this.host, prefix.length + message.size);
     const tmp = join(box, "tmp", name);
     const dest = join(box, "new", name);
     let fd = -1;
     try {
-      this.prepare(box);
+      if (folder !== undefined) this.prepare(mailbox, false);
+      this.prepare(box, folder !== undefined);
       if (recheck && this.alreadyThere(box, name)) return delivered(name);
       fd = openSync(tmp, "w", FILE_MODE); // "w": a copy left in tmp/ by a crash is overwritten, not appended to
-      // The trace fields and the first chunk (a whole small message) in one writev; larger ones stream on.
+      // The trace fields and the first chunk (a whole small message) in one writev, with the stored bytes when the
+      // first chunk was prepended header fields; larger messages stream on.
       const chunks = message.chunks()[Symbol.iterator]();
       const first = chunks.next();
-      writevAllSync(fd, first.done ? [prefix] : [prefix, first.value]);
+      if (first.done) writevAllSync(fd, [prefix]);
+      else if (first.value.length >= message.size) writevAllSync(fd, [prefix, first.value]);
+      else {
+        const second = chunks.next();
+        writevAllSync(fd, second.done ? [prefix, first.value] : [prefix, first.value, second.value]);
+      }
       for (let c = chunks.next(); !c.done; c = chunks.next()) writeAllSync(fd, c.value);
       await this.batcher.syncFd(fd);
       closeSync(fd);
@@ -117,9 +139,11 @@ export class MaildirCourier implements Courier {
     }
   }
 
-  private prepare(box: string): void {
+  /** `folder`: a Maildir++ folder, marked by an empty `maildirfolder` file. */
+  private prepare(box: string, folder: boolean): void {
     if (this.ready.has(box)) return;
     for (const sub of ["tmp", "new", "cur"]) mkdirDurableSync(join(box, sub));
+    if (folder) closeSync(openSync(join(box, "maildirfolder"), "a", FILE_MODE));
     this.ready.add(box);
   }
 
