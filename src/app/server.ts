@@ -3,18 +3,17 @@
  * sessions, plus the idle sweeper, metrics endpoint, SIGHUP reload and SIGTERM drain. The only module that
  * knows every concrete type.
  */
-import { mkdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { Authenticator, loadUsers, type AuthLimits } from "../auth/index.ts";
 import { ensureCertificate } from "../certs/index.ts";
 import { splitHostPort, type Config, type ConfigResult, type ListenerConfig } from "../config/index.ts";
-import { DeliveryPool, RFC5321_TIMEOUTS, resultReporter, type RemoteSettings } from "../delivery/index.ts";
 import { serveObserve, type Logger } from "../observe/index.ts";
 import { Policy } from "../policy/index.ts";
-import { Notifier, recover, resumeRecovered, Spool } from "../queue/index.ts";
-import { passwordHasher, runtimeName } from "../runtime/index.ts";
-import { Session, type SessionMetrics, type SessionSettings } from "../session/index.ts";
+import type { Spool } from "../queue/index.ts";
+import { passwordHasher } from "../runtime/index.ts";
+import { Session, type SessionSettings } from "../session/index.ts";
 import type { Conn, ConnHandler, Listener, ListenerSpec, TlsOptions, Transport } from "../transport/types.ts";
+import { startBackOffice } from "./back-office.ts";
 import { dropPrivileges } from "./privileges.ts";
 import { serverMetrics } from "./metrics.ts";
 import { queueStats } from "./queue-stats.ts";
@@ -65,23 +64,6 @@ function authLimits(c: Config): AuthLimits {
   };
 }
 
-/** What the remote courier needs from the config (plain data: it is posted to the delivery workers). */
-function remoteSettings(c: Config): RemoteSettings {
-  return {
-    hostname: c.hostname,
-    routes: c.relay.routes,
-    smarthost: c.relay.smarthost,
-    smarthostTls: c.relay.smarthostTls,
-    smarthostUser: c.relay.smarthostUser,
-    smarthostPassword: c.relay.smarthostPassword,
-    smarthostCa: c.relay.smarthostCa === "" ? "" : readFileSync(c.relay.smarthostCa, "utf8"),
-    mxPort: c.relay.mxPort,
-    dnsServers: c.dns.servers,
-    // RFC 5321 §4.5.3.2 values; there is no config key for them (tests of the client shorten them directly).
-    timeouts: RFC5321_TIMEOUTS,
-  };
-}
-
 function readTls(c: Config): TlsOptions {
   return { cert: readFileSync(c.tls.cert, "utf8"), key: readFileSync(c.tls.key, "utf8") };
 }
@@ -89,8 +71,6 @@ function readTls(c: Config): TlsOptions {
 export async function startServer(initial: Config, opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log;
   let config = initial;
-  const queueDir = join(config.dataDir, "queue");
-  const mailDir = join(config.dataDir, "mail");
 
   // TLS: generate a self-signed pair on first start when the configured files are absent.
   const needsTls = config.listeners.some((l) => l.tls !== "none");
@@ -121,7 +101,8 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   const auth = new Authenticator(users.users, hasher, authLimits(config), Date.now, dummyHash);
 
   const stats = queueStats();
-  const metrics = serverMetrics(stats, () => pool.depth);
+  let ringDepth = (): number => 0;
+  const metrics = serverMetrics(stats, () => ringDepth());
 
   let spool: Spool | null = null;
   // Sessions and connection limits (CONTRACT: counted over all listeners).
@@ -212,63 +193,11 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     }
   };
 
-  // Delivery (as the unprivileged user from here on).
-  mkdirSync(queueDir, { recursive: true, mode: 0o700 });
-  mkdirSync(mailDir, { recursive: true, mode: 0o700 });
-  const pool = new DeliveryPool({
-    // One entry per runtime: a worker must import its Dialer statically (see delivery-worker.ts), and the Bun
-    // adapter loads bun:ffi, which Deno cannot.
-    workerUrl:
-      runtimeName() === "bun"
-        ? new URL("./delivery-worker.ts", import.meta.url)
-        : new URL("./delivery-worker-deno.ts", import.meta.url),
-    workers: config.delivery.workers,
-    queueDir,
-    mailDir,
-    hostname: config.hostname,
-    retryIntervalsMs: config.queue.retryIntervalsMs,
-    maxAgeMs: config.queue.maxAgeMs,
-    delayWarningMs: config.queue.delayWarningMs,
-    remote: remoteSettings(config),
-    log,
-    // Notices: a DSN from the queue; then a kept item is deleted by the pool.
-    onFinished: (r) => notifier.notify(r.id, r.notices),
-    onReleased: (ref: string) => spool?.release(ref),
-    onResult: resultReporter(log, metrics.delivery),
-  });
-  spool = new Spool({
-    dir: queueDir,
-    onRound: metrics.spoolRound,
-    onCommitted: (c) => {
-      stats.add(c.id, c.envelope.arrival);
-      pool.enqueue(c.ref);
-    },
-  });
-  const notifier = new Notifier({
-    queueDir,
-    // Read at each DSN: a SIGHUP may change them.
-    get hostname() {
-      return config.hostname;
-    },
-    get maxAgeMs() {
-      return config.queue.maxAgeMs;
-    },
-    spool,
-    routeOwn: (address) => policy.routeOwn(address),
-    log,
-  });
-  const recovered = recover(queueDir, log);
-  await pool.start();
-  await resumeRecovered(
-    recovered,
-    {
-      deliverNow: (id) => pool.enqueue(id, true),
-      schedule: (id, at) => pool.schedule(id, at),
-      track: (id, envelope) => stats.add(id, envelope.arrival),
-    },
-    notifier,
-    log,
-  );
+  // The back office (as the unprivileged user from here on): spool, delivery, DSNs, recovery.
+  const office = await startBackOffice({ config: () => config, policy: () => policy, log, stats, metrics });
+  spool = office.spool;
+  const pool = office.pool;
+  ringDepth = () => pool.depth;
 
   // Idle sweeper (CONTRACT: 421 4.4.2 after idle_timeout_s; slowloris counts as idle outside DATA).
   const sweeper = setInterval(() => {
@@ -312,9 +241,9 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         if (!same(config.listeners, next.listeners)) {
           log.warn("config.listeners_changed", { note: "listener addresses apply at the next restart" });
         }
-        const nextRemote = remoteSettings(next);
-        policy = policyOf(next, u);
-        pool.updateRemote(nextRemote);
+        const nextPolicy = policyOf(next, u);
+        office.reload(next);
+        policy = nextPolicy;
         auth.update(u.users, authLimits(next));
         tls = nextTls;
         // Listener addresses stay as bound; their tls/auth settings and limits apply to new connections.
@@ -338,8 +267,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       for (const s of [...sessions]) s.shutdown(true);
       clearInterval(sweeper);
       metricsServer?.close();
-      await spool?.close();
-      await pool.stop();
+      await office.stop();
       log.info("server.stopped", {});
     },
   };
