@@ -1,7 +1,7 @@
 /**
- * The composition root: config → certificates → users/policy/auth → spool → delivery pool → listeners →
- * sessions, plus the idle sweeper, metrics endpoint, SIGHUP reload and SIGTERM drain. The only module that
- * knows every concrete type.
+ * The composition root: config → certificates → users/policy/auth → listeners (connections.ts: sessions and
+ * connection limits) → back office (back-office.ts: spool, delivery, DSNs, recovery), plus the metrics endpoint,
+ * SIGHUP reload and SIGTERM drain. Wiring only; the only module that knows every concrete type.
  */
 import { readFileSync } from "node:fs";
 import { Authenticator, loadUsers, type AuthLimits } from "../auth/index.ts";
@@ -11,9 +11,9 @@ import { serveObserve, type Logger } from "../observe/index.ts";
 import { Policy } from "../policy/index.ts";
 import type { Spool } from "../queue/index.ts";
 import { passwordHasher } from "../runtime/index.ts";
-import { Session, type SessionSettings } from "../session/index.ts";
-import type { Conn, ConnHandler, Listener, ListenerSpec, TlsOptions, Transport } from "../transport/types.ts";
+import type { Listener, ListenerSpec, TlsOptions, Transport } from "../transport/types.ts";
 import { startBackOffice } from "./back-office.ts";
+import { Connections } from "./connections.ts";
 import { dropPrivileges } from "./privileges.ts";
 import { serverMetrics } from "./metrics.ts";
 import { queueStats } from "./queue-stats.ts";
@@ -40,21 +40,6 @@ const BACKLOG = 1024;
 const DRAIN_MS = 5000;
 /** Dummy argon2id hash verified for unknown users so that timing does not reveal which users exist. */
 let dummyHash: string | null = null;
-
-const NOOP_HANDLER: ConnHandler = { onData() {}, onDrain() {}, onClose() {} };
-
-function sessionSettings(c: Config, l: ListenerConfig): SessionSettings {
-  return {
-    hostname: c.hostname,
-    listener: l.name,
-    tls: l.tls,
-    auth: l.auth,
-    maxMessageSize: c.limits.maxMessageSize,
-    maxRecipients: c.limits.maxRecipients,
-    maxHops: c.limits.maxHops,
-    maxAuthFailures: c.limits.maxAuthFailures,
-  };
-}
 
 function authLimits(c: Config): AuthLimits {
   return {
@@ -105,54 +90,9 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   const metrics = serverMetrics(stats, () => ringDepth());
 
   let spool: Spool | null = null;
-  // Sessions and connection limits (CONTRACT: counted over all listeners).
-  const sessions = new Set<Session>();
-  const perIp = new Map<string, number>();
-  let total = 0;
-  let draining = false;
-  const clock = { now: Date.now, delay: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)) };
+  const connections = new Connections({ config: () => config, policy: () => policy, auth, spool: () => spool, log, metrics });
+  const factory = connections.factory;
   const tlsSource = (): TlsOptions | null => tls;
-
-  const factory = (conn: Conn, spec: ListenerSpec): ConnHandler => {
-    // The listener's current settings (SIGHUP may have changed its auth mode or the limits).
-    const lc = config.listeners.find((l) => l.name === spec.name)!;
-    const ip = conn.remoteAddress;
-    const lim = config.limits;
-    if (spool === null) {
-      // Between binding and the spool being open (start-up): nothing could be stored yet.
-      conn.write(new TextEncoder().encode("421 4.3.0 Server starting, try again\r\n"));
-      conn.end();
-      return NOOP_HANDLER;
-    }
-    if (draining || total >= lim.maxConnections || (perIp.get(ip) ?? 0) >= lim.maxConnectionsPerIp) {
-      metrics.refused("421");
-      conn.write(new TextEncoder().encode(draining ? "421 4.3.2 Server shutting down\r\n" : "421 4.7.0 Too many connections, try later\r\n"));
-      conn.end();
-      return NOOP_HANDLER;
-    }
-    total++;
-    perIp.set(ip, (perIp.get(ip) ?? 0) + 1);
-    metrics.connection(spec.name, spec.implicitTls);
-    const session = new Session(conn, sessionSettings(config, lc), {
-      spool: spool,
-      policy,
-      auth,
-      clock,
-      log,
-      metrics: metrics.session,
-      onGone: (s) => {
-        sessions.delete(s);
-        total--;
-        const n = (perIp.get(ip) ?? 1) - 1;
-        if (n <= 0) perIp.delete(ip);
-        else perIp.set(ip, n);
-        metrics.connectionClosed(spec.name);
-      },
-    });
-    sessions.add(session);
-    session.start();
-    return session;
-  };
 
   const listeners: Listener[] = [];
   const specOf = (lc: ListenerConfig): ListenerSpec => ({
@@ -200,11 +140,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   ringDepth = () => pool.depth;
 
   // Idle sweeper (CONTRACT: 421 4.4.2 after idle_timeout_s; slowloris counts as idle outside DATA).
-  const sweeper = setInterval(() => {
-    const now = Date.now();
-    const idleMs = config.limits.idleTimeoutS * 1000;
-    for (const s of sessions) s.checkIdle(now, idleMs);
-  }, 1000);
+  const sweeper = setInterval(() => connections.sweepIdle(Date.now()), 1000);
 
   let metricsServer: Awaited<ReturnType<typeof serveObserve>> | null = null;
   if (config.metrics.listen !== "") {
@@ -212,7 +148,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     metricsServer = await serveObserve(hp.host, hp.port, {
       metrics: () => metrics.registry.render(),
       health: () =>
-        draining
+        connections.isDraining
           ? { ok: false, reason: "shutting down" }
           : !pool.healthy()
             ? { ok: false, reason: "delivery workers down" }
@@ -257,14 +193,11 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       }
     },
     async shutdown(): Promise<void> {
-      if (draining) return;
-      draining = true;
-      log.info("server.stopping", { open: sessions.size });
+      if (connections.isDraining) return;
+      log.info("server.stopping", { open: connections.sessions.size });
+      connections.stopAccepting();
       for (const l of listeners) l.stop();
-      for (const s of [...sessions]) s.shutdown(false);
-      const deadline = Date.now() + DRAIN_MS;
-      while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      for (const s of [...sessions]) s.shutdown(true);
+      await connections.drain(DRAIN_MS);
       clearInterval(sweeper);
       metricsServer?.close();
       await office.stop();
