@@ -82,7 +82,7 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
     onRound: metrics.spoolRound,
     onCommitted: (c) => {
       stats.add(c.id, c.envelope.arrival);
-      pool.enqueue(c.ref);
+      pool.enqueue(c.ref, false, c.envelope);
     },
   });
   const notifier = new Notifier({
@@ -103,8 +103,8 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
   await resumeRecovered(
     recovered,
     {
-      deliverNow: (id) => pool.enqueue(id, true),
-      schedule: (id, at) => pool.schedule(id, at),
+      deliverNow: (id, envelope) => pool.enqueue(id, true, envelope),
+      schedule: (id, at, envelope) => pool.schedule(id, at, envelope),
       track: (id, envelope) => stats.add(id, envelope.arrival),
     },
     notifier,

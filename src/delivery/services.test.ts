@@ -11,6 +11,7 @@ function init(dir: string): WorkerInit {
   return {
     type: "init",
     sab: createRing(16),
+    ownSab: createRing(16),
     queueDir: `${dir}/queue`,
     mailDir: `${dir}/mail`,
     hostname: "mx.test",

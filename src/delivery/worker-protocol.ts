@@ -17,7 +17,10 @@ export type DsnAction = DsnActionName;
 
 export interface WorkerInit {
   type: "init";
+  /** The shared ring. */
   sab: SharedArrayBuffer;
+  /** This worker slot's own ring (mailbox affinity, pool.ts): served first. */
+  ownSab: SharedArrayBuffer;
   queueDir: string;
   mailDir: string;
   hostname: string;

@@ -83,7 +83,10 @@ interface WorkerScope {
   postMessage(m: WorkerToPool): void;
 }
 
-/** The worker's main loop: claim up to the free in-flight room from the ring, deliver, report. */
+/**
+ * The worker's main loop: claim up to the free in-flight room, from this worker's own ring first (the mailboxes it
+ * owns, pool.ts), then from the shared ring; deliver; report.
+ */
 async function run(
   scope: WorkerScope,
   init: WorkerInit,
@@ -91,6 +94,7 @@ async function run(
   stopping: () => boolean,
   onServices: (s: WorkerServices) => void,
 ): Promise<void> {
+  const own = new Ring(init.ownSab);
   const ring = new Ring(init.sab);
   const batcher = new SyncBatcher();
   batcher.syncfs = await loadSyncFs();
@@ -104,6 +108,7 @@ async function run(
   const inFlight = new Set<Promise<void>>();
   let wake: (() => void) | null = null;
   const out: RingItem[] = [];
+  const more: RingItem[] = [];
   /** When the ring was last found empty (0: it was not). */
   let idleSince = 0;
   // Results go to the pool once per turn of this thread's loop, not one message each.
@@ -120,7 +125,12 @@ async function run(
       await new Promise<void>((resolve) => (wake = resolve));
       continue;
     }
-    const n = ring.popBatch(room, out);
+    let n = own.popBatch(room, out);
+    if (n < room) {
+      const m = ring.popBatch(room - n, more);
+      for (let k = 0; k < m; k++) out[n + k] = more[k];
+      n += m;
+    }
     if (n === 0) {
       // Linger before parking: while this worker polls, producers see no sleeper and skip the wake-up syscall,
       // which cost the event loop about one futex wake per message under a steady trickle (11.7% of its samples
@@ -128,7 +138,7 @@ async function run(
       const now = Date.now();
       if (idleSince === 0) idleSince = now;
       if (now - idleSince < LINGER_MS) await new Promise<void>((resolve) => setTimeout(resolve, LINGER_POLL_MS));
-      else await ring.waitForItems(100);
+      else await own.waitForItems(100, ring);
       continue;
     }
     idleSince = 0;
@@ -164,14 +174,14 @@ async function run(
 export function runDeliveryWorker(deps: WorkerDeps): void {
   const scope = globalThis as unknown as WorkerScope;
   let stopRequested = false;
-  let sab: SharedArrayBuffer | null = null;
+  let ownSab: SharedArrayBuffer | null = null;
   let services: WorkerServices | null = null;
   /** Settings that arrived before the services were built (a SIGHUP during start-up). */
   let pendingRemote: PoolToWorker | null = null;
   scope.onmessage = (e: MessageEvent) => {
     const msg = e.data as PoolToWorker;
     if (msg.type === "init") {
-      sab = msg.sab;
+      ownSab = msg.ownSab;
       void run(scope, msg, deps, () => stopRequested, (s) => {
         services = s;
         if (pendingRemote?.type === "remote") s.updateRemote(pendingRemote.remote);
@@ -183,8 +193,8 @@ export function runDeliveryWorker(deps: WorkerDeps): void {
       else pendingRemote = msg;
     } else if (msg.type === "stop") {
       stopRequested = true;
-      // End this thread's waitForItems now; other workers take it as a spurious wake-up and sleep again.
-      if (sab !== null) new Ring(sab).notify();
+      // End this thread's waitForItems now (it parks on its own ring).
+      if (ownSab !== null) new Ring(ownSab).notify();
     }
   };
 }

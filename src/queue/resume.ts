@@ -10,9 +10,9 @@ import type { RecoverResult } from "./recover.ts";
 
 export interface ResumeTargets {
   /** Deliver now, re-checking for copies already made. */
-  deliverNow(id: string): void;
+  deliverNow(id: string, envelope: Envelope): void;
   /** Deliver at `atMs`. */
-  schedule(id: string, atMs: number): void;
+  schedule(id: string, atMs: number, envelope: Envelope): void;
   /** Every item that stays in the spool (queue statistics). */
   track?(id: string, envelope: Envelope): void;
 }
@@ -37,8 +37,8 @@ export async function resumeRecovered(
       if (st.status === "queued") queued = true;
       else if (st.status === "deferred") next = next === 0 ? st.nextAttempt : Math.min(next, st.nextAttempt);
     }
-    if (queued || next <= now) targets.deliverNow(item.id);
-    else targets.schedule(item.id, next);
+    if (queued || next <= now) targets.deliverNow(item.id, item.envelope);
+    else targets.schedule(item.id, next, item.envelope);
   }
   for (const item of recovered.finished) {
     try {
