@@ -1,9 +1,11 @@
 import { describe, expect, test } from "vitest";
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Envelope } from "../mail/index.ts";
 import { openStored, parseToken, recover, SegmentReader, Spool, storedFromItem } from "../queue/index.ts";
 import { DeliveryPool, MaildirCourier } from "./index.ts";
+import { defaultRemoteSettings } from "./remote/index.ts";
+import { CaptureServer } from "../../test/helpers/capture-server.ts";
 import type { DeliveryResult } from "./index.ts";
 import { localEnvelope } from "../../test/helpers/envelope.ts";
 import { commitMessages } from "../../test/helpers/spool.ts";
@@ -133,6 +135,44 @@ describe("DeliveryPool", () => {
     expect(new Set(results.map((x) => x.worker)).size).toBe(1);
     await pool.stop();
     await spool.close();
+  });
+
+  test("a segment item for two remote destinations: the first 250 is on record before the other transaction ends", async () => {
+    const root = temp();
+    const queueDir = join(root, "queue");
+    const fast = await CaptureServer.start();
+    const slow = await CaptureServer.start({ delayMs: { DOT: 1500 } });
+    const results: DeliveryResult[] = [];
+    const pool = new DeliveryPool({
+      workerUrl: WORKER_URL,
+      workers: 1,
+      queueDir,
+      mailDir: join(root, "mail"),
+      hostname: "mx.test",
+      retryIntervalsMs: [60_000],
+      remote: defaultRemoteSettings("mx.test", { routes: { "fast.test": `127.0.0.1:${fast.port}`, "slow.test": `127.0.0.1:${slow.port}` } }),
+      onResult: (r) => results.push(r),
+      onReleased: (ref) => spool.release(ref),
+    });
+    await pool.start();
+    const spool = new Spool({ dir: queueDir, onCommitted: (c) => pool.enqueue(c.ref, false, c.envelope) });
+    const sink = spool.begin();
+    sink.write(new TextEncoder().encode("Subject: two\r\n\r\nx\r\n"));
+    const env = localEnvelope([], { body: "7BIT" });
+    env.recipients = ["x@fast.test", "y@slow.test"].map((a) => ({ rcpt: a, address: a, route: { kind: "remote", domain: a.split("@")[1] } }));
+    await sink.commit(env);
+    // While the slow destination still holds its reply to the data, the fast one's 250 is durable already
+    // (CONTRACT: the duplicate window is that record), so the item was written out of its segment.
+    await waitFor(() => fast.messages.length === 1);
+    await waitFor(() => openStored(queueDir, sink.id)?.state[0].status === "delivered", 1000);
+    expect(results).toEqual([]);
+    await waitFor(() => results.length === 1);
+    expect(results[0]).toMatchObject({ done: true, kept: false });
+    expect(existsSync(join(queueDir, `${sink.id}.msg`))).toBe(false);
+    await pool.stop();
+    await spool.close();
+    await fast.close();
+    await slow.close();
   });
 
   test("after a crash: recovered items are delivered once, also those delivered before the crash", async () => {
