@@ -275,10 +275,9 @@ export class DeliveryPool {
     this.notifyQueued = true;
     queueMicrotask(() => {
       this.notifyQueued = false;
-      // Workers park on their own ring and watch the shared one: each ring's notify is one atomic load when
-      // nobody sleeps on it.
+      // Workers park on their own ring and watch the shared one from there (Ring.waitForItems' `also`), so a push
+      // to either wakes through their own rings; each notify is one atomic load when nobody sleeps on it.
       for (const r of this.own) r.notify();
-      this.ring.notify();
     });
   }
 

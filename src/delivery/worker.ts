@@ -12,7 +12,7 @@
 import { Ring } from "../ring/index.ts";
 import type { RingItem } from "../ring/index.ts";
 import { setImmediate } from "node:timers";
-import { ItemHandle, ItemStore, loadSyncFs, parseToken, SyncBatcher } from "../queue/index.ts";
+import { ItemHandle, ItemStore, loadSyncFs, SyncBatcher, tokenId } from "../queue/index.ts";
 import { localOutcome } from "../mail/index.ts";
 import type { Courier } from "../mail/index.ts";
 import { WorkerServices } from "./services.ts";
@@ -143,7 +143,7 @@ async function run(
     }
     idleSince = 0;
     const ids: string[] = [];
-    for (let k = 0; k < n; k++) ids.push(parseToken(out[k].id).id);
+    for (let k = 0; k < n; k++) ids.push(tokenId(out[k].id));
     // Tell the pool first: should this thread die, it re-queues exactly what it had claimed.
     scope.postMessage({ type: "claimed", ids });
     for (let k = 0; k < n; k++) {

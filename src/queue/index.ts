@@ -3,7 +3,7 @@ export { Spool, SpoolSink, SINK_BUFFER, MEMORY_MESSAGE_MAX, MEMORY_BUDGET } from
 export type { CommittedItem, SpoolOptions } from "./spool.ts";
 export { CorruptItemError, TRAILER_LEN } from "./item-format.ts";
 export { openStored, storedFromItem, msgPath, statePath, READ_CHUNK } from "./stored.ts";
-export { SegmentReader, parseToken, itemToken } from "./segment.ts";
+export { SegmentReader, parseToken, itemToken, tokenId } from "./segment.ts";
 export type { StoredItem } from "./stored.ts";
 export { appendStateRecords, readStateLog, isFinal, stateOf } from "./state-log.ts";
 export type { RecipientState, RecipientStatus, StateRecord } from "./state-log.ts";

@@ -81,6 +81,12 @@ export interface ParsedToken {
   offset: number;
 }
 
+/** The queue id a ring token names (what the pool tracks a claimed item by); the rest is the queue's business. */
+export function tokenId(token: string): string {
+  const a = token.indexOf(":");
+  return a < 0 ? token : token.slice(0, a);
+}
+
 export function parseToken(token: string): ParsedToken {
   const a = token.indexOf(":");
   if (a < 0) return { id: token, seg: null, offset: 0 };
