@@ -33,7 +33,8 @@ export async function processItem(
   token: string,
   flags: number,
 ): Promise<DeliveryResult> {
-  const opened = await store.open(token, (flags & FLAG_RECHECK) !== 0);
+  let opened = store.open(token, (flags & FLAG_RECHECK) !== 0);
+  if (opened instanceof Promise) opened = await opened;
   if (!(opened instanceof ItemHandle)) return opened;
   const item = opened;
   const recipients = item.envelope.recipients;
@@ -51,8 +52,11 @@ export async function processItem(
     else groups.set(courier, [i]);
     count++;
   }
-  const refused = await item.begin(count, groups.size, exactlyOnce);
-  if (refused !== null) return refused;
+  const starting = item.begin(count, groups.size, exactlyOnce);
+  if (starting !== null) {
+    const refused = await starting;
+    if (refused !== null) return refused;
+  }
   await Promise.all(
     [...groups].map(async ([courier, indices]) => {
       const rcpts = indices.map((i) => recipients[i]);

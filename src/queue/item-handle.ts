@@ -76,21 +76,29 @@ export class ItemStore {
   /**
    * Open the item a ring token names. `recheck`: an earlier attempt may have delivered part of it without its
    * outcome being recorded (the item may also have a state log). Returns a finished result instead of a handle
-   * when the item is gone or cannot be read; never throws.
+   * when the item is gone or cannot be read; never throws. Synchronous unless a flush must come first (a re-check
+   * that finds the item written out), so a first attempt costs no extra promise.
    */
-  async open(token: string, recheck: boolean): Promise<ItemHandle | ItemResult> {
-    const { id, seg: tokenSeg, offset } = parseToken(token);
-    let seg = tokenSeg;
-    let released = false;
+  open(token: string, recheck: boolean): ItemHandle | ItemResult | Promise<ItemHandle | ItemResult> {
+    const { id, seg, offset } = parseToken(token);
+    if (seg !== null && recheck && existsSync(msgPath(this.dir, id))) return this.openWrittenOut(id, seg);
+    return this.openNow(id, seg, offset, recheck, false);
+  }
+
+  /** An earlier attempt wrote the item out and then died before reporting: the file is the item now. */
+  private async openWrittenOut(id: string, seg: string): Promise<ItemHandle | ItemResult> {
+    try {
+      await this.batcher.syncFd(this.segments.markDone(seg, id));
+    } catch (err) {
+      return { id, outcomes: [], done: false, nextAttempt: 0, notices: [], kept: false, released: false, error: String(err) };
+    }
+    return this.openNow(id, null, 0, true, true);
+  }
+
+  private openNow(id: string, seg: string | null, offset: number, recheck: boolean, released: boolean): ItemHandle | ItemResult {
     let raw: Uint8Array | null = null;
     let item: StoredItem | null;
     try {
-      if (seg !== null && recheck && existsSync(msgPath(this.dir, id))) {
-        // An earlier attempt wrote it out and then died before reporting: the file is the item now.
-        await this.batcher.syncFd(this.segments.markDone(seg, id));
-        seg = null;
-        released = true;
-      }
       if (seg !== null) {
         raw = this.segments.read(seg, offset, id);
         if (raw === null) return gone(id, true);
@@ -161,16 +169,14 @@ export class ItemHandle {
    * recipients is. Outcomes of several couriers are recorded as they come, which needs the item as a file.
    * Returns the result to report instead when that fails.
    */
-  async begin(count: number, couriers: number, exactlyOnce: boolean): Promise<ItemResult | null> {
+  begin(count: number, couriers: number, exactlyOnce: boolean): Promise<ItemResult | null> | null {
     this.pending = count;
     this.exactlyOnce = exactlyOnce;
-    if (this.seg === null || couriers <= 1) return null;
-    try {
-      await this.materialize();
-      return null;
-    } catch (err) {
-      return this.failure(`spool update failed: ${String(err)}`, []);
-    }
+    if (this.seg === null || couriers <= 1) return null; // the common case: nothing to wait for
+    return this.materialize().then(
+      () => null,
+      (err) => this.failure(`spool update failed: ${String(err)}`, []),
+    );
   }
 
   /**
