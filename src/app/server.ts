@@ -1,30 +1,23 @@
 /**
- * The composition root: config → certificates → users/policy/auth → spool → delivery pool → listeners →
- * sessions, plus the idle sweeper, metrics endpoint, SIGHUP reload and SIGTERM drain. The only module that
- * knows every concrete type.
+ * The composition root: config → certificates → users/policy/auth → listeners (connections.ts: sessions and
+ * connection limits) → back office (back-office.ts: spool, delivery, DSNs, recovery), plus the metrics endpoint,
+ * SIGHUP reload and SIGTERM drain. Wiring only; the only module that knows every concrete type.
  */
-import { mkdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { Authenticator, loadUsers, type AuthLimits } from "../auth/index.ts";
 import { ensureCertificate } from "../certs/index.ts";
 import { splitHostPort, type Config, type ConfigResult, type ListenerConfig } from "../config/index.ts";
-import {
-  DeliveryPool,
-  RFC5321_TIMEOUTS,
-  type DeliveryResult,
-  type DsnAction,
-  type EnvelopeRecipient,
-  type RemoteSettings,
-} from "../delivery/index.ts";
-import { Registry, Counter, GaugeFn, Histogram, serveObserve, type Logger } from "../observe/index.ts";
+import { serveObserve, type Logger } from "../observe/index.ts";
 import { hopCounterStage } from "../inbound/index.ts";
 import type { Stage } from "../mail/index.ts";
 import { Policy } from "../policy/index.ts";
-import { deleteItem, dsnChunks, isFinal, openStored, recover, Spool, type DsnRecipient } from "../queue/index.ts";
-import { passwordHasher, runtimeName } from "../runtime/index.ts";
-import { Session, type SessionMetrics, type SessionSettings } from "../session/index.ts";
-import type { Conn, ConnHandler, Listener, ListenerSpec, TlsOptions, Transport } from "../transport/types.ts";
+import type { Spool } from "../queue/index.ts";
+import { passwordHasher } from "../runtime/index.ts";
+import type { Listener, ListenerSpec, TlsOptions, Transport } from "../transport/types.ts";
+import { startBackOffice } from "./back-office.ts";
+import { Connections } from "./connections.ts";
 import { dropPrivileges } from "./privileges.ts";
+import { serverMetrics } from "./metrics.ts";
 import { queueStats } from "./queue-stats.ts";
 
 export interface ServerOptions {
@@ -52,20 +45,6 @@ const DRAIN_MS = 5000;
 /** Dummy argon2id hash verified for unknown users so that timing does not reveal which users exist. */
 let dummyHash: string | null = null;
 
-const NOOP_HANDLER: ConnHandler = { onData() {}, onDrain() {}, onClose() {} };
-
-function sessionSettings(c: Config, l: ListenerConfig): SessionSettings {
-  return {
-    hostname: c.hostname,
-    listener: l.name,
-    tls: l.tls,
-    auth: l.auth,
-    maxMessageSize: c.limits.maxMessageSize,
-    maxRecipients: c.limits.maxRecipients,
-    maxAuthFailures: c.limits.maxAuthFailures,
-  };
-}
-
 function authLimits(c: Config): AuthLimits {
   return {
     delayAfter: c.limits.authIpDelayAfter,
@@ -74,26 +53,6 @@ function authLimits(c: Config): AuthLimits {
   };
 }
 
-/** What the remote courier needs from the config (plain data: it is posted to the delivery workers). */
-function remoteSettings(c: Config): RemoteSettings {
-  return {
-    hostname: c.hostname,
-    routes: c.relay.routes,
-    smarthost: c.relay.smarthost,
-    smarthostTls: c.relay.smarthostTls,
-    smarthostUser: c.relay.smarthostUser,
-    smarthostPassword: c.relay.smarthostPassword,
-    smarthostCa: c.relay.smarthostCa === "" ? "" : readFileSync(c.relay.smarthostCa, "utf8"),
-    mxPort: c.relay.mxPort,
-    dnsServers: c.dns.servers,
-    // RFC 5321 §4.5.3.2 values; there is no config key for them (tests of the client shorten them directly).
-    timeouts: RFC5321_TIMEOUTS,
-  };
-}
-
-/** RFC 3461 §4.1: no NOTIFY = FAILURE,DELAY. */
-const notifyOf = (r: EnvelopeRecipient): string[] => r.notify ?? ["FAILURE", "DELAY"];
-
 function readTls(c: Config): TlsOptions {
   return { cert: readFileSync(c.tls.cert, "utf8"), key: readFileSync(c.tls.key, "utf8") };
 }
@@ -101,8 +60,6 @@ function readTls(c: Config): TlsOptions {
 export async function startServer(initial: Config, opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log;
   let config = initial;
-  const queueDir = join(config.dataDir, "queue");
-  const mailDir = join(config.dataDir, "mail");
 
   // TLS: generate a self-signed pair on first start when the configured files are absent.
   const needsTls = config.listeners.some((l) => l.tls !== "none");
@@ -132,91 +89,24 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   let policy = policyOf(config, users);
   const auth = new Authenticator(users.users, hasher, authLimits(config), Date.now, dummyHash);
 
-  // Metrics (CONTRACT: at least these families).
-  const registry = new Registry();
-  const mConnTotal = registry.add(new Counter("ringmta_connections_total", "Connections accepted, by listener."));
-  const mConnOpen = registry.add(new Counter("ringmta_connections_open", "Connections open now, by listener.", true));
-  const mAccepted = registry.add(new Counter("ringmta_messages_accepted_total", "Messages accepted (250 after data)."));
-  const mBytes = registry.add(new Counter("ringmta_received_bytes_total", "Message bytes accepted, by listener."));
-  const mRejected = registry.add(new Counter("ringmta_messages_rejected_total", "Rejecting replies, by code."));
-  const mAuth = registry.add(new Counter("ringmta_auth_total", "AUTH attempts, by listener and result."));
-  const mTls = registry.add(new Counter("ringmta_tls_handshakes_total", "TLS handshakes (STARTTLS and implicit), by listener and result."));
-  const mDeliveries = registry.add(new Counter("ringmta_deliveries_total", "Delivery attempts, by courier and outcome."));
-  const mDeliveryLatency = registry.add(
-    new Histogram("ringmta_delivery_seconds", "From acceptance to delivery.", [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 60, 600, 3600]),
-  );
-  const mFsync = registry.add(
-    new Histogram("ringmta_spool_commit_seconds", "Spool group-commit rounds (write, fsync, rename, directory fsync).", [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1]),
-  );
   const stats = queueStats();
-  registry.add(new GaugeFn("ringmta_queue_messages", "Messages in the spool.", () => stats.count));
-  registry.add(new GaugeFn("ringmta_ring_depth", "Message ids waiting in the ring for a delivery worker.", () => pool.depth));
-  registry.add(new GaugeFn("ringmta_queue_oldest_seconds", "Age of the oldest message in the spool.", () => stats.oldestSeconds()));
-
-  const sessionMetrics: SessionMetrics = {
-    accepted: (listener, bytes) => {
-      mAccepted.inc({ listener });
-      mBytes.inc({ listener }, bytes);
-    },
-    rejected: (code) => mRejected.inc({ code }),
-    auth: (listener, ok) => mAuth.inc({ listener, result: ok ? "success" : "failure" }),
-    tlsHandshake: (listener, ok) => mTls.inc({ listener, result: ok ? "success" : "failure" }),
-  };
+  let ringDepth = (): number => 0;
+  const metrics = serverMetrics(stats, () => ringDepth());
 
   let spool: Spool | null = null;
-  // Sessions and connection limits (CONTRACT: counted over all listeners).
-  const sessions = new Set<Session>();
-  const perIp = new Map<string, number>();
-  let total = 0;
-  let draining = false;
-  const clock = { now: Date.now, delay: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)) };
-  const tlsSource = (): TlsOptions | null => tls;
   // The inbound stages, in order: loop detection first (it reads limits.max_hops at each message, so SIGHUP applies).
   const stages: Stage[] = [hopCounterStage(() => config.limits.maxHops), ...(opts.extraStages ?? [])];
-
-  const factory = (conn: Conn, spec: ListenerSpec): ConnHandler => {
-    // The listener's current settings (SIGHUP may have changed its auth mode or the limits).
-    const lc = config.listeners.find((l) => l.name === spec.name)!;
-    const ip = conn.remoteAddress;
-    const lim = config.limits;
-    if (spool === null) {
-      // Between binding and the spool being open (start-up): nothing could be stored yet.
-      conn.write(new TextEncoder().encode("421 4.3.0 Server starting, try again\r\n"));
-      conn.end();
-      return NOOP_HANDLER;
-    }
-    if (draining || total >= lim.maxConnections || (perIp.get(ip) ?? 0) >= lim.maxConnectionsPerIp) {
-      mRejected.inc({ code: "421" });
-      conn.write(new TextEncoder().encode(draining ? "421 4.3.2 Server shutting down\r\n" : "421 4.7.0 Too many connections, try later\r\n"));
-      conn.end();
-      return NOOP_HANDLER;
-    }
-    total++;
-    perIp.set(ip, (perIp.get(ip) ?? 0) + 1);
-    mConnTotal.inc({ listener: spec.name });
-    if (spec.implicitTls) mTls.inc({ listener: spec.name, result: "success" });
-    mConnOpen.inc({ listener: spec.name });
-    const session = new Session(conn, sessionSettings(config, lc), {
-      spool: spool,
-      stages,
-      policy,
-      auth,
-      clock,
-      log,
-      metrics: sessionMetrics,
-      onGone: (s) => {
-        sessions.delete(s);
-        total--;
-        const n = (perIp.get(ip) ?? 1) - 1;
-        if (n <= 0) perIp.delete(ip);
-        else perIp.set(ip, n);
-        mConnOpen.inc({ listener: spec.name }, -1);
-      },
-    });
-    sessions.add(session);
-    session.start();
-    return session;
-  };
+  const connections = new Connections({
+    config: () => config,
+    policy: () => policy,
+    auth,
+    stages: () => stages,
+    spool: () => spool,
+    log,
+    metrics,
+  });
+  const factory = connections.factory;
+  const tlsSource = (): TlsOptions | null => tls;
 
   const listeners: Listener[] = [];
   const specOf = (lc: ListenerConfig): ListenerSpec => ({
@@ -257,168 +147,22 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     }
   };
 
-  // Delivery (as the unprivileged user from here on).
-  mkdirSync(queueDir, { recursive: true, mode: 0o700 });
-  mkdirSync(mailDir, { recursive: true, mode: 0o700 });
-  /**
-   * Inject the DSN for `notices` of item `id` (null: a finished item found at start, whose state says what to
-   * report) through the spool: envelope sender <>, to the original sender, routed like any recipient (a local
-   * sender's DSN lands in its Maildir, a remote one is relayed). Never to <>.
-   */
-  const sendDsn = async (id: string, notices: Array<{ index: number; action: DsnAction }> | null): Promise<void> => {
-    const item = openStored(queueDir, id);
-    if (item === null || spool === null) return;
-    const env = item.envelope;
-    if (env.sender === "") return;
-    const list =
-      notices ??
-      env.recipients.flatMap((r, index): Array<{ index: number; action: DsnAction }> => {
-        const st = item.state[index];
-        const n = notifyOf(r);
-        if (n.includes("NEVER") || !isFinal(st)) return [];
-        if (st.status === "failed") return n.includes("FAILURE") ? [{ index, action: "failed" }] : [];
-        if (!n.includes("SUCCESS") || (st.remoteMta !== undefined && !st.relayed)) return [];
-        return [{ index, action: st.relayed ? "relayed" : "delivered" }];
-      });
-    if (list.length === 0) return;
-    const now = Date.now();
-    const recipients: DsnRecipient[] = list.map(({ index, action }) => {
-      const r = env.recipients[index];
-      const st = item.state[index];
-      return {
-        address: r.address,
-        ...(r.orcpt !== undefined ? { orcpt: r.orcpt } : {}),
-        action,
-        reply: st.lastReply,
-        ...(st.remoteMta !== undefined ? { remoteMta: st.remoteMta } : {}),
-        lastAttempt: now,
-        ...(action === "delayed" ? { willRetryUntil: env.arrival + config.queue.maxAgeMs } : {}),
-      };
-    });
-    const at = env.sender.lastIndexOf("@");
-    const decision = policy.recipient(at < 0 ? env.sender : env.sender.slice(0, at), at < 0 ? "" : env.sender.slice(at + 1), {
-      clientAddress: "127.0.0.1",
-      authUser: `MAILER-DAEMON@${config.hostname}`, // our own notice may go anywhere (relay permission)
-    });
-    if (decision.kind !== "accept") {
-      log.warn("dsn.undeliverable", { id, sender: env.sender, reason: decision.kind });
-      return;
-    }
-    const sink = spool.begin();
-    try {
-      for (const c of dsnChunks({ hostname: config.hostname, dsnId: sink.id, envelope: env, recipients, chunks: () => item.message.chunks(), now })) {
-        sink.write(c);
-      }
-      await sink.commit({
-        sender: "",
-        recipients: decision.targets.map((t) => ({ rcpt: env.sender, address: t.address, route: t.route })),
-        body: "8BITMIME",
-        smtputf8: /[^\x00-\x7f]/.test(env.sender),
-        client: { address: "127.0.0.1", helo: config.hostname, listener: "dsn" },
-        arrival: 0,
-      });
-    } catch (err) {
-      sink.abort();
-      throw err;
-    }
-    log.info("dsn.queued", { id: sink.id, about: id, to: env.sender, actions: list.map((n) => n.action) });
-  };
-
-  const pool = new DeliveryPool({
-    // One entry per runtime: a worker must import its Dialer statically (see delivery-worker.ts), and the Bun
-    // adapter loads bun:ffi, which Deno cannot.
-    workerUrl:
-      runtimeName() === "bun"
-        ? new URL("./delivery-worker.ts", import.meta.url)
-        : new URL("./delivery-worker-deno.ts", import.meta.url),
-    workers: config.delivery.workers,
-    queueDir,
-    mailDir,
-    hostname: config.hostname,
-    retryIntervalsMs: config.queue.retryIntervalsMs,
-    maxAgeMs: config.queue.maxAgeMs,
-    delayWarningMs: config.queue.delayWarningMs,
-    remote: remoteSettings(config),
-    log,
-    onFinished: (r: DeliveryResult) => sendDsn(r.id, r.notices),
-    onReleased: (ref: string) => spool?.release(ref),
-    onResult: (r: DeliveryResult) => {
-      for (const o of r.outcomes) {
-        mDeliveries.inc({ courier: o.courier, outcome: o.outcome.kind });
-        log.info("delivery.attempt", {
-          id: r.id,
-          index: o.index,
-          recipient: o.address,
-          courier: o.courier,
-          outcome: o.outcome.kind,
-          remote: o.outcome.remoteMta,
-          reply: o.outcome.reply,
-          duration_ms: o.ms,
-        });
-      }
-      if (r.error) log.warn("delivery.error", { id: r.id, error: r.error });
-      if (r.done) {
-        const arrival = stats.remove(r.id);
-        if (arrival !== undefined) mDeliveryLatency.observe((Date.now() - arrival) / 1000);
-        log.info("queue.done", { id: r.id });
-      }
-    },
-  });
-  spool = new Spool({
-    dir: queueDir,
-    onRound: (ms) => mFsync.observe(ms / 1000),
-    onCommitted: (c) => {
-      stats.add(c.id, c.envelope.arrival);
-      pool.enqueue(c.ref);
-    },
-  });
-  const recovered = recover(queueDir, log);
-  await pool.start();
-  const startedAt = Date.now();
-  for (const item of recovered.items) {
-    stats.add(item.id, item.envelope.arrival);
-    // The retry schedule is in the state log: a deferred item waits for its next attempt, also across a restart.
-    let next = 0;
-    let now = false;
-    item.state.forEach((st) => {
-      if (st.status === "queued") now = true;
-      else if (st.status === "deferred") next = next === 0 ? st.nextAttempt : Math.min(next, st.nextAttempt);
-    });
-    if (now || next <= startedAt) pool.enqueue(item.id, true);
-    else pool.schedule(item.id, next);
-  }
-  // Finished with failures but not yet bounced when the last run stopped: bounce now, then remove.
-  for (const item of recovered.finished) {
-    try {
-      await sendDsn(item.id, null);
-      deleteItem(queueDir, item.id);
-    } catch (err) {
-      log.error("dsn.failed", { id: item.id, error: String(err) });
-    }
-  }
-  if (recovered.items.length || recovered.removed.length || recovered.corrupt.length || recovered.fromSegments) {
-    log.info("queue.recovered", {
-      pending: recovered.items.length,
-      removed: recovered.removed.length,
-      corrupt: recovered.corrupt.length,
-      from_segments: recovered.fromSegments,
-    });
-  }
+  // The back office (as the unprivileged user from here on): spool, delivery, DSNs, recovery.
+  const office = await startBackOffice({ config: () => config, policy: () => policy, log, stats, metrics });
+  spool = office.spool;
+  const pool = office.pool;
+  ringDepth = () => pool.depth;
 
   // Idle sweeper (CONTRACT: 421 4.4.2 after idle_timeout_s; slowloris counts as idle outside DATA).
-  const sweeper = setInterval(() => {
-    const now = Date.now();
-    const idleMs = config.limits.idleTimeoutS * 1000;
-    for (const s of sessions) s.checkIdle(now, idleMs);
-  }, 1000);
+  const sweeper = setInterval(() => connections.sweepIdle(Date.now()), 1000);
 
   let metricsServer: Awaited<ReturnType<typeof serveObserve>> | null = null;
   if (config.metrics.listen !== "") {
     const hp = splitHostPort(config.metrics.listen, true)!;
     metricsServer = await serveObserve(hp.host, hp.port, {
-      metrics: () => registry.render(),
+      metrics: () => metrics.registry.render(),
       health: () =>
-        draining
+        connections.isDraining
           ? { ok: false, reason: "shutting down" }
           : !pool.healthy()
             ? { ok: false, reason: "delivery workers down" }
@@ -447,9 +191,9 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         if (!same(config.listeners, next.listeners)) {
           log.warn("config.listeners_changed", { note: "listener addresses apply at the next restart" });
         }
-        const nextRemote = remoteSettings(next);
-        policy = policyOf(next, u);
-        pool.updateRemote(nextRemote);
+        const nextPolicy = policyOf(next, u);
+        office.reload(next);
+        policy = nextPolicy;
         auth.update(u.users, authLimits(next));
         tls = nextTls;
         // Listener addresses stay as bound; their tls/auth settings and limits apply to new connections.
@@ -463,18 +207,14 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       }
     },
     async shutdown(): Promise<void> {
-      if (draining) return;
-      draining = true;
-      log.info("server.stopping", { open: sessions.size });
+      if (connections.isDraining) return;
+      log.info("server.stopping", { open: connections.sessions.size });
+      connections.stopAccepting();
       for (const l of listeners) l.stop();
-      for (const s of [...sessions]) s.shutdown(false);
-      const deadline = Date.now() + DRAIN_MS;
-      while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      for (const s of [...sessions]) s.shutdown(true);
+      await connections.drain(DRAIN_MS);
       clearInterval(sweeper);
       metricsServer?.close();
-      await spool?.close();
-      await pool.stop();
+      await office.stop();
       log.info("server.stopped", {});
     },
   };

@@ -1,10 +1,12 @@
 export { DeliveryPool } from "./pool.ts";
 export type { DeliveryPoolOptions, DeliveryResult, PoolLog } from "./pool.ts";
+export { resultReporter } from "./report.ts";
+export type { DeliveryObserver } from "./report.ts";
 export { runDeliveryWorker } from "./worker.ts";
 export type { WorkerDeps } from "./worker.ts";
 export type { DsnAction } from "./worker-protocol.ts";
 export { MaildirCourier, maildirName, maildirHostname } from "./local/index.ts";
-export type { LocalMessage, MaildirOptions } from "./local/index.ts";
+export type { MaildirOptions } from "./local/index.ts";
 export { RemoteCourier, RFC5321_TIMEOUTS } from "./remote/index.ts";
 export type { RemoteSettings, RemoteTimeouts } from "./remote/index.ts";
 export type { Courier, Envelope, EnvelopeRecipient, Outcome, Route, StoredMessage } from "../mail/index.ts";

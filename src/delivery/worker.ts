@@ -1,284 +1,85 @@
 /**
  * The delivery worker as a library (run in a Web Worker whose entry module, app/delivery-worker.ts, picks the
- * runtime's Dialer and calls runDeliveryWorker). It pops queue ids from the shared ring in batches, loads each item
- * from the spool, hands the pending recipients to the courier for their route kind, records the outcomes, and
- * reports them to the pool. Up to MAX_IN_FLIGHT items are delivered concurrently, so one slow remote destination
- * does not stop the others, and local fsyncs share group-commit rounds.
+ * runtime's Dialer and calls runDeliveryWorker). It pops ring tokens in batches, opens each item through the
+ * queue (queue/ ItemStore: segment or file is the queue's business), hands the pending recipients to the courier
+ * for their route kind (services.ts, built once per worker), lets the item record each outcome as it is reported,
+ * and reports the item's result to the pool. Up to MAX_IN_FLIGHT items are delivered concurrently, so one slow
+ * remote destination does not stop the others, and local fsyncs share group-commit rounds.
  *
- * Couriers are chosen by route kind in one place (buildCouriers).
- *
- * Per recipient (issue 4, point 4): a deferred outcome is retried after queue.retry_intervals[attempts-1] (the
- * last repeating), never later than arrival + queue.max_age; once max_age has passed, a deferred outcome becomes
- * a failure (and a bounce). The schedule lives in the state log, so a restart keeps it.
- *
- * DSN duties (RFC 3461 §4.1: no NOTIFY means FAILURE,DELAY, the choice Postfix makes too): a failed recipient is
- * reported unless NOTIFY=NEVER or the sender is <>; a delivered one when NOTIFY has SUCCESS (remote servers that
- * offer DSN take that duty over, RFC 3461 §5.2.2); a deferred one once, when it has waited past
- * queue.delay_warning and NOTIFY has DELAY. The item then stays in the spool until the pool's onFinished built the
- * DSN from it.
- *
- * Crash safety of remote delivery: each destination's outcomes are appended to the state log and fsync'd as soon
- * as its final reply is in, before anything else waits. The window for a duplicate is that moment: a crash after
- * the remote's 250 and before that fsync completes (one group-commit round, typically well under 10 ms) makes
- * the next start deliver the recipients again. Local Maildir delivery stays exactly once (deterministic names).
- *
- * Hot path: when every recipient is delivered and nothing is to be reported, the item is simply removed; the state
- * log is written only when something is left to do or to report.
- *
- * Segment items (a small message's first attempt: the ring token names its segment record, queue/segment.ts) are
- * read with one pread. Removing one is a line in the segment's done file (flushed when a remote recipient was
- * delivered: a resurrected item would be relayed twice; for Maildir the deterministic names recognise a copy).
- * Anything left to retry or to report first writes the item out as <id>.msg (materialize), and from then on it is
- * an ordinary file item. The result says `released` once the segment record is no longer needed.
+ * What is retried when, what a DSN reports, and when an outcome must be durable are the queue's decisions
+ * (queue/item-handle.ts, queue/notices.ts); the courier's `exactlyOnce` flag is what they need from delivery.
  */
 import { Ring } from "../ring/index.ts";
 import type { RingItem } from "../ring/index.ts";
-import { existsSync } from "node:fs";
 import { setImmediate } from "node:timers";
-import {
-  CorruptItemError,
-  finishItem,
-  isFinal,
-  materializeItem,
-  msgPath,
-  openStored,
-  parseToken,
-  recordOutcomes,
-  retrySchedule,
-  SegmentReader,
-  storedFromItem,
-  SyncBatcher,
-  loadSyncFs,
-} from "../queue/index.ts";
-import type { RecipientState, StateRecord } from "../queue/index.ts";
-import type { Dialer } from "../transport/types.ts";
-import { MaildirCourier } from "./local/index.ts";
-import type { LocalMessage } from "./local/index.ts";
-import { RemoteCourier } from "./remote/index.ts";
-import type { Courier, EnvelopeRecipient, Outcome, Route } from "../mail/index.ts";
-import { COURIER_KINDS, FLAG_RECHECK, MAX_IN_FLIGHT } from "./worker-protocol.ts";
-import type { DeliveryResult, DsnAction, PoolToWorker, WorkerInit, WorkerToPool } from "./worker-protocol.ts";
+import { ItemHandle, ItemStore, loadSyncFs, SyncBatcher, tokenId } from "../queue/index.ts";
+import { localOutcome } from "../mail/index.ts";
+import type { Courier } from "../mail/index.ts";
+import { WorkerServices } from "./services.ts";
+import type { WorkerDeps } from "./services.ts";
+import { FLAG_RECHECK, MAX_IN_FLIGHT } from "./worker-protocol.ts";
+import type { DeliveryResult, PoolToWorker, WorkerInit, WorkerToPool } from "./worker-protocol.ts";
 
-export type CourierMap = Map<Route["kind"], Courier>;
+export type { WorkerDeps } from "./services.ts";
 
 /** After the ring empties, poll it this long before parking on it. */
 const LINGER_MS = 50;
 const LINGER_POLL_MS = 1;
 
-export interface WorkerDeps {
-  dialer: Dialer;
-}
-
-export function buildCouriers(init: WorkerInit, batcher: SyncBatcher, deps: WorkerDeps): CourierMap {
-  const couriers: CourierMap = new Map();
-  couriers.set("local", new MaildirCourier({ mailDir: init.mailDir, hostname: init.hostname, batcher }));
-  couriers.set("remote", new RemoteCourier(init.remote, deps.dialer));
-  for (const kind of COURIER_KINDS) if (!couriers.has(kind)) throw new Error(`no courier for route kind ${kind}`);
-  return couriers;
-}
-
-/** RFC 3461 §4.1: a recipient without NOTIFY is treated as NOTIFY=FAILURE,DELAY. */
-const DEFAULT_NOTIFY: NonNullable<EnvelopeRecipient["notify"]> = ["FAILURE", "DELAY"];
-
-/** Which DSN, if any, this outcome calls for. */
-function noticeFor(
-  init: WorkerInit,
-  sender: string,
-  arrival: number,
-  r: EnvelopeRecipient,
-  prev: RecipientState,
-  o: Outcome,
-  now: number,
-): DsnAction | null {
-  if (sender === "") return null; // never a DSN to <> (RFC 3461 §6.1, RFC 5321 §4.5.5)
-  const notify = r.notify ?? DEFAULT_NOTIFY;
-  if (notify.includes("NEVER")) return null;
-  if (o.kind === "failed") return notify.includes("FAILURE") ? "failed" : null;
-  if (o.kind === "delivered") {
-    if (!notify.includes("SUCCESS")) return null;
-    if (o.remoteMta === undefined) return "delivered";
-    return o.relayed ? "relayed" : null;
-  }
-  const waited = now - arrival;
-  if (init.delayWarningMs > 0 && !prev.warned && waited >= init.delayWarningMs && notify.includes("DELAY")) return "delayed";
-  return null;
-}
-
-interface Streaming {
-  deliverEach(
-    message: LocalMessage,
-    recipients: EnvelopeRecipient[],
-    report: (indices: number[], outcomes: Outcome[]) => Promise<void> | void,
-  ): Promise<void>;
-}
-
-const streams = (c: Courier): c is Courier & Streaming => typeof (c as Partial<Streaming>).deliverEach === "function";
-
-/**
- * Deliver one item's pending recipients and record the outcome in the spool. Never throws. `token`: the ring's
- * item, a queue id or a segment token (queue/segment.ts).
- */
+/** Deliver one item's pending recipients; the item records the outcomes. Never throws. */
 export async function processItem(
-  init: WorkerInit,
-  couriers: CourierMap,
-  batcher: SyncBatcher,
+  services: WorkerServices,
+  store: ItemStore,
   token: string,
   flags: number,
-  segments: SegmentReader,
 ): Promise<DeliveryResult> {
-  const { id, seg: tokenSeg, offset } = parseToken(token);
-  const recheck = (flags & FLAG_RECHECK) !== 0;
-  /** The segment that still holds this item, null once it is (or always was) a file item. */
-  let seg = tokenSeg;
-  let released = false;
-  let raw: Uint8Array | null = null;
-  let item;
-  try {
-    if (seg !== null && recheck && existsSync(msgPath(init.queueDir, id))) {
-      // An earlier attempt wrote it out and then died before reporting: the file is the item now.
-      await batcher.syncFd(segments.markDone(seg, id));
-      seg = null;
-      released = true;
-    }
-    if (seg !== null) {
-      raw = segments.read(seg, offset, id);
-      if (raw === null) {
-        return { id, outcomes: [], done: true, nextAttempt: 0, notices: [], kept: false, released: true, error: "item not in the spool" };
-      }
-      item = storedFromItem(raw, id);
-    } else {
-      // Not re-checked = straight from its commit: no state log can exist yet.
-      item = openStored(init.queueDir, id, { fresh: !recheck });
-    }
-  } catch (err) {
-    // Left in place: recover() moves a corrupt item aside at the next start.
-    const why = err instanceof CorruptItemError ? `corrupt item: ${err.message}` : String(err);
-    return { id, outcomes: [], done: false, nextAttempt: 0, notices: [], kept: false, released, error: why };
-  }
-  if (item === null) {
-    return { id, outcomes: [], done: true, nextAttempt: 0, notices: [], kept: false, released, error: "item not in the spool" };
-  }
-  // Once: out of the segment into <id>.msg, then the record is done (flushed: the file may be finished later).
-  let materializing: Promise<void> | null = null;
-  const materialize = (): Promise<void> =>
-    (materializing ??= (async () => {
-      if (seg === null) return;
-      await materializeItem(init.queueDir, segments, seg, id, raw!, batcher);
-      seg = null;
-      released = true;
-    })());
-  const { envelope, state } = item;
+  let opened = store.open(token, (flags & FLAG_RECHECK) !== 0);
+  if (opened instanceof Promise) opened = await opened;
+  if (!(opened instanceof ItemHandle)) return opened;
+  const item = opened;
+  const recipients = item.envelope.recipients;
   const groups = new Map<Courier, number[]>();
-  for (let i = 0; i < envelope.recipients.length; i++) {
-    if (isFinal(state[i])) continue;
-    const courier = couriers.get(envelope.recipients[i].route.kind);
+  let count = 0;
+  let exactlyOnce = true;
+  for (let i = 0; i < recipients.length; i++) {
+    const courier = services.courier(recipients[i].route.kind);
     if (courier === undefined) continue;
+    // Over every recipient, delivered before or not: a remote copy made earlier must not come back either.
+    if (!courier.exactlyOnce) exactlyOnce = false;
+    if (!item.isPending(i)) continue;
     const g = groups.get(courier);
     if (g) g.push(i);
     else groups.set(courier, [i]);
+    count++;
   }
-  const message: LocalMessage = { ...item.message, recheck };
-  const outcomes: DeliveryResult["outcomes"] = [];
-  const notices: DeliveryResult["notices"] = [];
-  let unrecorded: StateRecord[] = [];
-  let nextAttempt = 0;
-  const expiry = envelope.arrival + init.maxAgeMs;
-  // Each group's outcomes are made durable as they come (a remote 250 must not wait for another destination's
-  // transaction); the last group's are left to the end of processItem, which is that moment anyway and may just
-  // remove the item instead.
-  let pending = 0;
-  for (const g of groups.values()) pending += g.length;
-  let recordError: unknown = null;
-  let stateWritten = false;
-  const started = Date.now();
-  // Outcomes of several destinations are recorded as they come, which needs the file.
-  if (seg !== null && groups.size > 1) {
-    try {
-      await materialize();
-    } catch (err) {
-      return { id, outcomes: [], done: false, nextAttempt: 0, notices: [], kept: false, released, error: `spool update failed: ${String(err)}` };
-    }
+  const starting = item.begin(count, groups.size, exactlyOnce);
+  if (starting !== null) {
+    const refused = await starting;
+    if (refused !== null) return refused;
   }
-
-  const apply = async (indices: number[], got: Outcome[]): Promise<void> => {
-    const now = Date.now();
-    const batch: StateRecord[] = [];
-    indices.forEach((index, k) => {
-      let o = got[k] ?? missingOutcome();
-      // queue.max_age (counted from the 250): a recipient still deferred now is given up and bounced.
-      if (o.kind === "deferred" && now >= expiry) o = { ...o, kind: "failed" };
-      const prev = state[index];
-      const attempts = prev.attempts + 1;
-      const at = o.kind === "deferred" ? Math.min(now + retrySchedule(init.retryIntervalsMs, attempts), expiry) : 0;
-      if (at > 0 && (nextAttempt === 0 || at < nextAttempt)) nextAttempt = at;
-      const action = noticeFor(init, envelope.sender, envelope.arrival, envelope.recipients[index], prev, o, now);
-      if (action !== null) notices.push({ index, action });
-      const rec: StateRecord = { index, status: o.kind, attempts, nextAttempt: at, lastReply: o.reply };
-      if (o.remoteMta !== undefined) rec.remoteMta = o.remoteMta;
-      if (prev.warned || action === "delayed") rec.warned = true;
-      if (o.kind === "delivered" && o.relayed) rec.relayed = true;
-      state[index] = { status: rec.status, attempts, nextAttempt: at, lastReply: rec.lastReply, ...(rec.remoteMta ? { remoteMta: rec.remoteMta } : {}), ...(rec.warned ? { warned: true } : {}), ...(rec.relayed ? { relayed: true } : {}) };
-      const r = envelope.recipients[index];
-      outcomes.push({ index, outcome: o, address: r.address, courier: r.route.kind, ms: now - started });
-      batch.push(rec);
-    });
-    pending -= batch.length;
-    // A segment item here has one destination (else it was written out above): its partial Maildir outcomes wait
-    // for the end (exactly once either way: the courier's names are deterministic).
-    if (pending <= 0 || seg !== null) {
-      unrecorded.push(...batch);
-      return;
-    }
-    try {
-      stateWritten = true;
-      await recordOutcomes(init.queueDir, id, batch, batcher);
-    } catch (err) {
-      recordError ??= err;
-    }
-  };
-
   await Promise.all(
     [...groups].map(async ([courier, indices]) => {
-      const rcpts = indices.map((i) => envelope.recipients[i]);
+      const rcpts = indices.map((i) => recipients[i]);
       try {
-        if (streams(courier)) {
-          await courier.deliverEach(message, rcpts, (ks, got) => apply(ks.map((k) => indices[k]), got));
-        } else {
-          await apply(indices, await courier.deliver(message, rcpts));
-        }
+        await courier.deliver(item.message, rcpts, {
+          recheck: item.recheck,
+          report: (ks, got) => item.record(isIdentity(ks, indices.length) ? indices : ks.map((k) => indices[k]), got, courier.exactlyOnce),
+        });
       } catch (err) {
-        const done = new Set(outcomes.map((o) => o.index));
-        const left = indices.filter((i) => !done.has(i));
-        const o: Outcome = { kind: "deferred", reply: `4.3.0 ${courier.name} courier error: ${String(err)}` };
-        await apply(left, left.map(() => o));
+        const left = item.unreported(indices);
+        const o = localOutcome("deferred", 451, "4.3.0", `${courier.name} courier error: ${String(err)}`);
+        await item.record(left, left.map(() => o), courier.exactlyOnce);
       }
     }),
   );
-  const done = state.every(isFinal);
-  const kept = notices.length > 0 || (done && state.some((s) => s.status === "failed"));
-  try {
-    if (recordError !== null) throw recordError;
-    const durable = envelope.recipients.some((r) => r.route.kind !== "local");
-    if (done && !kept && seg !== null) {
-      const fd = segments.markDone(seg, id);
-      if (durable) await batcher.syncFd(fd);
-      released = true;
-    } else if (done && !kept) {
-      await finishItem(init.queueDir, id, batcher, { hasState: recheck || stateWritten, durable });
-    } else if (unrecorded.length > 0) {
-      await materialize();
-      await recordOutcomes(init.queueDir, id, unrecorded, batcher);
-    }
-    unrecorded = [];
-  } catch (err) {
-    // The deliveries happened but are not on record: report an error so the pool retries with FLAG_RECHECK.
-    return { id, outcomes, done: false, nextAttempt: 0, notices: [], kept: false, released, error: `spool update failed: ${String(err)}` };
-  }
-  return { id, outcomes, done, nextAttempt, notices, kept: done && kept, released };
+  return item.finish();
 }
 
-function missingOutcome(): Outcome {
-  return { kind: "deferred", reply: "4.3.0 the courier returned no outcome" };
+/** ks is 0, 1, …, n-1 (a report of the whole group in order: the common case, mapped without an array). */
+function isIdentity(ks: number[], n: number): boolean {
+  if (ks.length !== n) return false;
+  for (let j = 0; j < n; j++) if (ks[j] !== j) return false;
+  return true;
 }
 
 interface WorkerScope {
@@ -286,22 +87,32 @@ interface WorkerScope {
   postMessage(m: WorkerToPool): void;
 }
 
-/** The worker's main loop: claim up to the free in-flight room from the ring, deliver, report. */
+/**
+ * The worker's main loop: claim up to the free in-flight room, from this worker's own ring first (the mailboxes it
+ * owns, pool.ts), then from the shared ring; deliver; report.
+ */
 async function run(
   scope: WorkerScope,
   init: WorkerInit,
   deps: WorkerDeps,
   stopping: () => boolean,
-  couriers: CourierMap,
+  onServices: (s: WorkerServices) => void,
 ): Promise<void> {
+  const own = new Ring(init.ownSab);
   const ring = new Ring(init.sab);
-  const segments = new SegmentReader(init.queueDir);
   const batcher = new SyncBatcher();
   batcher.syncfs = await loadSyncFs();
-  for (const [kind, c] of buildCouriers(init, batcher, deps)) couriers.set(kind, c);
+  const store = new ItemStore(init.queueDir, batcher, {
+    retryIntervalsMs: init.retryIntervalsMs,
+    maxAgeMs: init.maxAgeMs,
+    delayWarningMs: init.delayWarningMs,
+  });
+  const services = new WorkerServices(init, batcher, deps);
+  onServices(services);
   const inFlight = new Set<Promise<void>>();
   let wake: (() => void) | null = null;
   const out: RingItem[] = [];
+  const more: RingItem[] = [];
   /** When the ring was last found empty (0: it was not). */
   let idleSince = 0;
   // Results go to the pool once per turn of this thread's loop, not one message each.
@@ -318,7 +129,12 @@ async function run(
       await new Promise<void>((resolve) => (wake = resolve));
       continue;
     }
-    const n = ring.popBatch(room, out);
+    let n = own.popBatch(room, out);
+    if (n < room) {
+      const m = ring.popBatch(room - n, more);
+      for (let k = 0; k < m; k++) out[n + k] = more[k];
+      n += m;
+    }
     if (n === 0) {
       // Linger before parking: while this worker polls, producers see no sleeper and skip the wake-up syscall,
       // which cost the event loop about one futex wake per message under a steady trickle (11.7% of its samples
@@ -326,17 +142,17 @@ async function run(
       const now = Date.now();
       if (idleSince === 0) idleSince = now;
       if (now - idleSince < LINGER_MS) await new Promise<void>((resolve) => setTimeout(resolve, LINGER_POLL_MS));
-      else await ring.waitForItems(100);
+      else await own.waitForItems(100, ring);
       continue;
     }
     idleSince = 0;
     const ids: string[] = [];
-    for (let k = 0; k < n; k++) ids.push(parseToken(out[k].id).id);
+    for (let k = 0; k < n; k++) ids.push(tokenId(out[k].id));
     // Tell the pool first: should this thread die, it re-queues exactly what it had claimed.
     scope.postMessage({ type: "claimed", ids });
     for (let k = 0; k < n; k++) {
       const { id, flags } = out[k];
-      const p: Promise<void> = processItem(init, couriers, batcher, id, flags, segments).then((r) => {
+      const p: Promise<void> = processItem(services, store, id, flags).then((r) => {
         inFlight.delete(p);
         if (results.push(r) === 1) setImmediate(flushResults);
         if (wake) {
@@ -350,8 +166,8 @@ async function run(
   }
   await Promise.all(inFlight);
   flushResults();
-  segments.close();
-  for (const c of couriers.values()) (c as Partial<{ close(): void }>).close?.();
+  store.close();
+  services.close();
   scope.postMessage({ type: "stopped" });
 }
 
@@ -362,22 +178,27 @@ async function run(
 export function runDeliveryWorker(deps: WorkerDeps): void {
   const scope = globalThis as unknown as WorkerScope;
   let stopRequested = false;
-  let sab: SharedArrayBuffer | null = null;
-  const couriers: CourierMap = new Map();
+  let ownSab: SharedArrayBuffer | null = null;
+  let services: WorkerServices | null = null;
+  /** Settings that arrived before the services were built (a SIGHUP during start-up). */
+  let pendingRemote: PoolToWorker | null = null;
   scope.onmessage = (e: MessageEvent) => {
     const msg = e.data as PoolToWorker;
     if (msg.type === "init") {
-      sab = msg.sab;
-      void run(scope, msg, deps, () => stopRequested, couriers);
+      ownSab = msg.ownSab;
+      void run(scope, msg, deps, () => stopRequested, (s) => {
+        services = s;
+        if (pendingRemote?.type === "remote") s.updateRemote(pendingRemote.remote);
+        pendingRemote = null;
+      });
     } else if (msg.type === "remote") {
-      // SIGHUP: deliveries already running finish with the courier they hold; new ones take the new settings.
-      const old = couriers.get("remote") as Partial<{ close(): void }> | undefined;
-      couriers.set("remote", new RemoteCourier(msg.remote, deps.dialer));
-      old?.close?.();
+      // SIGHUP: the services rebuild what the new settings change (services.ts).
+      if (services !== null) services.updateRemote(msg.remote);
+      else pendingRemote = msg;
     } else if (msg.type === "stop") {
       stopRequested = true;
-      // End this thread's waitForItems now; other workers take it as a spurious wake-up and sleep again.
-      if (sab !== null) new Ring(sab).notify();
+      // End this thread's waitForItems now (it parks on its own ring).
+      if (ownSab !== null) new Ring(ownSab).notify();
     }
   };
 }

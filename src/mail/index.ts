@@ -1,9 +1,11 @@
 export type {
   Courier,
+  DeliveryAttempt,
   Envelope,
   EnvelopeRecipient,
   MessageSink,
   Outcome,
+  OutcomeReport,
   Route,
   SpoolPort,
   StoredMessage,
@@ -19,3 +21,4 @@ export type {
   StageTransaction,
   Verdict,
 } from "./stage.ts";
+export { kindOfCode, localOutcome, replyLine } from "./outcome.ts";

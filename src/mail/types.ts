@@ -44,34 +44,81 @@ export interface Envelope {
   };
   /** Milliseconds since the epoch at which the message was accepted (set by the spool at commit). */
   arrival: number;
-  /** The Maildir++ folder for local copies (e.g. ".Junk", an inbound stage's decision); absent: the inbox. */
+  /**
+   * A Maildir++ folder for local delivery, e.g. ".Junk" (CONTRACT "Storage layout"): `.` then [A-Za-z0-9_-]+;
+   * absent = the inbox.
+   */
   folder?: string;
 }
 
 /**
- * The result of one delivery attempt to one recipient. `reply` is the remote's or our own text, one line.
- * `remoteMta`: the host that gave the reply (RFC 3464 Remote-MTA); `relayed`: delivered to a server that does not
- * offer DSN, so a NOTIFY=SUCCESS sender gets a "relayed" DSN from us (RFC 3461 §5.2.2).
+ * The result of one delivery attempt to one recipient, structured once where it is made (a remote reply as it was
+ * read off the wire, or a failure of our own) and never parsed back from text: `code` is the SMTP reply code
+ * (RFC 5321 §4.2), `enhanced` the RFC 3463 status "class.subject.detail", `text` one line without the codes.
+ * `remoteMta` is set only when these are a reply that a remote server actually sent (RFC 3464 §2.3.5 Remote-MTA);
+ * a failure made up here (connect, TLS, DNS, a parameter we refuse to send) has none. `relayed`: delivered to a
+ * server that does not offer DSN, so a NOTIFY=SUCCESS sender gets a "relayed" DSN from us (RFC 3461 §5.2.2).
  */
-export type Outcome =
-  | { kind: "delivered"; reply: string; remoteMta?: string; relayed?: boolean }
-  | { kind: "deferred"; reply: string; remoteMta?: string } // temporary: retry later
-  | { kind: "failed"; reply: string; remoteMta?: string }; // permanent: bounce
+export interface Outcome {
+  kind: "delivered" | "deferred" | "failed"; // deferred: temporary, retry later; failed: permanent, bounce
+  code: number;
+  enhanced: string;
+  text: string;
+  remoteMta?: string;
+  relayed?: boolean;
+}
+
+/** Per-recipient outcomes as they come: `indices` into the recipients handed to Courier.deliver. */
+export type OutcomeReport = (indices: number[], outcomes: Outcome[]) => Promise<void> | void;
 
 /** A message as a courier sees it: the envelope and a way to read the stored bytes. */
 export interface StoredMessage {
   id: string;
   envelope: Envelope;
-  /** Size in bytes of the stored message (our Received header included). */
+  /** Size in bytes of the message as delivered: prepended header fields, then the stored bytes. */
   size: number;
-  /** Read the stored message bytes (Received header first), in order, in chunks. */
+  /**
+   * The message bytes in order, in chunks: the header fields the inbound stages prepended (if any), then the stored
+   * bytes (our Received header first).
+   */
   chunks(): Iterable<Uint8Array>;
 }
 
-/** A way to deliver (local Maildir, remote SMTP). Chosen by route kind in one setup module. */
+/** How one attempt is made (Courier.deliver). */
+export interface DeliveryAttempt {
+  /**
+   * Called with outcomes as they come (indices into the recipients given), before deliver() resolves: a remote
+   * destination's 250 can be recorded at once, not after another destination's transaction (CONTRACT: the
+   * duplicate window). Every recipient is reported exactly once.
+   */
+  report?: OutcomeReport;
+  /**
+   * An earlier attempt may have delivered some of these recipients without its outcome being recorded (a crash,
+   * a worker that died, a retry): an exactly-once courier looks for its earlier copy first.
+   */
+  recheck?: boolean;
+}
+
+/**
+ * A way to deliver (local Maildir, remote SMTP), chosen by route kind in one setup module (delivery/services.ts).
+ * The whole contract; nothing is looked up on a courier beyond it.
+ */
 export interface Courier {
   readonly name: string;
-  deliver(message: StoredMessage, recipients: EnvelopeRecipient[]): Promise<Outcome[]>;
+  /**
+   * True when delivering again what an earlier attempt already delivered cannot make a second copy (Maildir: the
+   * file name is a function of queue id and recipient index, so a re-check finds the copy). The queue then needs
+   * no flush of an outcome before it moves on. False for remote SMTP: a second transaction is a duplicate, so its
+   * outcomes must be durable at once.
+   */
+  readonly exactlyOnce: boolean;
+  /**
+   * Deliver `message` to `recipients` (elements of message.envelope.recipients). Resolves with one outcome per
+   * recipient, in order, after every one was reported; never rejects for a delivery problem (that is an outcome).
+   */
+  deliver(message: StoredMessage, recipients: EnvelopeRecipient[], attempt?: DeliveryAttempt): Promise<Outcome[]>;
+  /** End what the courier holds open (idle connections); it is not used afterwards. */
+  close(): void;
 }
 
 // ---- the spool as the session writes to it (implemented by queue/, used by session/) ---------------------------
@@ -87,8 +134,8 @@ export interface MessageSink {
   /**
    * Store the envelope with the bytes and make both durable (fsync'd, renamed into the spool, directory fsync'd).
    * Resolves only then; afterwards the message is handed to delivery. Rejects on any I/O error (nothing queued).
-   * `prepend`: header fields (CRLF-terminated) the inbound stages put on top; stored with the item and delivered
-   * above the bytes written.
+   * `prepend`: complete header fields (CRLF-terminated) that the inbound stages add at end of data; they are stored
+   * with the item and delivered before the received bytes.
    */
   commit(envelope: Envelope, prepend?: Uint8Array): Promise<void>;
   /** Discard everything written (RSET, size exceeded, client gone, 5xx at end of data). Idempotent. */

@@ -171,3 +171,19 @@ describe("senderAllowed", () => {
     expect(p.senderAllowed("alice@example.test", "sales@example.test")).toBe(false);
   });
 });
+
+describe("routeOwn (our own mail: DSNs to envelope senders)", () => {
+  test("remote senders are routed without relay permission, and without any login", () => {
+    const p = policy();
+    expect(p.routeOwn("x@Remote.Test")).toEqual([{ address: "x@Remote.Test", route: { kind: "remote", domain: "remote.test" } }]);
+    // The same address from an anonymous client is still refused: routeOwn changes nothing for clients.
+    expect(resolve(p, "x@remote.test")).toBe("relayDenied");
+  });
+
+  test("local senders go through aliases like any recipient; an unknown local address leads nowhere", () => {
+    const p = policy({ aliases: { "list@example.test": ["alice@example.test", "far@remote.test"] } });
+    expect(p.routeOwn("Bob@example.test")).toEqual([{ address: "bob@example.test", route: { kind: "local", domain: "example.test", localPart: "bob" } }]);
+    expect(p.routeOwn("list@example.test")?.map((t) => `${t.route.kind}:${t.address}`)).toEqual(["local:alice@example.test", "remote:far@remote.test"]);
+    expect(p.routeOwn("nobody@example.test")).toBeNull();
+  });
+});

@@ -52,6 +52,22 @@ export class Policy implements PolicyPort {
   }
 
   recipient(localPart: string, domain: string, ctx: RcptContext): RcptDecision {
+    return this.decide(localPart, domain, ctx);
+  }
+
+  /**
+   * Where mail that we generate ourselves (a DSN to an envelope sender) to `address` goes: through aliases like
+   * any recipient, non-local domains relayed. Relay permission is about clients, so it is not asked: our own mail
+   * needs no login. Null when the address leads nowhere (an unknown local user).
+   */
+  routeOwn(address: string): Array<{ address: string; route: Route }> | null {
+    const [localPart, domain] = splitAddress(address);
+    const d = this.decide(localPart, domain, null);
+    return d.kind === "accept" ? d.targets : null;
+  }
+
+  /** `ctx` null: our own mail (routeOwn), which may go anywhere. */
+  private decide(localPart: string, domain: string, ctx: RcptContext | null): RcptDecision {
     // RFC 5321 §4.5.1: <postmaster> without a domain must be accepted; it means our postmaster.
     if (domain === "") {
       const first = this.s.domains[0];
@@ -59,7 +75,7 @@ export class Policy implements PolicyPort {
       domain = first;
     }
     if (!this.isLocalDomain(domain)) {
-      if (!this.mayRelay(ctx)) return { kind: "relayDenied" };
+      if (ctx !== null && !this.mayRelay(ctx)) return { kind: "relayDenied" };
       return { kind: "accept", targets: [{ address: `${localPart}@${domain}`, route: this.remote(domain) }] };
     }
     const targets: Array<{ address: string; route: Route }> = [];

@@ -1,4 +1,5 @@
 import { describe, expect, test } from "vitest";
+import { localOutcome } from "../mail/index.ts";
 import type { Envelope } from "../mail/index.ts";
 import { dsnChunks, statusOf } from "./index.ts";
 import type { DsnInput } from "./index.ts";
@@ -19,7 +20,7 @@ function input(over: Partial<DsnInput> = {}, env: Partial<Envelope> = {}): DsnIn
       ...env,
     },
     recipients: [
-      { address: "bob@far.test", orcpt: "rfc822;Bob@Far.test", action: "failed", reply: "550 5.1.1 <bob@far.test>: no such user", remoteMta: "mx1.far.test", lastAttempt: Date.UTC(2026, 0, 2, 3, 5, 0) },
+      { address: "bob@far.test", orcpt: "rfc822;Bob@Far.test", action: "failed", outcome: { kind: "failed", code: 550, enhanced: "5.1.1", text: "<bob@far.test>: no such user", remoteMta: "mx1.far.test" }, lastAttempt: Date.UTC(2026, 0, 2, 3, 5, 0) },
     ],
     chunks: () => [new TextEncoder().encode(ORIGINAL)],
     now: Date.UTC(2026, 0, 2, 3, 5, 0),
@@ -73,23 +74,48 @@ describe("DSN (RFC 3464)", () => {
   test("delay warning and success reports", () => {
     const delayed = text(
       input({
-        recipients: [{ address: "bob@far.test", action: "delayed", reply: "451 4.3.0 try later", remoteMta: "mx1.far.test", lastAttempt: 0, willRetryUntil: Date.UTC(2026, 0, 7) }],
+        recipients: [{ address: "bob@far.test", action: "delayed", outcome: { kind: "deferred", code: 451, enhanced: "4.3.0", text: "try later", remoteMta: "mx1.far.test" }, lastAttempt: 0, willRetryUntil: Date.UTC(2026, 0, 7) }],
       }),
     );
     expect(delayed).toContain("Subject: Delayed Mail (still being retried)");
     expect(delayed).toContain("Action: delayed\r\nStatus: 4.3.0\r\n");
     expect(delayed).toContain("Will-Retry-Until: Wed, 7 Jan 2026 00:00:00 +0000\r\n");
     expect(delayed).not.toContain("Original-Recipient");
-    const ok = text(input({ recipients: [{ address: "bob@far.test", action: "relayed", reply: "250 2.0.0 ok", remoteMta: "mx1.far.test", lastAttempt: 0 }] }));
+    const ok = text(input({ recipients: [{ address: "bob@far.test", action: "relayed", outcome: { kind: "delivered", code: 250, enhanced: "2.0.0", text: "ok", remoteMta: "mx1.far.test", relayed: true }, lastAttempt: 0 }] }));
     expect(ok).toContain("Subject: Successful Mail Delivery Report");
     expect(ok).toContain("Action: relayed\r\nStatus: 2.0.0\r\n");
   });
 
   test("statusOf: the enhanced code, else the reply class, else the action", () => {
-    expect(statusOf("550 5.1.1 x", "failed")).toBe("5.1.1");
-    expect(statusOf("556 5.1.10 null MX", "failed")).toBe("5.1.10");
-    expect(statusOf("4.3.0 maildir", "delayed")).toBe("4.3.0");
-    expect(statusOf("554 go away", "failed")).toBe("5.0.0");
-    expect(statusOf("weird", "delivered")).toBe("2.0.0");
+    expect(statusOf({ code: 550, enhanced: "5.1.1" }, "failed")).toBe("5.1.1");
+    expect(statusOf({ code: 556, enhanced: "5.1.10" }, "failed")).toBe("5.1.10");
+    expect(statusOf({ code: 451, enhanced: "4.3.0" }, "delayed")).toBe("4.3.0");
+    expect(statusOf({ code: 554, enhanced: "" }, "failed")).toBe("5.0.0");
+    expect(statusOf({ code: 0, enhanced: "" }, "delivered")).toBe("2.0.0");
+  });
+
+  // RFC 3464 §2.3.5: Remote-MTA names the host that sent the reply; §2.3.6: "smtp" diagnostics are such replies.
+  // Failures made up here (issue 15, defect 2) name no Remote-MTA and use our own X- diagnostic type.
+  test("a failure of our own names no Remote-MTA and no smtp diagnostic", () => {
+    const local = [
+      localOutcome("deferred", 451, "4.4.1", "connect to mx.far.test[192.0.2.1]:25 failed: Connection refused"),
+      localOutcome("failed", 554, "5.6.3", "mx.far.test does not support BINARYMIME and CHUNKING, which this message needs"),
+      localOutcome("failed", 501, "5.5.4", "ENVID contains a control character"),
+      localOutcome("failed", 556, "5.1.10", "far.test does not accept mail (null MX, RFC 7505)"),
+      localOutcome("deferred", 451, "4.7.5", "TLS with mx.far.test failed: bad certificate"),
+    ];
+    for (const o of local) {
+      const msg = text(input({ recipients: [{ address: "bob@far.test", action: "failed", outcome: { ...o, kind: "failed" }, lastAttempt: 0 }] }));
+      const status = parts(msg).parts[1];
+      expect(status).not.toContain("Remote-MTA");
+      expect(status).not.toContain("Diagnostic-Code: smtp;");
+      expect(status).toContain(`Diagnostic-Code: X-ringmta; ${o.code} ${o.enhanced} ${o.text}\r\n`);
+      expect(status).toContain(`Status: ${o.enhanced}\r\n`);
+      expect(parts(msg).parts[0]).not.toContain("said:");
+    }
+    // A local delivery report needs no diagnostic at all.
+    const ok = text(input({ recipients: [{ address: "bob@example.test", action: "delivered", outcome: localOutcome("delivered", 250, "2.0.0", "delivered to maildir as x"), lastAttempt: 0 }] }));
+    expect(ok).not.toContain("Diagnostic-Code");
+    expect(ok).not.toContain("Remote-MTA");
   });
 });

@@ -13,7 +13,8 @@
  * (RFC 3464 §4, RFC 5321 §4.5.5). The bytes are produced as a sequence of chunks so that a returned message is
  * streamed from the spool, never held in memory whole.
  */
-import type { Envelope } from "../mail/index.ts";
+import { replyLine } from "../mail/index.ts";
+import type { Envelope, Outcome } from "../mail/index.ts";
 
 export type DsnActionName = "failed" | "delayed" | "delivered" | "relayed";
 
@@ -23,9 +24,8 @@ export interface DsnRecipient {
   /** RFC 3461 ORCPT as "type;address" (Original-Recipient), when the sender gave one. */
   orcpt?: string;
   action: DsnActionName;
-  /** The last reply, "550 5.1.1 text" from a server or "4.3.0 text" of our own. */
-  reply: string;
-  remoteMta?: string;
+  /** The last attempt's outcome; its remoteMta (a server that replied) is the Remote-MTA. */
+  outcome: Outcome;
   /** ms since the epoch. */
   lastAttempt: number;
   /** Delayed: when we give up (arrival + max_age). */
@@ -58,15 +58,24 @@ export function mailDate(ms: number): string {
   );
 }
 
-const ENHANCED = /^(?:\d{3}[ -])?([245]\.\d{1,3}\.\d{1,3})(?:\s|$)/;
-
-/** RFC 3464 §2.3.4 Status: the reply's enhanced code (RFC 3463), else one derived from its class or the action. */
-export function statusOf(reply: string, action: DsnActionName): string {
-  const m = ENHANCED.exec(reply);
-  if (m !== null) return m[1];
-  const code = /^([245])\d\d(?:\s|$)/.exec(reply);
-  if (code !== null) return `${code[1]}.0.0`;
+/** RFC 3464 §2.3.4 Status: the outcome's enhanced code (RFC 3463), else one derived from its class or the action. */
+export function statusOf(o: Pick<Outcome, "code" | "enhanced">, action: DsnActionName): string {
+  if (o.enhanced !== "") return o.enhanced;
+  const cls = Math.floor(o.code / 100);
+  if (cls === 2 || cls === 4 || cls === 5) return `${cls}.0.0`;
   return action === "failed" ? "5.0.0" : action === "delayed" ? "4.0.0" : "2.0.0";
+}
+
+/**
+ * RFC 3464 §2.3.6 Diagnostic-Code. "smtp" says the code is an SMTP reply a remote server sent, so it is used only
+ * for those (outcomes with a remoteMta); a failure of our own (connect, TLS, DNS, a refusal before sending) is
+ * shown under our own diagnostic type "X-ringmta" (§2.3.6 allows X- types; Postfix writes "X-Postfix"), and a
+ * local delivery report needs none.
+ */
+export function diagnosticOf(r: DsnRecipient): string | null {
+  if (r.outcome.remoteMta !== undefined) return `smtp; ${oneLine(replyLine(r.outcome))}`;
+  if (r.action === "failed" || r.action === "delayed") return `X-ringmta; ${oneLine(replyLine(r.outcome))}`;
+  return null;
 }
 
 /** Text for a header or a DSN field: one line, no control characters. */
@@ -87,21 +96,23 @@ function humanText(input: DsnInput, full: boolean): string {
   }
   out.push(full ? "The message is attached below." : "Its headers are attached below.", "");
   for (const r of recipients) {
-    const who = r.remoteMta !== undefined ? `host ${r.remoteMta} said: ` : "";
+    const mta = r.outcome.remoteMta;
+    const who = mta !== undefined ? `host ${mta} said: ` : "";
+    const reply = replyLine(r.outcome);
     let what: string;
     switch (r.action) {
       case "failed":
         // A 4xx reply on a failure means we gave up: queue.max_age passed (RFC 3464 §2.3.4 allows 4.x.x here).
-        what = /^4|^\d{3} 4/.test(r.reply) ? `gave up retrying; the last reply: ${who}${r.reply}` : `${who}${r.reply}`;
+        what = r.outcome.code < 500 ? `gave up retrying; the last reply: ${who}${reply}` : `${who}${reply}`;
         break;
       case "delayed":
-        what = `delivery delayed; the last reply: ${who}${r.reply}`;
+        what = `delivery delayed; the last reply: ${who}${reply}`;
         break;
       case "relayed":
-        what = `relayed to ${r.remoteMta ?? "a server"} that sends no delivery notifications; ${r.reply}`;
+        what = `relayed to ${mta ?? "a server"} that sends no delivery notifications; ${reply}`;
         break;
       case "delivered":
-        what = `delivered: ${r.reply}`;
+        what = `delivered: ${reply}`;
         break;
     }
     out.push(`<${oneLine(r.address)}>: ${oneLine(what)}`);
@@ -123,9 +134,11 @@ function statusFields(input: DsnInput): string {
     }
     f.push(`Final-Recipient: rfc822; ${oneLine(r.address)}`);
     f.push(`Action: ${r.action}`);
-    f.push(`Status: ${statusOf(r.reply, r.action)}`);
-    if (r.remoteMta !== undefined) f.push(`Remote-MTA: dns; ${oneLine(r.remoteMta)}`);
-    if (/^\d{3}(\s|$)/.test(r.reply)) f.push(`Diagnostic-Code: smtp; ${oneLine(r.reply)}`);
+    f.push(`Status: ${statusOf(r.outcome, r.action)}`);
+    // RFC 3464 §2.3.5: only a host that actually replied is a Remote-MTA.
+    if (r.outcome.remoteMta !== undefined) f.push(`Remote-MTA: dns; ${oneLine(r.outcome.remoteMta)}`);
+    const diag = diagnosticOf(r);
+    if (diag !== null) f.push(`Diagnostic-Code: ${diag}`);
     f.push(`Last-Attempt-Date: ${mailDate(r.lastAttempt)}`);
     if (r.action === "delayed" && r.willRetryUntil !== undefined) f.push(`Will-Retry-Until: ${mailDate(r.willRetryUntil)}`);
     s += "\r\n" + f.join("\r\n") + "\r\n";

@@ -3,9 +3,9 @@ export { Spool, SpoolSink, SINK_BUFFER, MEMORY_MESSAGE_MAX, MEMORY_BUDGET } from
 export type { CommittedItem, SpoolOptions } from "./spool.ts";
 export { CorruptItemError, TRAILER_LEN } from "./item-format.ts";
 export { openStored, storedFromItem, msgPath, statePath, READ_CHUNK } from "./stored.ts";
-export { SegmentReader, parseToken, itemToken } from "./segment.ts";
+export { SegmentReader, parseToken, itemToken, tokenId } from "./segment.ts";
 export type { StoredItem } from "./stored.ts";
-export { appendStateRecords, readStateLog, isFinal } from "./state-log.ts";
+export { appendStateRecords, readStateLog, isFinal, stateOf } from "./state-log.ts";
 export type { RecipientState, RecipientStatus, StateRecord } from "./state-log.ts";
 export { recover, recoverSegments } from "./recover.ts";
 export type { RecoveredItem, RecoverResult, RecoverLog } from "./recover.ts";
@@ -15,5 +15,13 @@ export { retrySchedule } from "./retry.ts";
 export { recordOutcomes, finishItem, materializeItem } from "./finish.ts";
 // The spool's group commit, shared with the delivery side so that all fsyncs of a thread batch together.
 export { loadSyncFs, SyncBatcher } from "../fsio/index.ts";
-export { dsnChunks, mailDate, statusOf } from "./dsn.ts";
+export { diagnosticOf, dsnChunks, mailDate, statusOf } from "./dsn.ts";
 export type { DsnActionName, DsnInput, DsnRecipient } from "./dsn.ts";
+export { ItemHandle, ItemStore } from "./item-handle.ts";
+export type { ItemResult, QueuePolicy } from "./item-handle.ts";
+export { finishedNotices, noticeAction } from "./notices.ts";
+export type { Notice } from "./notices.ts";
+export { Notifier } from "./notifier.ts";
+export type { NotifierLog, NotifierOptions } from "./notifier.ts";
+export { resumeRecovered } from "./resume.ts";
+export type { ResumeLog, ResumeTargets } from "./resume.ts";

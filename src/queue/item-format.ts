@@ -7,7 +7,13 @@
  * (each u32 big-endian). A file is valid only when its length is exactly S + M + 24, the
  * magic and check word match and the meta JSON parses to {v: 1, id, envelope} with the file's id. A file cut short
  * anywhere (crash before the fsync completed) fails the length or magic test.
+ *
+ * Meta v2, {v: 2, id, envelope, prepend: "<base64>"}, also carries header fields that the inbound stages prepend
+ * at end of data (MessageSink.commit's `prepend`): they are stored beside the received bytes, never spliced into
+ * them, and a reader yields them first (StoredMessage.chunks). An item without such fields is still written as v1,
+ * and v1 items (every item of earlier versions) load as before.
  */
+import { Buffer } from "node:buffer";
 import type { Envelope } from "../mail/index.ts";
 import { isQueueId } from "./queue-id.ts";
 
@@ -43,23 +49,39 @@ export function decodeTrailer(t: Uint8Array): { size: number; metaLen: number } 
   return { size: v.getUint32(8) * 2 ** 32 + lo, metaLen };
 }
 
-export function encodeMeta(id: string, envelope: Envelope): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify({ v: 1, id, envelope }));
+const EMPTY = new Uint8Array(0);
+
+export function encodeMeta(id: string, envelope: Envelope, prepend?: Uint8Array): Uint8Array {
+  if (prepend === undefined || prepend.length === 0) return new TextEncoder().encode(JSON.stringify({ v: 1, id, envelope }));
+  const b64 = Buffer.from(prepend.buffer, prepend.byteOffset, prepend.length).toString("base64");
+  return new TextEncoder().encode(JSON.stringify({ v: 2, id, envelope, prepend: b64 }));
+}
+
+export interface ItemMeta {
+  id: string;
+  envelope: Envelope;
+  /** Header fields to yield before the stored bytes (v2); empty for v1. */
+  prepend: Uint8Array;
 }
 
 /**
  * Parse and shape-check the meta JSON; throws CorruptItemError. `expectId`: the id the item must carry (its file
  * name or ring token); without it, any queue id is taken (a segment record names itself).
  */
-export function decodeMeta(bytes: Uint8Array, expectId?: string): { id: string; envelope: Envelope } {
+export function decodeMeta(bytes: Uint8Array, expectId?: string): ItemMeta {
   let meta: unknown;
   try {
     meta = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
   } catch {
     throw new CorruptItemError("meta is not JSON");
   }
-  const m = meta as { v?: unknown; id?: unknown; envelope?: Partial<Envelope> } | null;
-  if (m === null || typeof m !== "object" || m.v !== 1) throw new CorruptItemError("bad meta version");
+  const m = meta as { v?: unknown; id?: unknown; envelope?: Partial<Envelope>; prepend?: unknown } | null;
+  if (m === null || typeof m !== "object" || (m.v !== 1 && m.v !== 2)) throw new CorruptItemError("bad meta version");
+  let prepend = EMPTY;
+  if (m.v === 2) {
+    if (typeof m.prepend !== "string" || !/^[A-Za-z0-9+/]*={0,2}$/.test(m.prepend)) throw new CorruptItemError("bad prepend");
+    prepend = new Uint8Array(Buffer.from(m.prepend, "base64"));
+  }
   if (typeof m.id !== "string" || !isQueueId(m.id)) throw new CorruptItemError("meta id is not a queue id");
   if (expectId !== undefined && m.id !== expectId) throw new CorruptItemError("meta id does not match the file name");
   const e = m.envelope;
@@ -72,5 +94,5 @@ export function decodeMeta(bytes: Uint8Array, expectId?: string): { id: string; 
   ) {
     throw new CorruptItemError("bad envelope");
   }
-  return { id: m.id, envelope: e as Envelope };
+  return { id: m.id, envelope: e as Envelope, prepend };
 }

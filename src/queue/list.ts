@@ -6,6 +6,7 @@
  */
 import { existsSync, readdirSync, unlinkSync } from "node:fs";
 import { fsyncDirSync, unlinkQuiet } from "../fsio/index.ts";
+import { replyLine } from "../mail/index.ts";
 import { CorruptItemError } from "./item-format.ts";
 import { isQueueId } from "./queue-id.ts";
 import type { RecipientStatus } from "./state-log.ts";
@@ -77,7 +78,8 @@ function entryOf(item: StoredItem): QueueListEntry {
         state: s.status,
         attempts: s.attempts,
         next_attempt: s.status === "deferred" && s.nextAttempt > 0 ? new Date(s.nextAttempt).toISOString() : null,
-        last_reply: s.lastReply,
+        // CONTRACT: the reply shape "451 4.3.0 text", made from the structured outcome.
+        last_reply: s.last === null ? "" : replyLine(s.last),
       };
     }),
   };

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "vitest";
-import { appendFileSync, existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { localOutcome } from "../mail/index.ts";
 import type { Envelope } from "../mail/index.ts";
 import {
   deleteItem,
@@ -16,6 +17,8 @@ import {
   SyncBatcher,
 } from "./index.ts";
 import { readSegment } from "./segment.ts";
+import { encodeTrailer } from "./item-format.ts";
+import { newQueueId } from "./queue-id.ts";
 import { localEnvelope } from "../../test/helpers/envelope.ts";
 import { commitMessages } from "../../test/helpers/spool.ts";
 import { tempDir } from "../../test/helpers/server.ts";
@@ -63,10 +66,9 @@ describe("recover", () => {
     const partial = await commit(dir, "c\r\n", ["x@a.test", "y@a.test"]);
     const rec = (index: number, status: "delivered" | "failed" | "deferred") => ({
       index,
-      status,
       attempts: 1,
       nextAttempt: status === "deferred" ? Date.now() + 60_000 : 0,
-      lastReply: `${status}!`,
+      outcome: localOutcome(status, status === "delivered" ? 250 : status === "failed" ? 550 : 451, "", `${status}!`),
     });
     await recordOutcomes(dir, delivered, [rec(0, "delivered"), rec(1, "delivered")], b);
     await recordOutcomes(dir, failed, [rec(0, "delivered"), rec(1, "failed")], b);
@@ -83,13 +85,67 @@ describe("recover", () => {
     const dir = temp();
     const b = new SyncBatcher();
     const id = await commit(dir, "a\r\n", ["x@a.test", "y@a.test"]);
-    await recordOutcomes(dir, id, [{ index: 0, status: "deferred", attempts: 1, nextAttempt: 5, lastReply: "r1" }], b);
+    await recordOutcomes(dir, id, [{ index: 0, attempts: 1, nextAttempt: 5, outcome: localOutcome("deferred", 451, "4.0.0", "r1") }], b);
     appendFileSync(join(dir, `${id}.state`), '{"i":1,"s":"deliv'); // crash mid-write
     expect(openStored(dir, id)!.state.map((s) => s.status)).toEqual(["deferred", "queued"]);
-    await recordOutcomes(dir, id, [{ index: 1, status: "failed", attempts: 1, nextAttempt: 0, lastReply: "r2" }], b);
+    await recordOutcomes(dir, id, [{ index: 1, attempts: 1, nextAttempt: 0, outcome: localOutcome("failed", 550, "5.0.0", "r2") }], b);
     const st = openStored(dir, id)!.state;
     expect(st.map((s) => s.status)).toEqual(["deferred", "failed"]);
-    expect(st[1].lastReply).toBe("r2");
+    expect(st[1].last).toEqual({ kind: "failed", code: 550, enhanced: "5.0.0", text: "r2" });
+  });
+
+  test("a state log of the previous format (reply strings) still loads, converted once as it is read", async () => {
+    const dir = temp();
+    const id = await commit(dir, "a\r\n", ["x@a.test", "y@a.test", "z@a.test"]);
+    writeFileSync(
+      join(dir, `${id}.state`),
+      '{"i":0,"s":"deferred","a":2,"n":99,"r":"451 4.7.1 greylisted, try again","m":"mx.a.test"}\n' +
+        '{"i":1,"s":"deferred","a":1,"n":5,"r":"4.3.0 maildir delivery to y@a.test failed: EIO"}\n' +
+        '{"i":2,"s":"delivered","a":1,"n":0,"r":"250 ok","m":"mx.a.test","l":1}\n',
+    );
+    const st = openStored(dir, id)!.state;
+    expect(st[0]).toEqual({ status: "deferred", attempts: 2, nextAttempt: 99, last: { kind: "deferred", code: 451, enhanced: "4.7.1", text: "greylisted, try again", remoteMta: "mx.a.test" } });
+    expect(st[1].last).toEqual({ kind: "deferred", code: 451, enhanced: "4.3.0", text: "maildir delivery to y@a.test failed: EIO" });
+    expect(st[2].last).toEqual({ kind: "delivered", code: 250, enhanced: "", text: "ok", remoteMta: "mx.a.test", relayed: true });
+    // queue list keeps its contract shape for such items.
+    expect(listQueue(dir)[0].recipients.map((r) => r.last_reply)).toEqual([
+      "451 4.7.1 greylisted, try again",
+      "451 4.3.0 maildir delivery to y@a.test failed: EIO",
+      "250 ok",
+    ]);
+    expect(recover(dir).items.map((i) => i.id)).toEqual([id]);
+  });
+});
+
+describe("item format versions", () => {
+  test("a v1 item written by an earlier version still recovers and reads as before", async () => {
+    const dir = temp();
+    mkdirSync(dir, { recursive: true });
+    const id = newQueueId();
+    const body = new TextEncoder().encode("Received: by old\r\nSubject: v1\r\n\r\nbody\r\n");
+    const meta = new TextEncoder().encode(JSON.stringify({ v: 1, id, envelope: localEnvelope(["x@a.test"], { arrival: 5 }) }));
+    writeFileSync(join(dir, `${id}.msg`), Buffer.concat([body, meta, encodeTrailer(body.length, meta.length)]));
+    const r = recover(dir);
+    expect(r.items.map((i) => i.id)).toEqual([id]);
+    expect(r.corrupt).toEqual([]);
+    const item = openStored(dir, id)!;
+    expect(item.message.size).toBe(body.length);
+    expect(Buffer.concat([...item.message.chunks()]).equals(Buffer.from(body))).toBe(true);
+  });
+
+  test("v2 carries the prepended header fields, from a segment record through recovery; a bad prepend is corrupt", async () => {
+    const dir = temp();
+    const prepend = "X-Test: 1\r\n";
+    const [c] = await commitMessages(dir, [{ body: "Received: by us\r\n\r\nb\r\n", envelope: localEnvelope(["x@a.test"]), prepend }]);
+    expect(recover(dir).fromSegments).toBe(1);
+    const item = openStored(dir, c.id)!;
+    expect(Buffer.concat([...item.message.chunks()]).toString()).toBe("X-Test: 1\r\nReceived: by us\r\n\r\nb\r\n");
+    expect(item.size).toBe(prepend.length + 22);
+    expect(listQueue(dir)[0].size).toBe(item.size);
+    const text = readFileSync(join(dir, `${c.id}.msg`), "latin1");
+    expect(text).toContain('"v":2');
+    writeFileSync(join(dir, `${c.id}.msg`), text.replace(/"prepend":"[^"]*"/, (m) => m.slice(0, 11) + "*" + m.slice(12)), "latin1");
+    expect(recover(dir).corrupt).toEqual([`${c.id}.msg`]);
   });
 });
 
@@ -100,7 +156,7 @@ describe("listQueue / showItem / deleteItem", () => {
     const a = await commit(dir, "Subject: a\r\n\r\n", ["x@a.test", "y@a.test"]);
     const c = await commit(dir, "Subject: c\r\n\r\n");
     const next = Date.now() + 300_000;
-    await recordOutcomes(dir, a, [{ index: 1, status: "deferred", attempts: 2, nextAttempt: next, lastReply: "451 busy" }], b);
+    await recordOutcomes(dir, a, [{ index: 1, attempts: 2, nextAttempt: next, outcome: localOutcome("deferred", 451, "", "busy") }], b);
     const list = listQueue(dir);
     expect(list.map((e) => e.id)).toEqual([a, c]);
     expect(list[0]).toMatchObject({ sender: "alice@example.test", size: 14 });

@@ -81,6 +81,12 @@ export interface ParsedToken {
   offset: number;
 }
 
+/** The queue id a ring token names (what the pool tracks a claimed item by); the rest is the queue's business. */
+export function tokenId(token: string): string {
+  const a = token.indexOf(":");
+  return a < 0 ? token : token.slice(0, a);
+}
+
 export function parseToken(token: string): ParsedToken {
   const a = token.indexOf(":");
   if (a < 0) return { id: token, seg: null, offset: 0 };
@@ -89,12 +95,12 @@ export function parseToken(token: string): ParsedToken {
 }
 
 /** Validate an item (the bytes of a `<id>.msg` or of a record) and return its id, envelope and message size. */
-export function parseItem(item: Uint8Array, expectId?: string): { id: string; envelope: Envelope; size: number } {
+export function parseItem(item: Uint8Array, expectId?: string): { id: string; envelope: Envelope; size: number; prepend: Uint8Array } {
   if (item.length < TRAILER_LEN) throw new CorruptItemError("item shorter than a trailer");
   const t = decodeTrailer(item.subarray(item.length - TRAILER_LEN));
   if (t.size + t.metaLen + TRAILER_LEN !== item.length) throw new CorruptItemError("length does not match the trailer");
-  const { id, envelope } = decodeMeta(item.subarray(t.size, t.size + t.metaLen), expectId);
-  return { id, envelope, size: t.size };
+  const { id, envelope, prepend } = decodeMeta(item.subarray(t.size, t.size + t.metaLen), expectId);
+  return { id, envelope, size: t.size, prepend };
 }
 
 function readFull(fd: number, buf: Uint8Array, pos: number): boolean {

@@ -6,7 +6,7 @@
  *               its first attempt, or writes it out as <id>.msg first when anything is left to retry or report.
  *   <id>.tmp    a message being received. Never valid: deleted at start by recover().
  *   <id>.msg    a committed large message, or a small one written out of its segment: the bytes as received (our Received header first), then the meta JSON
- *               {v: 1, id, envelope} and a 24-byte trailer with lengths and a magic (item-format.ts). It exists
+ *               {v: 1, id, envelope} (v2 adds the stages' prepended header fields) and a 24-byte trailer with lengths and a magic (item-format.ts). It exists
  *               only after write → fsync → rename(<id>.tmp → <id>.msg) → fsync(DATA/queue/), so its presence
  *               means a complete, durable message: this is what a 250 to end-of-data promises.
  *   <id>.state  per-recipient delivery log, one JSON line per attempt outcome (state-log.ts). Absent until the
@@ -255,13 +255,13 @@ export class SpoolSink implements MessageSink {
     this.stage(bytes);
   }
 
-  async commit(envelope: Envelope): Promise<void> {
+  async commit(envelope: Envelope, prepend?: Uint8Array): Promise<void> {
     if (this.state !== "open") throw new Error(`spool sink ${this.id} is closed`);
     this.state = "committing";
     let tail: Uint8Array;
     try {
       envelope.arrival = Date.now();
-      const meta = encodeMeta(this.id, envelope);
+      const meta = encodeMeta(this.id, envelope, prepend);
       const trailer = encodeTrailer(this.size, meta.length);
       const need = this.bufLen + meta.length + trailer.length;
       // The tail (the whole item when in memory) is built in the buffer when it has room: no copy of the message.

@@ -16,6 +16,7 @@ export const READ_CHUNK = 64 * 1024;
 export interface StoredItem {
   id: string;
   envelope: Envelope;
+  /** The message's size as delivered: prepended header fields (meta v2) and the stored bytes. */
   size: number;
   state: RecipientState[];
   message: StoredMessage;
@@ -35,17 +36,19 @@ function readFully(fd: number, buf: Uint8Array, pos: number): void {
  * segment item is written out as `<id>.msg` before anything about it is recorded.
  */
 export function storedFromItem(item: Uint8Array, id: string): StoredItem {
-  const { envelope, size } = parseItem(item, id);
+  const { envelope, size, prepend } = parseItem(item, id);
   const bytes = item.subarray(0, size);
+  const total = prepend.length + size;
   const message: StoredMessage = {
     id,
     envelope,
-    size,
+    size: total,
     *chunks(): Iterable<Uint8Array> {
+      if (prepend.length > 0) yield prepend;
       if (bytes.length > 0) yield bytes;
     },
   };
-  return { id, envelope, size, state: readStateLog(null, envelope.recipients.length), message };
+  return { id, envelope, size: total, state: readStateLog(null, envelope.recipients.length), message };
 }
 
 export function msgPath(dir: string, id: string): string {
@@ -72,6 +75,7 @@ export function openStored(dir: string, id: string, opts: { fresh?: boolean } = 
   let whole: Uint8Array | null = null;
   let size: number;
   let envelope: Envelope;
+  let prepend: Uint8Array;
   try {
     const fileLen = fstatSync(fd).size;
     if (fileLen < TRAILER_LEN) throw new CorruptItemError("file shorter than a trailer");
@@ -89,7 +93,7 @@ export function openStored(dir: string, id: string, opts: { fresh?: boolean } = 
       meta = Buffer.allocUnsafe(t.metaLen);
       readFully(fd, meta, size);
     }
-    envelope = decodeMeta(meta, id).envelope;
+    ({ envelope, prepend } = decodeMeta(meta, id));
     if (tailLen === fileLen) whole = tail.subarray(0, size);
   } finally {
     closeSync(fd);
@@ -100,11 +104,13 @@ export function openStored(dir: string, id: string, opts: { fresh?: boolean } = 
     : readStateLog(statePath(dir, id), envelope.recipients.length);
   const bytes = whole;
   const msgSize = size;
+  const head = prepend;
   const message: StoredMessage = {
     id,
     envelope,
-    size: msgSize,
+    size: head.length + msgSize,
     *chunks(): Iterable<Uint8Array> {
+      if (head.length > 0) yield head;
       if (bytes !== null) {
         if (bytes.length > 0) yield bytes;
         return;
@@ -123,5 +129,5 @@ export function openStored(dir: string, id: string, opts: { fresh?: boolean } = 
       }
     },
   };
-  return { id, envelope, size: msgSize, state, message };
+  return { id, envelope, size: message.size, state, message };
 }

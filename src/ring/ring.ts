@@ -138,12 +138,16 @@ export class Ring {
     Atomics.notify(this.h, SIG);
   }
 
-  /** Resolves when items may be available: at once if any are, else on notify() or after timeoutMs. */
-  async waitForItems(timeoutMs: number): Promise<void> {
+  /**
+   * Resolves when items may be available: at once if any are, else on notify() or after timeoutMs. `also`: a
+   * second ring this consumer serves; its producers must then notify() this ring too (the check below and their
+   * notify pair up like this ring's own, both sequentially consistent).
+   */
+  async waitForItems(timeoutMs: number, also?: Ring): Promise<void> {
     Atomics.add(this.h, SLEEP, 1);
     try {
       const v = Atomics.load(this.h, SIG);
-      if (this.depth > 0) return;
+      if (this.depth > 0 || (also !== undefined && also.depth > 0)) return;
       const waitAsync = (Atomics as unknown as { waitAsync?: WaitAsync }).waitAsync;
       if (typeof waitAsync === "function") {
         const r = waitAsync(this.h, SIG, v, timeoutMs);

@@ -10,6 +10,8 @@ import type { CommittedItem } from "../../src/queue/index.ts";
 export interface Fixture {
   body: Uint8Array | string;
   envelope: Envelope;
+  /** Header fields as an inbound stage prepends them (MessageSink.commit's second argument). */
+  prepend?: string;
 }
 
 /** Commit `items` concurrently (they share group-commit rounds); returns them in the order given. */
@@ -22,7 +24,7 @@ export async function commitMessages(dir: string, items: Fixture[], opts: { asFi
       items.map(async (it) => {
         const sink = spool.begin();
         sink.write(typeof it.body === "string" ? new TextEncoder().encode(it.body) : it.body);
-        await sink.commit(it.envelope);
+        await sink.commit(it.envelope, it.prepend === undefined ? undefined : new TextEncoder().encode(it.prepend));
         return sink.id;
       }),
     );

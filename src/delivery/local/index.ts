@@ -1,2 +1,2 @@
-export { MaildirCourier, maildirName, maildirHostname } from "./maildir.ts";
-export type { LocalMessage, MaildirOptions } from "./maildir.ts";
+export { MaildirCourier, maildirName, maildirHostname, validFolder } from "./maildir.ts";
+export type { MaildirOptions } from "./maildir.ts";

@@ -1,12 +1,13 @@
 import { describe, expect, test } from "vitest";
-import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { replyLine } from "../../mail/index.ts";
 import type { Envelope } from "../../mail/index.ts";
-import { openStored } from "../../queue/index.ts";
+import { openStored, parseToken, SegmentReader, storedFromItem } from "../../queue/index.ts";
 import { commitMessages } from "../../../test/helpers/spool.ts";
 import { tempDir } from "../../../test/helpers/server.ts";
-import { MaildirCourier, maildirHostname, maildirName } from "./index.ts";
+import { MaildirCourier, maildirHostname, maildirName, validFolder } from "./index.ts";
 import { localEnvelope } from "../../../test/helpers/envelope.ts";
 
 const temp = () => tempDir("ringmta-maildir-");
@@ -17,6 +18,17 @@ async function stored(root: string, body: Uint8Array, sender: string, rcpts: str
   const dir = join(root, "queue");
   const [c] = await commitMessages(dir, [{ body, envelope: envelope(sender, rcpts) }], { asFiles: true });
   return openStored(dir, c!.id)!;
+}
+
+/** A segment item as a worker reads it (one pread of its record). */
+function storedFromRecord(dir: string, ref: string) {
+  const { id, seg, offset } = parseToken(ref);
+  const segments = new SegmentReader(dir);
+  try {
+    return storedFromItem(segments.read(seg!, offset, id)!, id);
+  } finally {
+    segments.close();
+  }
 }
 
 const RECEIVED = "Received: from c.test ([127.0.0.1]) by mx.test with ESMTP id X; Mon, 1 Jan 2024 00:00:00 +0000\r\n";
@@ -73,8 +85,9 @@ describe("MaildirCourier", () => {
     const [name] = readdirSync(join(box, "new"));
     renameSync(join(box, "new", name), join(box, "cur", `${name}:2,S`));
     const again = await new MaildirCourier({ mailDir: join(root, "mail"), hostname: "mx.test" }).deliver(
-      { ...item.message, recheck: true },
+      item.message,
       item.envelope.recipients,
+      { recheck: true },
     );
     expect(again[0].kind).toBe("delivered");
     expect(readdirSync(join(box, "new"))).toEqual([]);
@@ -92,8 +105,56 @@ describe("MaildirCourier", () => {
       item.envelope.recipients,
     );
     expect(out[0].kind).toBe("deferred");
-    expect(out[0].reply).toMatch(/^4\.3\.0 maildir delivery to bob@example\.test failed: E[A-Z]+$/);
+    expect(replyLine(out[0])).toMatch(/^451 4\.3\.0 maildir delivery to bob@example\.test failed: E[A-Z]+$/);
     expect(readdirSync(join(box, "tmp"))).toEqual([]);
+  });
+
+  test("header fields prepended by the inbound stages come first, before our Received line; segment and file items alike", async () => {
+    for (const asFiles of [true, false]) {
+      const root = temp();
+      const dir = join(root, "queue");
+      const body = RECEIVED + "Subject: x\r\n\r\nline\r\n";
+      const prepend = "Authentication-Results: mx.test; spf=pass\r\nX-Test: 1\r\n";
+      const [c] = await commitMessages(dir, [{ body, envelope: envelope("a@b.test", ["bob@example.test"]), prepend }], { asFiles });
+      const item = asFiles ? openStored(dir, c!.id)! : storedFromRecord(dir, c!.ref);
+      expect(item.message.size).toBe(prepend.length + body.length);
+      expect(await new MaildirCourier({ mailDir: join(root, "mail"), hostname: "h" }).deliver(item.message, item.envelope.recipients)).toMatchObject([{ kind: "delivered" }]);
+      const box = join(root, "mail", "example.test", "bob", "new");
+      const [name] = readdirSync(box);
+      const content = readFileSync(join(box, name), "utf8");
+      expect(content).toBe(`Return-Path: <a@b.test>\r\nDelivered-To: bob@example.test\r\n${prepend}${body}`);
+      expect(name).toMatch(new RegExp(`,S=${Buffer.byteLength(content)}$`));
+    }
+  });
+
+  test("a message for a folder lands in the Maildir++ folder (.Junk), created 0700 with its marker", async () => {
+    const root = temp();
+    const dir = join(root, "queue");
+    const [c] = await commitMessages(dir, [{ body: "Subject: spam\r\n\r\n", envelope: localEnvelope(["bob@example.test"], { folder: ".Junk" }) }], { asFiles: true });
+    const item = openStored(dir, c!.id)!;
+    expect(item.envelope.folder).toBe(".Junk");
+    const out = await new MaildirCourier({ mailDir: join(root, "mail"), hostname: "h" }).deliver(item.message, item.envelope.recipients);
+    expect(out[0].kind).toBe("delivered");
+    const box = join(root, "mail", "example.test", "bob");
+    expect(readdirSync(join(box, ".Junk", "new")).length).toBe(1);
+    expect(readdirSync(join(box, "new"))).toEqual([]);
+    for (const d of [box, join(box, ".Junk"), join(box, ".Junk", "cur")]) expect(statSync(d).mode & 0o777).toBe(0o700);
+    expect(statSync(join(box, ".Junk", "maildirfolder")).isFile()).toBe(true);
+    // Exactly once in the folder too: a re-check finds the copy.
+    expect((await new MaildirCourier({ mailDir: join(root, "mail"), hostname: "h" }).deliver(item.message, item.envelope.recipients, { recheck: true }))[0].kind).toBe("delivered");
+    expect(readdirSync(join(box, ".Junk", "new")).length).toBe(1);
+  });
+
+  test("folder names are strict: one level, a dot, then [A-Za-z0-9_-]; anything else fails the recipient", async () => {
+    for (const ok of [".Junk", ".Spam_2", ".a-b"]) expect(validFolder(ok)).toBe(true);
+    for (const bad of ["Junk", ".", "..", "./x", ".a/b", ".a.b", ".Jünk", "", ".a\n"]) expect(validFolder(bad)).toBe(false);
+    const root = temp();
+    const dir = join(root, "queue");
+    const [c] = await commitMessages(dir, [{ body: "x\r\n", envelope: localEnvelope(["bob@example.test"], { folder: "../../etc" }) }], { asFiles: true });
+    const item = openStored(dir, c!.id)!;
+    const out = await new MaildirCourier({ mailDir: join(root, "mail"), hostname: "h" }).deliver(item.message, item.envelope.recipients);
+    expect(out[0]).toMatchObject({ kind: "failed", code: 554, enhanced: "5.3.5" });
+    expect(existsSync(join(root, "mail", "example.test", "bob"))).toBe(false);
   });
 
   test("hostname escapes / and : as Maildir requires", () => {

@@ -6,16 +6,20 @@
  * the file name is a function of (queue id, recipient index) alone, the copy is written to tmp/<name>, fsync'd,
  * then hard-linked to new/<name> (link fails with EEXIST if a previous attempt already got there, which counts as
  * delivered), new/ is fsync'd, and the tmp copy unlinked. After a crash or a deferred attempt the caller sets
- * `recheck`, and cur/ is also searched for <name>* (a reader such as Dovecot moves new/<name> to cur/<name>:2,S).
+ * `attempt.recheck`, and cur/ is also searched for <name>* (a reader such as Dovecot moves new/<name> to cur/<name>:2,S).
+ * That is what makes this courier `exactlyOnce`.
+ *
+ * A message whose envelope names a folder (`.Junk`: DMARC quarantine, CONTRACT "Storage layout") goes to the
+ * Maildir++ folder <mailbox>/<folder>/{tmp,new,cur}, created 0700 with its `maildirfolder` marker (Maildir++:
+ * a folder is a maildir of its own inside the mailbox; Dovecot and Courier recognise it by that file). A folder
+ * name must be `.` and [A-Za-z0-9_-]+ (no nesting, no traversal); anything else fails the recipient.
  * I/O errors become `deferred` outcomes; nothing is thrown.
  */
 import { closeSync, renameSync, openSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import type { Courier, EnvelopeRecipient, Outcome, StoredMessage } from "../../mail/index.ts";
+import { localOutcome } from "../../mail/index.ts";
+import type { Courier, DeliveryAttempt, EnvelopeRecipient, Outcome, StoredMessage } from "../../mail/index.ts";
 import { FILE_MODE, mkdirDurableSync, SyncBatcher, unlinkQuiet, writeAllSync, writevAllSync } from "../../fsio/index.ts";
-
-/** A stored message as the worker hands it over; `recheck` is set for items recovered or retried. */
-export type LocalMessage = StoredMessage & { recheck?: boolean };
 
 export interface MaildirOptions {
   /** DATA/mail */
@@ -34,6 +38,11 @@ export function maildirName(arrivalMs: number, id: string, index: number, hostna
   return `${Math.floor(arrivalMs / 1000)}.R${id}_${index}.${maildirHostname(hostname)},S=${size}`;
 }
 
+/** A Maildir++ folder name we deliver into: one level, `.` then [A-Za-z0-9_-]+. */
+export function validFolder(folder: string): boolean {
+  return /^\.[A-Za-z0-9_-]+$/.test(folder);
+}
+
 /** Path segments from the envelope must not climb out of DATA/mail. */
 function safeSegment(s: string): boolean {
   return s.length > 0 && s !== "." && s !== ".." && !s.includes("/") && !s.includes("\0");
@@ -41,6 +50,7 @@ function safeSegment(s: string): boolean {
 
 export class MaildirCourier implements Courier {
   readonly name = "local";
+  readonly exactlyOnce = true;
   private readonly mailDir: string;
   private readonly host: string;
   private readonly batcher: SyncBatcher;
@@ -55,35 +65,57 @@ export class MaildirCourier implements Courier {
   }
 
   /**
-   * Deliver to every recipient concurrently so that their fsyncs share rounds. Each recipient must be an element
-   * of message.envelope.recipients (its index names the file).
+   * Deliver to every recipient concurrently so that their fsyncs share rounds, and report them together (being
+   * exactly once, nothing is gained by recording one before the others). Each recipient must be an element of
+   * message.envelope.recipients (its index names the file).
    */
-  deliver(message: LocalMessage, recipients: EnvelopeRecipient[]): Promise<Outcome[]> {
-    return Promise.all(recipients.map((r) => this.deliverOne(message, r)));
+  async deliver(message: StoredMessage, recipients: EnvelopeRecipient[], attempt: DeliveryAttempt = {}): Promise<Outcome[]> {
+    const recheck = attempt.recheck === true;
+    const out =
+      recipients.length === 1
+        ? [await this.deliverOne(message, recipients[0], recheck)]
+        : await Promise.all(recipients.map((r) => this.deliverOne(message, r, recheck)));
+    if (attempt.report !== undefined) await attempt.report(recipients.length === 1 ? ONLY : recipients.map((_, k) => k), out);
+    return out;
   }
 
-  private async deliverOne(message: LocalMessage, r: EnvelopeRecipient): Promise<Outcome> {
+  /** Nothing is held open between deliveries. */
+  close(): void {}
+
+  private async deliverOne(message: StoredMessage, r: EnvelopeRecipient, recheck: boolean): Promise<Outcome> {
     const route = r.route;
-    if (route.kind !== "local") return { kind: "failed", reply: `5.3.5 ${r.address} is not a local mailbox` };
+    if (route.kind !== "local") return localOutcome("failed", 554, "5.3.5", `${r.address} is not a local mailbox`);
     if (!safeSegment(route.domain) || !safeSegment(route.localPart)) {
-      return { kind: "failed", reply: `5.1.3 unusable mailbox name for ${r.address}` };
+      return localOutcome("failed", 553, "5.1.3", `unusable mailbox name for ${r.address}`);
     }
     const index = message.envelope.recipients.indexOf(r);
-    if (index < 0) return { kind: "deferred", reply: "4.3.0 recipient is not part of the message envelope" };
-    const box = join(this.mailDir, route.domain, route.localPart);
+    if (index < 0) return localOutcome("deferred", 451, "4.3.0", "recipient is not part of the message envelope");
+    const folder = message.envelope.folder;
+    if (folder !== undefined && !validFolder(folder)) {
+      return localOutcome("failed", 554, "5.3.5", `unusable mail folder ${JSON.stringify(folder)} for ${r.address}`);
+    }
+    const mailbox = join(this.mailDir, route.domain, route.localPart);
+    const box = folder === undefined ? mailbox : join(mailbox, folder);
     const prefix = this.enc.encode(`Return-Path: <${message.envelope.sender}>\r\nDelivered-To: ${r.address}\r\n`);
     const name = maildirName(message.envelope.arrival, message.id, index, this.host, prefix.length + message.size);
     const tmp = join(box, "tmp", name);
     const dest = join(box, "new", name);
     let fd = -1;
     try {
-      this.prepare(box);
-      if (message.recheck && this.alreadyThere(box, name)) return delivered(name);
+      if (folder !== undefined) this.prepare(mailbox, false);
+      this.prepare(box, folder !== undefined);
+      if (recheck && this.alreadyThere(box, name)) return delivered(name);
       fd = openSync(tmp, "w", FILE_MODE); // "w": a copy left in tmp/ by a crash is overwritten, not appended to
-      // The trace fields and the first chunk (a whole small message) in one writev; larger ones stream on.
+      // The trace fields and the first chunk (a whole small message) in one writev, with the stored bytes when the
+      // first chunk was prepended header fields; larger messages stream on.
       const chunks = message.chunks()[Symbol.iterator]();
       const first = chunks.next();
-      writevAllSync(fd, first.done ? [prefix] : [prefix, first.value]);
+      if (first.done) writevAllSync(fd, [prefix]);
+      else if (first.value.length >= message.size) writevAllSync(fd, [prefix, first.value]);
+      else {
+        const second = chunks.next();
+        writevAllSync(fd, second.done ? [prefix, first.value] : [prefix, first.value, second.value]);
+      }
       for (let c = chunks.next(); !c.done; c = chunks.next()) writeAllSync(fd, c.value);
       await this.batcher.syncFd(fd);
       closeSync(fd);
@@ -103,13 +135,15 @@ export class MaildirCourier implements Courier {
       }
       unlinkQuiet(tmp);
       const code = (err as NodeJS.ErrnoException).code ?? (err instanceof Error ? err.message : String(err));
-      return { kind: "deferred", reply: `4.3.0 maildir delivery to ${r.address} failed: ${code}` };
+      return localOutcome("deferred", 451, "4.3.0", `maildir delivery to ${r.address} failed: ${code}`);
     }
   }
 
-  private prepare(box: string): void {
+  /** `folder`: a Maildir++ folder, marked by an empty `maildirfolder` file. */
+  private prepare(box: string, folder: boolean): void {
     if (this.ready.has(box)) return;
     for (const sub of ["tmp", "new", "cur"]) mkdirDurableSync(join(box, sub));
+    if (folder) closeSync(openSync(join(box, "maildirfolder"), "a", FILE_MODE));
     this.ready.add(box);
   }
 
@@ -131,6 +165,9 @@ export class MaildirCourier implements Courier {
   }
 }
 
+/** The indices of a single recipient, shared (never modified by a reader). */
+const ONLY: number[] = [0];
+
 function delivered(name: string): Outcome {
-  return { kind: "delivered", reply: `2.0.0 delivered to maildir as ${name}` };
+  return localOutcome("delivered", 250, "2.0.0", `delivered to maildir as ${name}`);
 }

@@ -7,6 +7,7 @@ import { generateCertificate } from "../../certs/index.ts";
 import { createBunDialer } from "../../transport/bun/index.ts";
 import { CaptureServer } from "../../../test/helpers/capture-server.ts";
 import type { CaptureOptions } from "../../../test/helpers/capture-server.ts";
+import { replyLine } from "../../mail/index.ts";
 import type { Envelope, EnvelopeRecipient, StoredMessage } from "../../mail/index.ts";
 import { defaultRemoteSettings, RemoteCourier, RFC5321_TIMEOUTS } from "./index.ts";
 import type { RemoteSettings } from "./index.ts";
@@ -60,7 +61,8 @@ describe("RemoteCourier over relay.routes", () => {
     const rs = [rcpt("bob@far.test"), rcpt("carol@far.test")];
     const out = await courier.deliver(message(BODY, rs), rs);
     expect(out.map((o) => o.kind)).toEqual(["delivered", "delivered"]);
-    expect(out[0].reply).toBe("250 2.0.0 queued as CAPTURED");
+    expect(replyLine(out[0])).toBe("250 2.0.0 queued as CAPTURED");
+    expect(out[0]).toMatchObject({ kind: "delivered", code: 250, enhanced: "2.0.0", text: "queued as CAPTURED" });
     expect(out[0].remoteMta).toBe("127.0.0.1");
     expect(cap.messages.length).toBe(1);
     const m = cap.messages[0];
@@ -101,7 +103,7 @@ describe("RemoteCourier over relay.routes", () => {
     const courier = new RemoteCourier(settings({ routes: { "far.test": `127.0.0.1:${cap.port}` } }), createBunDialer());
     const rs = [rcpt("a@far.test"), rcpt("b@far.test"), rcpt("c@far.test")];
     const out = await courier.deliver(message(BODY, rs), rs);
-    expect(out.map((o) => [o.kind, o.reply])).toEqual([
+    expect(out.map((o) => [o.kind, replyLine(o)])).toEqual([
       ["deferred", "451 4.3.0 greylisted"],
       ["failed", "550 5.1.1 no such user"],
       ["delivered", "250 2.0.0 queued as CAPTURED"],
@@ -115,12 +117,12 @@ describe("RemoteCourier over relay.routes", () => {
     const courier = new RemoteCourier(settings({ routes: { "far.test": `127.0.0.1:${cap.port}` } }), createBunDialer());
     const rs = [rcpt("a@far.test"), rcpt("b@far.test")];
     const first = await courier.deliver(message(BODY, rs), rs);
-    expect(first.map((o) => [o.kind, o.reply])).toEqual([
+    expect(first.map((o) => [o.kind, replyLine(o)])).toEqual([
       ["deferred", "452 4.3.1 full"],
       ["deferred", "452 4.3.1 full"],
     ]);
     const second = await courier.deliver(message(BODY, rs), rs);
-    expect(second.map((o) => [o.kind, o.reply])).toEqual([
+    expect(second.map((o) => [o.kind, replyLine(o)])).toEqual([
       ["failed", "554 5.7.1 spam"],
       ["failed", "554 5.7.1 spam"],
     ]);
@@ -133,7 +135,7 @@ describe("RemoteCourier over relay.routes", () => {
     const rs = [rcpt("a@far.test")];
     const out = await courier.deliver(message(BODY, rs), rs);
     expect(out[0].kind).toBe("failed");
-    expect(out[0].reply).toMatch(/^552 5\.3\.4 message size \d+ exceeds the limit 50/);
+    expect(replyLine(out[0])).toMatch(/^552 5\.3\.4 message size \d+ exceeds the limit 50/);
     expect(cap.lines.some((l) => l.includes("MAIL"))).toBe(false);
     courier.close();
   });
@@ -146,7 +148,7 @@ describe("RemoteCourier over relay.routes", () => {
     const c1 = new RemoteCourier(settings({ routes: { "far.test": `127.0.0.1:${plain.port}` } }), createBunDialer());
     const out = await c1.deliver(m, rs);
     expect(out[0].kind).toBe("failed");
-    expect(out[0].reply).toMatch(/^553 5\.6\.7 /);
+    expect(replyLine(out[0])).toMatch(/^553 5\.6\.7 /);
     expect(plain.messages.length).toBe(0);
     const c2 = new RemoteCourier(settings({ routes: { "far.test": `127.0.0.1:${utf8.port}` } }), createBunDialer());
     expect((await c2.deliver(m, rs))[0].kind).toBe("delivered");
@@ -162,11 +164,11 @@ describe("RemoteCourier over relay.routes", () => {
     const rs = [rcpt("evil@far.test>\r\nRCPT TO:<victim@far.test"), rcpt("ok@far.test")];
     const out = await courier.deliver(message(BODY, rs), rs);
     expect(out[0].kind).toBe("failed");
-    expect(out[0].reply).toMatch(/^501 5\.1\.3 /);
+    expect(replyLine(out[0])).toMatch(/^501 5\.1\.3 /);
     expect(out[1].kind).toBe("delivered");
     expect(cap.lines.some((l) => l.includes("victim"))).toBe(false);
     const bad = message(BODY, [rcpt("x@far.test")], { sender: "a@b.test>\r\nRSET" });
-    expect((await courier.deliver(bad, bad.envelope.recipients))[0].reply).toMatch(/^501 5\.1\.7 /);
+    expect(replyLine((await courier.deliver(bad, bad.envelope.recipients))[0])).toMatch(/^501 5\.1\.7 /);
     expect(cap.lines.some((l) => l.includes("RSET"))).toBe(false);
     courier.close();
   });
@@ -203,7 +205,9 @@ describe("RemoteCourier over relay.routes", () => {
     const c2 = new RemoteCourier(settings({ routes: { "far.test": `127.0.0.1:${none.port}` } }), createBunDialer());
     const out = await c2.deliver(message(bin, rs, { body: "BINARYMIME" }), rs);
     expect(out[0].kind).toBe("failed");
-    expect(out[0].reply).toMatch(/^554 5\.6\.3 /);
+    expect(replyLine(out[0])).toMatch(/^554 5\.6\.3 /);
+    // Refused here before MAIL was sent: not a reply of `none`, so no Remote-MTA (issue 15, defect 2).
+    expect(out[0].remoteMta).toBeUndefined();
     c1.close();
     c2.close();
   });
@@ -350,7 +354,9 @@ describe("RemoteCourier connections", () => {
     const c1 = new RemoteCourier(settings({ routes: { "far.test": `127.0.0.1:${port}` } }), createBunDialer());
     const refused = await c1.deliver(message(BODY, rs), rs);
     expect(refused[0].kind).toBe("deferred");
-    expect(refused[0].reply).toMatch(/^451 4\.4\.1 connect to 127\.0\.0\.1\[127\.0\.0\.1\]:\d+ failed/);
+    expect(replyLine(refused[0])).toMatch(/^451 4\.4\.1 connect to 127\.0\.0\.1\[127\.0\.0\.1\]:\d+ failed/);
+    // Nobody replied: the outcome is ours, so a DSN must not name a Remote-MTA for it (RFC 3464 §2.3.5).
+    expect(refused[0].remoteMta).toBeUndefined();
     // A server that accepts but never answers the final dot within the (shortened) 10-minute timeout.
     const mute = await capture({ delayMs: { DOT: 1500 } });
     const c2 = new RemoteCourier(
@@ -359,7 +365,8 @@ describe("RemoteCourier connections", () => {
     );
     const late = await c2.deliver(message(BODY, rs), rs);
     expect(late[0].kind).toBe("deferred");
-    expect(late[0].reply).toMatch(/^451 4\.4\.2 .*timeout after 0 s waiting for the reply to end of data/);
+    expect(replyLine(late[0])).toMatch(/^451 4\.4\.2 .*timeout after 0 s waiting for the reply to end of data/);
+    expect(late[0].remoteMta).toBeUndefined();
     // A server that accepts the TCP connection but sends no greeting.
     const silent = createServer(() => {});
     await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()));
@@ -369,7 +376,7 @@ describe("RemoteCourier connections", () => {
     );
     const quiet = await c3.deliver(message(BODY, rs), rs);
     expect(quiet[0].kind).toBe("deferred");
-    expect(quiet[0].reply).toMatch(/timeout .* the greeting/);
+    expect(replyLine(quiet[0])).toMatch(/timeout .* the greeting/);
     silent.close();
     c1.close();
     c2.close();
@@ -412,14 +419,14 @@ describe("RemoteCourier TLS and AUTH", () => {
     );
     const out = await untrusted.deliver(message(BODY, rs), rs);
     expect(out[0].kind).toBe("deferred");
-    expect(out[0].reply).toMatch(/^451 4\.7\.5 TLS with .* failed/);
+    expect(replyLine(out[0])).toMatch(/^451 4\.7\.5 TLS with .* failed/);
     expect(cap.lines.slice(before).some((l) => l.includes("AUTH") || l.includes("MAIL"))).toBe(false);
 
     // A smart host without STARTTLS is not used when TLS is required.
     const plain = await capture({ auth });
     const noTls = new RemoteCourier(settings({ smarthost: `127.0.0.1:${plain.port}` }), createBunDialer());
     const o2 = await noTls.deliver(message(BODY, rs), rs);
-    expect(o2[0].reply).toMatch(/^451 4\.7\.4 TLS is required/);
+    expect(replyLine(o2[0])).toMatch(/^451 4\.7\.4 TLS is required/);
     expect(plain.messages.length).toBe(0);
 
     // AUTH LOGIN when PLAIN is not offered; wrong credentials defer (our configuration, not the message).
@@ -436,7 +443,7 @@ describe("RemoteCourier TLS and AUTH", () => {
     );
     const o3 = await bad.deliver(message(BODY, rs), rs);
     expect(o3[0].kind).toBe("deferred");
-    expect(o3[0].reply).toMatch(/^451 4\.7\.8 authentication to .* failed: 535 5\.7\.8/);
+    expect(replyLine(o3[0])).toMatch(/^451 4\.7\.8 authentication to .* failed: 535 5\.7\.8/);
     lc.close();
   });
 });

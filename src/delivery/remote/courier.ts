@@ -10,7 +10,8 @@
  */
 import type { Dialer } from "../../transport/types.ts";
 import type { DnsLookup } from "../../dns/index.ts";
-import type { Courier, EnvelopeRecipient, Outcome, StoredMessage } from "../../mail/index.ts";
+import { localOutcome } from "../../mail/index.ts";
+import type { Courier, DeliveryAttempt, EnvelopeRecipient, Outcome, OutcomeReport, StoredMessage } from "../../mail/index.ts";
 import { Router } from "./route.ts";
 import type { Destination, RouteSettings } from "./route.ts";
 import { hasControl, RFC5321_TIMEOUTS, SessionError, SmtpSession, StaleConnectionError } from "./smtp-client.ts";
@@ -59,13 +60,14 @@ interface Pool {
   idle: Array<{ s: SmtpSession; timer: ReturnType<typeof setTimeout> }>;
   waiters: Array<() => void>;
   deadUntil: number;
-  deadReply: string;
+  /** Why the destination is spared (the outcome of the connect that timed out). */
+  deadOutcome: Outcome | null;
 }
-
-export type GroupReport = (indices: number[], outcomes: Outcome[]) => Promise<void> | void;
 
 export class RemoteCourier implements Courier {
   readonly name = "remote";
+  /** A second transaction is a second copy at the remote: outcomes must be recorded before anything moves on. */
+  readonly exactlyOnce = false;
   private readonly router: Router;
   private readonly pools = new Map<string, Pool>();
   private readonly max: number;
@@ -86,19 +88,22 @@ export class RemoteCourier implements Courier {
     this.deadMs = s.deadMs ?? 5000;
   }
 
-  async deliver(message: StoredMessage, recipients: EnvelopeRecipient[]): Promise<Outcome[]> {
+  /**
+   * Deliver, calling `attempt.report` (indices into `recipients`) once per destination as soon as its transaction
+   * ends. Resolves with every outcome once every group is reported; never rejects. Remote delivery has nothing to
+   * re-check: `attempt.recheck` is not used (at least once, CONTRACT "Guarantees").
+   */
+  async deliver(message: StoredMessage, recipients: EnvelopeRecipient[], attempt: DeliveryAttempt = {}): Promise<Outcome[]> {
     const out: Outcome[] = new Array(recipients.length);
-    await this.deliverEach(message, recipients, (indices, outcomes) => {
+    const given = attempt.report;
+    await this.deliverGroups(message, recipients, (indices, outcomes) => {
       indices.forEach((k, j) => (out[k] = outcomes[j]));
+      return given?.(indices, outcomes);
     });
     return out;
   }
 
-  /**
-   * Deliver, calling `report` (indices into `recipients`) once per destination as soon as its transaction ends.
-   * Resolves when every group is reported; never rejects.
-   */
-  async deliverEach(message: StoredMessage, recipients: EnvelopeRecipient[], report: GroupReport): Promise<void> {
+  private async deliverGroups(message: StoredMessage, recipients: EnvelopeRecipient[], report: OutcomeReport): Promise<void> {
     // The common case, one recipient whose destination the config decides: no grouping, no DNS, no await for it.
     if (recipients.length === 1) {
       const r = recipients[0];
@@ -126,7 +131,7 @@ export class RemoteCourier implements Courier {
     const groups = new Map<string, { dest: Dest; indices: number[] }>();
     const early: Promise<void>[] = [];
     if (refused.length > 0) {
-      const o: Outcome = { kind: "failed", reply: "501 5.1.3 the recipient address contains a control character" };
+      const o = localOutcome("failed", 501, "5.1.3", "the recipient address contains a control character");
       early.push(Promise.resolve(report(refused, refused.map(() => o))));
     }
     await Promise.all(
@@ -135,10 +140,10 @@ export class RemoteCourier implements Courier {
         try {
           dest = await this.router.route(domain);
         } catch (err) {
-          dest = { kind: "deferred", reply: `451 4.4.3 routing ${domain} failed: ${String(err)}` };
+          dest = { kind: "deferred", code: 451, enhanced: "4.4.3", text: `routing ${domain} failed: ${String(err)}` };
         }
         if (dest.kind !== "hops") {
-          const o: Outcome = { kind: dest.kind, reply: dest.reply };
+          const o = localOutcome(dest.kind, dest.code, dest.enhanced, dest.text);
           early.push(Promise.resolve(report(indices, indices.map(() => o))));
           return;
         }
@@ -172,7 +177,7 @@ export class RemoteCourier implements Courier {
   private pool(key: string): Pool {
     let p = this.pools.get(key);
     if (p === undefined) {
-      p = { active: 0, idle: [], waiters: [], deadUntil: 0, deadReply: "" };
+      p = { active: 0, idle: [], waiters: [], deadUntil: 0, deadOutcome: null };
       this.pools.set(key, p);
     }
     return p;
@@ -180,10 +185,10 @@ export class RemoteCourier implements Courier {
 
   private async transaction(dest: Dest, message: StoredMessage, rcpts: EnvelopeRecipient[]): Promise<Outcome[]> {
     const p = this.pool(dest.key);
-    const deferAll = (reply: string): Outcome[] => rcpts.map(() => ({ kind: "deferred", reply }));
-    if (Date.now() < p.deadUntil) return deferAll(p.deadReply);
+    const all = (o: Outcome): Outcome[] => rcpts.map(() => o);
+    if (Date.now() < p.deadUntil && p.deadOutcome !== null) return all(p.deadOutcome);
     if (!(await this.acquire(p))) {
-      return deferAll(`451 4.4.5 too many deliveries to ${dest.hops[0].name} in progress; will retry`);
+      return all(localOutcome("deferred", 451, "4.4.5", `too many deliveries to ${dest.hops[0].name} in progress; will retry`));
     }
     let session: SmtpSession | null = null;
     try {
@@ -196,11 +201,11 @@ export class RemoteCourier implements Courier {
           const opened = await this.open(dest);
           if (opened instanceof SessionError) {
             // Hosts that do not answer at all cost a connect timeout each: spare the next deliveries that wait.
-            if (opened.kind === "deferred" && /^4\d\d 4\.4\.1 .*timed out/.test(opened.reply)) {
+            if (opened.unreachable) {
               p.deadUntil = Date.now() + this.deadMs;
-              p.deadReply = opened.reply;
+              p.deadOutcome = opened.outcome;
             }
-            return rcpts.map(() => ({ kind: opened.kind, reply: opened.reply }));
+            return all(opened.outcome);
           }
           session = opened;
         }
@@ -215,7 +220,7 @@ export class RemoteCourier implements Courier {
     } catch (err) {
       session?.close();
       session = null;
-      return deferAll(`451 4.3.0 remote delivery error: ${String(err)}`);
+      return all(localOutcome("deferred", 451, "4.3.0", `remote delivery error: ${String(err)}`));
     } finally {
       this.release(p, session);
     }
@@ -262,7 +267,7 @@ export class RemoteCourier implements Courier {
 
   /** Try each host and address in order; an opportunistic STARTTLS that fails is retried in plain text. */
   private async open(dest: Dest): Promise<SmtpSession | SessionError> {
-    let last = new SessionError("deferred", `451 4.4.4 no host to deliver to for ${dest.key}`);
+    let last = new SessionError(localOutcome("deferred", 451, "4.4.4", `no host to deliver to for ${dest.key}`));
     for (const hop of dest.hops) {
       for (const address of hop.addresses.length > 0 ? hop.addresses : [hop.name]) {
         const target = { address, port: hop.port, name: hop.name };
@@ -271,7 +276,7 @@ export class RemoteCourier implements Courier {
           try {
             return await SmtpSession.open(this.dialer, target, this.options(dest, tls));
           } catch (err) {
-            last = err instanceof SessionError ? err : new SessionError("deferred", `451 4.4.2 ${String(err)}`);
+            last = err instanceof SessionError ? err : new SessionError(localOutcome("deferred", 451, "4.4.2", String(err)));
             if (last.tlsFailed && tls === "opportunistic") {
               tls = "none";
               continue;

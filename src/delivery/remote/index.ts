@@ -1,5 +1,5 @@
 export { defaultRemoteSettings, RemoteCourier } from "./courier.ts";
-export type { GroupReport, RemoteSettings } from "./courier.ts";
+export type { RemoteSettings } from "./courier.ts";
 export { Router, orderMx, splitHostPort } from "./route.ts";
 export type { Destination, Hop, RouteSettings } from "./route.ts";
 export { RFC5321_TIMEOUTS, SessionError, SmtpSession, hasControl } from "./smtp-client.ts";

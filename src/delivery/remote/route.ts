@@ -36,8 +36,19 @@ export interface Hop {
 /** Where one domain's mail goes this attempt. `key` names the destination for connection reuse and limits. */
 export type Destination =
   | { kind: "hops"; key: string; hops: Hop[]; tls: ClientTlsPolicy; smarthost: boolean }
-  | { kind: "failed"; reply: string }
-  | { kind: "deferred"; reply: string };
+  | Refusal;
+
+/** No destination this attempt: an outcome of our own (RFC 3463 status; never a Remote-MTA, nothing was sent). */
+export interface Refusal {
+  kind: "failed" | "deferred";
+  code: number;
+  enhanced: string;
+  text: string;
+}
+
+function refusal(kind: Refusal["kind"], code: number, enhanced: string, text: string): Refusal {
+  return { kind, code, enhanced, text };
+}
 
 /** Bound on remembered config-only routes: with a smart host every domain is one, and domains come from senders. */
 const FIXED_CACHE_MAX = 10_000;
@@ -99,12 +110,12 @@ export class Router {
     const mapped = Object.hasOwn(this.s.routes, d) ? this.s.routes[d] : undefined;
     if (mapped !== undefined) {
       const hp = splitHostPort(mapped);
-      if (hp === null) return { kind: "deferred", reply: `451 4.3.5 bad relay.routes entry for ${d}: ${mapped}` };
+      if (hp === null) return refusal("deferred", 451, "4.3.5", `bad relay.routes entry for ${d}: ${mapped}`);
       return { kind: "hops", key: `route:${hp.host}:${hp.port}`, hops: [this.hop(hp.host, hp.port)], tls: "opportunistic", smarthost: false };
     }
     if (this.s.smarthost !== "") {
       const hp = splitHostPort(this.s.smarthost);
-      if (hp === null) return { kind: "deferred", reply: `451 4.3.5 bad relay.smarthost: ${this.s.smarthost}` };
+      if (hp === null) return refusal("deferred", 451, "4.3.5", `bad relay.smarthost: ${this.s.smarthost}`);
       const tls: ClientTlsPolicy = this.s.smarthostTls === "starttls" ? "required" : this.s.smarthostTls;
       return { kind: "hops", key: `smarthost:${hp.host}:${hp.port}`, hops: [this.hop(hp.host, hp.port)], tls, smarthost: true };
     }
@@ -117,12 +128,12 @@ export class Router {
 
   private async mx(domain: string): Promise<Destination> {
     const mx = await this.dns.lookup(domain, "MX");
-    if (mx.status === "nxdomain") return { kind: "failed", reply: `550 5.1.2 ${domain} does not exist (no such domain)` };
+    if (mx.status === "nxdomain") return refusal("failed", 550, "5.1.2", `${domain} does not exist (no such domain)`);
     if (mx.status === "timeout" || mx.status === "servfail") return lookupFailed(`MX of ${domain}`, mx);
     const records = mx.records.map((r) => ({ exchange: r.exchange, priority: r.preference }));
     const isNull = (r: { exchange: string }) => r.exchange === "." || r.exchange === "";
     if (records.length > 0 && records.every(isNull)) {
-      return { kind: "failed", reply: `556 5.1.10 ${domain} does not accept mail (null MX, RFC 7505)` };
+      return refusal("failed", 556, "5.1.10", `${domain} does not accept mail (null MX, RFC 7505)`);
     }
     // NODATA: no MX at all, the domain itself is the implicit MX (RFC 5321 §5.1).
     const names = records.length > 0 ? orderMx(records.filter((r) => !isNull(r))).map((r) => r.exchange) : [domain];
@@ -137,9 +148,9 @@ export class Router {
     if (hops.length > 0) return { kind: "hops", key: `mx:${domain}`, hops, tls: "opportunistic", smarthost: false };
     if (lastFailure !== null) return lookupFailed(`the addresses of the mail hosts of ${domain}`, lastFailure);
     if (records.length === 0) {
-      return { kind: "failed", reply: `550 5.1.2 ${domain} has no MX and no A/AAAA record` };
+      return refusal("failed", 550, "5.1.2", `${domain} has no MX and no A/AAAA record`);
     }
-    return { kind: "failed", reply: `550 5.4.4 no address for the mail hosts of ${domain}` };
+    return refusal("failed", 550, "5.4.4", `no address for the mail hosts of ${domain}`);
   }
 
   /** A and AAAA of `host`, IPv4 first; a failure of either with no address from the other is a failure. */
@@ -152,5 +163,5 @@ export class Router {
 
 /** A lookup that got no answer (timeout, SERVFAIL, garbage): temporary, the mail waits (RFC 5321 §4.5.4.1). */
 function lookupFailed(what: string, r: DnsResult): Destination {
-  return { kind: "deferred", reply: `451 4.4.3 DNS lookup of ${what} failed: ${r.status}` };
+  return refusal("deferred", 451, "4.4.3", `DNS lookup of ${what} failed: ${r.status}`);
 }

@@ -7,6 +7,7 @@
  */
 import { DotStuffer, encodeBase64, encodeXtext } from "../../protocol/index.ts";
 import type { ClientConn, Dialer } from "../../transport/types.ts";
+import { kindOfCode, localOutcome, replyLine } from "../../mail/index.ts";
 import type { EnvelopeRecipient, Outcome, StoredMessage } from "../../mail/index.ts";
 import { ConnectionError, ReplyReader, replyText } from "./reply-reader.ts";
 import type { SmtpReply } from "./reply-reader.ts";
@@ -62,14 +63,18 @@ export interface SessionOptions {
   timeouts: RemoteTimeouts;
 }
 
-/** Why a connection could not be set up. `tlsFailed`: an opportunistic retry without STARTTLS may work. */
+/**
+ * Why a connection could not be set up, as the outcome for its recipients (with a Remote-MTA only when the server
+ * refused in a reply). `tlsFailed`: an opportunistic retry without STARTTLS may work. `unreachable`: the connect
+ * itself timed out (the courier then spares the destination for a while).
+ */
 export class SessionError extends Error {
   constructor(
-    readonly kind: "deferred" | "failed",
-    readonly reply: string,
+    readonly outcome: Outcome,
     readonly tlsFailed = false,
+    readonly unreachable = false,
   ) {
-    super(reply);
+    super(replyLine(outcome));
   }
 }
 
@@ -92,12 +97,30 @@ export function hasControl(s: string): boolean {
 
 const isAscii = (s: string): boolean => !/[^\x00-\x7f]/.test(s);
 
-function outcomeOf(r: SmtpReply, host: string, dsn = true): Outcome {
-  const reply = replyText(r);
+/** RFC 3463 status at the start of a reply line (RFC 2034 §4), with the space after it. */
+const ENHANCED = /^([245]\.\d{1,3}\.\d{1,3})(?: +|$)/;
+
+/**
+ * The outcome a remote reply means, structured here, where it comes off the wire: the enhanced code from its
+ * first line (RFC 2034 §4: every line carries the same one; it is dropped from each so the text reads once), ""
+ * when the server sent none. `remoteMta`: the host that sent it.
+ */
+export function remoteOutcome(r: SmtpReply, host: string, dsn = true): Outcome {
+  const m = r.lines.length > 0 ? ENHANCED.exec(r.lines[0]) : null;
+  const enhanced = m === null ? "" : m[1];
+  let text = "";
+  for (const line of r.lines) {
+    const t = m !== null && line.startsWith(enhanced) ? line.slice(enhanced.length).trimStart() : line;
+    text = text === "" ? t : `${text} ${t}`;
+  }
+  text = text.replace(/[\r\n]+/g, " ").trim();
+  const o: Outcome = { kind: kindOfCode(r.code), code: r.code, enhanced, text, remoteMta: host };
   // RFC 3461 §5.2.2: a server without DSN takes over no notification duty: the delivery is only "relayed".
-  if (r.code >= 200 && r.code < 300) return { kind: "delivered", reply, remoteMta: host, ...(dsn ? {} : { relayed: true }) };
-  return { kind: r.code >= 500 ? "failed" : "deferred", reply, remoteMta: host };
+  if (o.kind === "delivered" && !dsn) o.relayed = true;
+  return o;
 }
+
+const outcomeOf = remoteOutcome;
 
 export class SmtpSession {
   readonly ext = new Map<string, string>();
@@ -138,7 +161,8 @@ export class SmtpSession {
         ...(opts.tls === "implicit" ? { tls: { servername: target.name, verify: opts.verify, ca: opts.ca } } : {}),
       });
     } catch (err) {
-      throw new SessionError("deferred", `451 4.4.1 connect to ${where} failed: ${(err as Error).message}`);
+      const why = (err as Error).message;
+      throw new SessionError(localOutcome("deferred", 451, "4.4.1", `connect to ${where} failed: ${why}`), false, /timed out/.test(why));
     }
     const s = new SmtpSession(conn, target, opts);
     try {
@@ -147,7 +171,7 @@ export class SmtpSession {
     } catch (err) {
       s.close();
       if (err instanceof SessionError) throw err;
-      throw new SessionError("deferred", `451 4.4.2 ${where}: ${(err as Error).message}`);
+      throw new SessionError(localOutcome("deferred", 451, "4.4.2", `${where}: ${(err as Error).message}`));
     }
   }
 
@@ -158,7 +182,7 @@ export class SmtpSession {
     await this.hello();
     const offered = this.ext.has("STARTTLS");
     if (this.opts.tls === "required" && !offered) {
-      throw new SessionError("deferred", `451 4.7.4 TLS is required, but ${where} does not offer STARTTLS`);
+      throw new SessionError(localOutcome("deferred", 451, "4.7.4", `TLS is required, but ${where} does not offer STARTTLS`));
     }
     if ((this.opts.tls === "opportunistic" || this.opts.tls === "required") && offered) {
       const r = await this.command("STARTTLS", t.commandMs);
@@ -170,7 +194,7 @@ export class SmtpSession {
         try {
           await this.conn.startTls({ servername: this.target.name, verify: this.opts.verify, ca: this.opts.ca });
         } catch (err) {
-          throw new SessionError("deferred", `451 4.7.5 TLS with ${where} failed: ${(err as Error).message}`, true);
+          throw new SessionError(localOutcome("deferred", 451, "4.7.5", `TLS with ${where} failed: ${(err as Error).message}`), true);
         }
         await this.hello();
       }
@@ -201,7 +225,7 @@ export class SmtpSession {
     const a = this.opts.auth!;
     const t = this.opts.timeouts;
     if (!this.tls && this.opts.tls !== "none") {
-      throw new SessionError("deferred", `451 4.7.0 not sending credentials to ${where} without TLS`);
+      throw new SessionError(localOutcome("deferred", 451, "4.7.0", `not sending credentials to ${where} without TLS`));
     }
     const mechs = (this.ext.get("AUTH") ?? "").toUpperCase().split(/\s+/);
     let r: SmtpReply;
@@ -212,15 +236,20 @@ export class SmtpSession {
       if (r.code === 334) r = await this.command(encodeBase64(a.user), t.commandMs, "AUTH LOGIN user");
       if (r.code === 334) r = await this.command(encodeBase64(a.password), t.commandMs, "AUTH LOGIN password");
     } else {
-      throw new SessionError("deferred", `451 4.7.0 ${where} offers no AUTH mechanism we can use (PLAIN, LOGIN)`);
+      throw new SessionError(localOutcome("deferred", 451, "4.7.0", `${where} offers no AUTH mechanism we can use (PLAIN, LOGIN)`));
     }
     if (r.code !== 235) {
-      throw new SessionError("deferred", `451 4.7.8 authentication to ${where} failed: ${replyText(r)}`);
+      // Our configuration's fault, decided here: the remote's reply is quoted, but it is not the outcome.
+      throw new SessionError(localOutcome("deferred", 451, "4.7.8", `authentication to ${where} failed: ${replyText(r)}`));
     }
   }
 
   private refused(r: SmtpReply, what: string): SessionError {
-    return new SessionError(r.code >= 500 ? "failed" : "deferred", `${replyText(r)} (in reply to ${what})`);
+    const o = remoteOutcome(r, this.host);
+    // A 2xx where a refusal was expected (a greeting of 250, say) is still no way in: defer.
+    if (o.kind === "delivered") o.kind = "deferred";
+    o.text = `${o.text} (in reply to ${what})`;
+    return new SessionError(o);
   }
 
   private async command(line: string, timeoutMs: number, what = line): Promise<SmtpReply> {
@@ -239,29 +268,30 @@ export class SmtpSession {
     const host = this.host;
     const out: Array<Outcome | null> = rcpts.map(() => null);
     const all = (o: Outcome): Outcome[] => out.map((x) => x ?? o);
-    const failAll = (reply: string): Outcome[] => all({ kind: "failed", reply, remoteMta: host });
+    // Refused here, before anything was sent for this message: our outcome, no Remote-MTA.
+    const failAll = (code: number, enhanced: string, text: string): Outcome[] => all(localOutcome("failed", code, enhanced, text));
 
     // Nothing from the message or an address may put a line break on a command line (command injection).
-    if (hasControl(env.sender)) return failAll("501 5.1.7 the sender address contains a control character");
-    if (env.envid !== undefined && hasControl(env.envid)) return failAll("501 5.5.4 ENVID contains a control character");
+    if (hasControl(env.sender)) return failAll(501, "5.1.7", "the sender address contains a control character");
+    if (env.envid !== undefined && hasControl(env.envid)) return failAll(501, "5.5.4", "ENVID contains a control character");
     const needsUtf8 = env.smtputf8 && (!isAscii(env.sender) || rcpts.some((r) => !isAscii(r.address)));
     if (needsUtf8 && !this.ext.has("SMTPUTF8")) {
       // RFC 6531 §3.2: without SMTPUTF8 at the server the message cannot be sent; it is returned (5.6.7).
-      return failAll(`553 5.6.7 ${host} does not support SMTPUTF8, which this message needs`);
+      return failAll(553, "5.6.7", `${host} does not support SMTPUTF8, which this message needs`);
     }
     const bdat = env.body === "BINARYMIME";
     if (bdat && !(this.ext.has("BINARYMIME") && this.ext.has("CHUNKING"))) {
       // RFC 3030 §3: BINARYMIME content goes only to a server that offers BINARYMIME and CHUNKING.
-      return failAll(`554 5.6.3 ${host} does not support BINARYMIME and CHUNKING, which this message needs`);
+      return failAll(554, "5.6.3", `${host} does not support BINARYMIME and CHUNKING, which this message needs`);
     }
     if (env.body === "8BITMIME" && !this.ext.has("8BITMIME")) {
       // RFC 6152 §3: 8-bit content to a server without 8BITMIME must be converted or returned; we return it.
-      return failAll(`554 5.6.3 ${host} does not support 8BITMIME, which this message needs`);
+      return failAll(554, "5.6.3", `${host} does not support 8BITMIME, which this message needs`);
     }
     const limit = Number(this.ext.get("SIZE") ?? "0");
     if (this.ext.has("SIZE") && limit > 0 && message.size > limit) {
       // RFC 1870 §6: do not send what the server already said it will refuse.
-      return failAll(`552 5.3.4 message size ${message.size} exceeds the limit ${limit} of ${host}`);
+      return failAll(552, "5.3.4", `message size ${message.size} exceeds the limit ${limit} of ${host}`);
     }
 
     const dsn = this.ext.has("DSN");
@@ -276,7 +306,7 @@ export class SmtpSession {
     for (let k = 0; k < rcpts.length; k++) {
       const r = rcpts[k];
       if (hasControl(r.address) || (r.orcpt !== undefined && hasControl(r.orcpt))) {
-        out[k] = { kind: "failed", reply: "501 5.1.3 the recipient address contains a control character", remoteMta: host };
+        out[k] = localOutcome("failed", 501, "5.1.3", "the recipient address contains a control character");
         continue;
       }
       let line = `RCPT TO:<${r.address}>`;
@@ -288,7 +318,7 @@ export class SmtpSession {
       lines.push(line);
       sent.push(k);
     }
-    if (sent.length === 0) return all({ kind: "failed", reply: "501 5.1.3 no usable recipient", remoteMta: host });
+    if (sent.length === 0) return all(localOutcome("failed", 501, "5.1.3", "no usable recipient"));
 
     const reused = this.transactions > 0;
     const pipelining = this.ext.has("PIPELINING");
@@ -364,7 +394,8 @@ export class SmtpSession {
       // §6.1: a lost reply to the final dot can mean a duplicate, never a loss).
       this.close();
       const why = err instanceof Error ? err.message : String(err);
-      return all({ kind: "deferred", reply: `451 4.4.2 ${host}: ${why} (during ${stage})`, remoteMta: host });
+      // No reply came (timeout, connection lost): the outcome is ours, with no Remote-MTA.
+      return all(localOutcome("deferred", 451, "4.4.2", `${host}: ${why} (during ${stage})`));
     }
   }
 
@@ -431,6 +462,6 @@ export class SmtpSession {
 
 /** Recipients the server never answered for (cannot happen with a conforming server). */
 function failedFallback(host: string): Outcome {
-  return { kind: "deferred", reply: `451 4.4.2 ${host}: no reply for this recipient`, remoteMta: host };
+  return localOutcome("deferred", 451, "4.4.2", `${host}: no reply for this recipient`);
 }
 

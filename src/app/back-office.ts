@@ -1,0 +1,123 @@
+/**
+ * The back office as the composition root connects it: spool → delivery pool (workers, couriers) → notifier
+ * (our DSNs) → recovery of what the last run left. Wiring only: what is retried, reported or recovered is decided
+ * in queue/, how mail is delivered in delivery/. Started after the listeners are bound and privileges dropped.
+ */
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Config } from "../config/index.ts";
+import { DeliveryPool, RFC5321_TIMEOUTS, resultReporter, type RemoteSettings } from "../delivery/index.ts";
+import type { Logger } from "../observe/index.ts";
+import type { Policy } from "../policy/index.ts";
+import { Notifier, recover, resumeRecovered, Spool } from "../queue/index.ts";
+import { runtimeName } from "../runtime/index.ts";
+import type { ServerMetrics } from "./metrics.ts";
+import type { QueueStats } from "./queue-stats.ts";
+
+/** What the remote courier needs from the config (plain data: it is posted to the delivery workers). */
+export function remoteSettings(c: Config): RemoteSettings {
+  return {
+    hostname: c.hostname,
+    routes: c.relay.routes,
+    smarthost: c.relay.smarthost,
+    smarthostTls: c.relay.smarthostTls,
+    smarthostUser: c.relay.smarthostUser,
+    smarthostPassword: c.relay.smarthostPassword,
+    smarthostCa: c.relay.smarthostCa === "" ? "" : readFileSync(c.relay.smarthostCa, "utf8"),
+    mxPort: c.relay.mxPort,
+    dnsServers: c.dns.servers,
+    // RFC 5321 §4.5.3.2 values; there is no config key for them (tests of the client shorten them directly).
+    timeouts: RFC5321_TIMEOUTS,
+  };
+}
+
+export interface BackOfficeOptions {
+  /** The current config and policy (SIGHUP replaces both). */
+  config(): Config;
+  policy(): Policy;
+  log: Logger;
+  stats: QueueStats;
+  metrics: ServerMetrics;
+}
+
+export interface BackOffice {
+  readonly spool: Spool;
+  readonly pool: DeliveryPool;
+  /** SIGHUP: new relay settings for the workers (each rebuilds only what they change). */
+  reload(next: Config): void;
+  stop(): Promise<void>;
+}
+
+export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice> {
+  const config = o.config();
+  const { log, stats, metrics } = o;
+  const queueDir = join(config.dataDir, "queue");
+  const mailDir = join(config.dataDir, "mail");
+  mkdirSync(queueDir, { recursive: true, mode: 0o700 });
+  mkdirSync(mailDir, { recursive: true, mode: 0o700 });
+  let spool: Spool | null = null;
+  const pool = new DeliveryPool({
+    // One entry per runtime: a worker must import its Dialer statically (see delivery-worker.ts), and the Bun
+    // adapter loads bun:ffi, which Deno cannot.
+    workerUrl:
+      runtimeName() === "bun"
+        ? new URL("./delivery-worker.ts", import.meta.url)
+        : new URL("./delivery-worker-deno.ts", import.meta.url),
+    workers: config.delivery.workers,
+    queueDir,
+    mailDir,
+    hostname: config.hostname,
+    retryIntervalsMs: config.queue.retryIntervalsMs,
+    maxAgeMs: config.queue.maxAgeMs,
+    delayWarningMs: config.queue.delayWarningMs,
+    remote: remoteSettings(config),
+    log,
+    // Notices: a DSN from the queue; then a kept item is deleted by the pool.
+    onFinished: (r) => notifier.notify(r.id, r.notices),
+    onReleased: (ref: string) => spool?.release(ref),
+    onResult: resultReporter(log, metrics.delivery),
+  });
+  spool = new Spool({
+    dir: queueDir,
+    onRound: metrics.spoolRound,
+    onCommitted: (c) => {
+      stats.add(c.id, c.envelope.arrival);
+      pool.enqueue(c.ref, false, c.envelope);
+    },
+  });
+  const notifier = new Notifier({
+    queueDir,
+    // Read at each DSN: a SIGHUP may change them.
+    get hostname() {
+      return o.config().hostname;
+    },
+    get maxAgeMs() {
+      return o.config().queue.maxAgeMs;
+    },
+    spool,
+    routeOwn: (address) => o.policy().routeOwn(address),
+    log,
+  });
+  const recovered = recover(queueDir, log);
+  await pool.start();
+  await resumeRecovered(
+    recovered,
+    {
+      deliverNow: (id, envelope) => pool.enqueue(id, true, envelope),
+      schedule: (id, at, envelope) => pool.schedule(id, at, envelope),
+      track: (id, envelope) => stats.add(id, envelope.arrival),
+    },
+    notifier,
+    log,
+  );
+  const s = spool;
+  return {
+    spool: s,
+    pool,
+    reload: (next) => pool.updateRemote(remoteSettings(next)),
+    async stop() {
+      await s.close();
+      await pool.stop();
+    },
+  };
+}
