@@ -26,6 +26,10 @@ export function remoteSettings(c: Config): RemoteSettings {
     smarthostCa: c.relay.smarthostCa === "" ? "" : readFileSync(c.relay.smarthostCa, "utf8"),
     mxPort: c.relay.mxPort,
     dnsServers: c.dns.servers,
+    dane: c.relay.dane === "on",
+    mtaSts: c.relay.mtaSts === "on",
+    stsDir: join(c.dataDir, "mta-sts"),
+    tlsCa: c.relay.tlsCa === "" ? "" : readFileSync(c.relay.tlsCa, "utf8"),
     // RFC 5321 §4.5.3.2 values; there is no config key for them (tests of the client shorten them directly).
     timeouts: RFC5321_TIMEOUTS,
   };

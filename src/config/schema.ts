@@ -166,6 +166,10 @@ function buildFileSchema() {
         smarthost_tls: tlsMode.optional(),
         smarthost_ca: str.optional(),
         mx_port: int(1, 65535, "expected a port number from 1 to 65535").optional(),
+        mta_sts: oneOf(["off", "on"]).optional(),
+        dane: oneOf(["off", "on"]).optional(),
+        tls_ca: str.optional(),
+        tls_rpt: bool.optional(),
         routes: keyedBy(
           hostPort(false, false),
           'domain = "host:port"',

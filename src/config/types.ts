@@ -41,6 +41,14 @@ export interface Config {
     /** Absolute or "". */
     smarthostCa: string;
     mxPort: number;
+    /** Honour destinations' MTA-STS policies (RFC 8461). */
+    mtaSts: "off" | "on";
+    /** Honour DANE TLSA records (RFC 7672); trusts the AD bit of dns.servers. */
+    dane: "off" | "on";
+    /** Absolute path of a PEM file of extra CAs for verified TLS to MX hosts and MTA-STS fetches, or "". */
+    tlsCa: string;
+    /** Send daily TLS-RPT reports (RFC 8460). */
+    tlsRpt: boolean;
     /** Lower-case domain → "host:port". */
     routes: Record<string, string>;
   };

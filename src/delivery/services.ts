@@ -11,7 +11,7 @@ import type { SyncBatcher } from "../queue/index.ts";
 import type { Dialer } from "../transport/types.ts";
 import type { Courier, Route } from "../mail/index.ts";
 import { MaildirCourier } from "./local/index.ts";
-import { RemoteCourier } from "./remote/index.ts";
+import { MtaStsCache, RemoteCourier } from "./remote/index.ts";
 import type { RemoteSettings } from "./remote/index.ts";
 import { COURIER_KINDS } from "./worker-protocol.ts";
 import type { WorkerInit } from "./worker-protocol.ts";
@@ -30,6 +30,8 @@ export class WorkerServices {
   private remoteSettings: RemoteSettings;
   /** The worker's DNS resolver and its cache; replaced only when `[dns] servers` changes. */
   private dns: Resolver;
+  /** MTA-STS policies (RFC 8461), persisted under DATA/mta-sts; rebuilt only when what it reads changes. */
+  private sts: MtaStsCache | undefined;
 
   constructor(
     init: WorkerInit,
@@ -38,9 +40,15 @@ export class WorkerServices {
   ) {
     this.remoteSettings = init.remote;
     this.dns = new Resolver({ servers: init.remote.dnsServers });
+    this.sts = this.buildSts(init.remote);
     this.couriers.set("local", new MaildirCourier({ mailDir: init.mailDir, hostname: init.hostname, batcher }));
-    this.couriers.set("remote", new RemoteCourier(init.remote, deps.dialer, this.dns));
+    this.couriers.set("remote", new RemoteCourier(init.remote, deps.dialer, this.dns, this.sts));
     for (const kind of COURIER_KINDS) if (!this.couriers.has(kind)) throw new Error(`no courier for route kind ${kind}`);
+  }
+
+  private buildSts(s: RemoteSettings): MtaStsCache | undefined {
+    if (s.mtaSts !== true || s.stsDir === undefined) return undefined;
+    return new MtaStsCache({ dir: s.stsDir, dns: this.dns, ca: s.tlsCa ?? "" });
   }
 
   /** The courier for a route kind (undefined: none, the recipient waits). */
@@ -55,12 +63,15 @@ export class WorkerServices {
    */
   updateRemote(next: RemoteSettings): boolean {
     if (sameSettings(this.remoteSettings, next)) return false;
-    if (JSON.stringify(this.remoteSettings.dnsServers) !== JSON.stringify(next.dnsServers)) {
-      this.dns = new Resolver({ servers: next.dnsServers });
+    const prev = this.remoteSettings;
+    const dnsChanged = JSON.stringify(prev.dnsServers) !== JSON.stringify(next.dnsServers);
+    if (dnsChanged) this.dns = new Resolver({ servers: next.dnsServers });
+    if (dnsChanged || prev.mtaSts !== next.mtaSts || prev.stsDir !== next.stsDir || prev.tlsCa !== next.tlsCa) {
+      this.sts = this.buildSts(next);
     }
     this.remoteSettings = next;
     const old = this.couriers.get("remote");
-    this.couriers.set("remote", new RemoteCourier(next, this.deps.dialer, this.dns));
+    this.couriers.set("remote", new RemoteCourier(next, this.deps.dialer, this.dns, this.sts));
     old?.close();
     return true;
   }

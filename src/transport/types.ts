@@ -25,6 +25,11 @@ export interface TlsOptions {
 export interface TlsInfo {
   version: string; // "TLSv1.3"
   cipher: string; // "TLS_AES_256_GCM_SHA384"
+  /**
+   * Client side only: the certificates the server presented, DER, leaf first (DANE, RFC 7672, matches them).
+   * Bun exposes only the leaf; node:tls (the Deno adapter) the whole chain as sent.
+   */
+  peerChain?: Uint8Array[];
 }
 
 /** One accepted connection, as the session sees it. */

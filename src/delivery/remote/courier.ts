@@ -13,7 +13,8 @@ import type { DnsLookup } from "../../dns/index.ts";
 import { localOutcome } from "../../mail/index.ts";
 import type { Courier, DeliveryAttempt, EnvelopeRecipient, Outcome, OutcomeReport, StoredMessage } from "../../mail/index.ts";
 import { Router } from "./route.ts";
-import type { Destination, RouteSettings } from "./route.ts";
+import type { Destination, Hop, RouteSettings } from "./route.ts";
+import type { StsSource } from "./mta-sts.ts";
 import { hasControl, RFC5321_TIMEOUTS, SessionError, SmtpSession, StaleConnectionError } from "./smtp-client.ts";
 import type { ClientTlsPolicy, RemoteTimeouts, SessionOptions } from "./smtp-client.ts";
 
@@ -25,6 +26,11 @@ export interface RemoteSettings extends RouteSettings {
   smarthostPassword: string;
   /** PEM of extra CAs trusted for the smart host ("" = the system's). */
   smarthostCa: string;
+  /** PEM of extra CAs for verified TLS to MX hosts under MTA-STS (relay.tls_ca); "" or absent = the system's. */
+  tlsCa?: string;
+  /** Honour MTA-STS (relay.mta_sts); the worker builds the policy cache in `stsDir` (DATA/mta-sts) when set. */
+  mtaSts?: boolean;
+  stsDir?: string;
   timeouts: RemoteTimeouts;
   /** Connections per destination (per worker); default 20 (Postfix's default_destination_concurrency_limit). */
   maxPerDestination?: number;
@@ -80,8 +86,9 @@ export class RemoteCourier implements Courier {
     private readonly s: RemoteSettings,
     private readonly dialer: Dialer,
     dns?: DnsLookup,
+    sts?: StsSource,
   ) {
-    this.router = new Router(s, dns);
+    this.router = new Router(s, dns, sts);
     this.max = s.maxPerDestination ?? 20;
     this.idleMs = s.idleMs ?? 5000;
     this.slotWaitMs = s.slotWaitMs ?? 30_000;
@@ -271,10 +278,11 @@ export class RemoteCourier implements Courier {
     for (const hop of dest.hops) {
       for (const address of hop.addresses.length > 0 ? hop.addresses : [hop.name]) {
         const target = { address, port: hop.port, name: hop.name };
-        let tls: ClientTlsPolicy = dest.tls;
+        // A hop under DANE or MTA-STS requires TLS: never the plaintext retry below (RFC 7672 §2.2, RFC 8461 §5).
+        let tls: ClientTlsPolicy = hop.policy !== undefined ? "required" : dest.tls;
         for (;;) {
           try {
-            return await SmtpSession.open(this.dialer, target, this.options(dest, tls));
+            return await SmtpSession.open(this.dialer, target, this.options(dest, tls, hop));
           } catch (err) {
             last = err instanceof SessionError ? err : new SessionError(localOutcome("deferred", 451, "4.4.2", String(err)));
             if (last.tlsFailed && tls === "opportunistic") {
@@ -289,8 +297,18 @@ export class RemoteCourier implements Courier {
     return last;
   }
 
-  private options(dest: Dest, tls: ClientTlsPolicy): SessionOptions {
+  private options(dest: Dest, tls: ClientTlsPolicy, hop: Hop): SessionOptions {
     const o: SessionOptions = { helo: this.s.hostname, tls, verify: dest.smarthost, timeouts: this.s.timeouts };
+    if (hop.policy?.kind === "dane") {
+      // RFC 7672 §3.1: the TLSA records authenticate; no PKIX check (DANE-TA's chain and name are checked by us).
+      o.policy = "dane";
+      o.tlsa = hop.policy.tlsa;
+    } else if (hop.policy?.kind === "mta-sts") {
+      // RFC 8461 §4.2: a certificate valid for the MX host name, chained to a trusted CA (plus relay.tls_ca).
+      o.policy = "mta-sts";
+      o.verify = true;
+      if (this.s.tlsCa !== undefined && this.s.tlsCa !== "") o.ca = this.s.tlsCa;
+    }
     if (dest.smarthost) {
       if (this.s.smarthostCa !== "") o.ca = this.s.smarthostCa;
       if (this.s.smarthostUser !== "") o.auth = { user: this.s.smarthostUser, password: this.s.smarthostPassword };

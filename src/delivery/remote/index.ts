@@ -6,3 +6,7 @@ export { RFC5321_TIMEOUTS, SessionError, SmtpSession, hasControl } from "./smtp-
 export type { ClientTlsPolicy, RemoteTimeouts, SessionOptions, SessionTarget } from "./smtp-client.ts";
 export { ReplyReader, replyText } from "./reply-reader.ts";
 export type { SmtpReply } from "./reply-reader.ts";
+export { daneVerify, usableTlsa } from "./dane.ts";
+export { MtaStsCache, mxMatches, parsePolicy, parseStsTxt } from "./mta-sts.ts";
+export type { StsPolicy, StsSource } from "./mta-sts.ts";
+export type { HopPolicy, PolicyName } from "./route.ts";

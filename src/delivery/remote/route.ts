@@ -10,8 +10,11 @@
  * an MX "." of preference 0) means the domain accepts no mail: permanent failure 556 5.1.10 (RFC 7505 §4.2).
  */
 import { isIP } from "node:net";
-import { mergeAddresses, Resolver, type DnsLookup, type DnsResult } from "../../dns/index.ts";
+import { mergeAddresses, Resolver, type DnsLookup, type DnsResult, type TlsaRecord } from "../../dns/index.ts";
+import { usableTlsa } from "./dane.ts";
 import type { ClientTlsPolicy } from "./smtp-client.ts";
+import type { StsPolicy, StsSource } from "./mta-sts.ts";
+import { mxMatches } from "./mta-sts.ts";
 
 export interface RouteSettings {
   /** Lower-case domain → "host:port". */
@@ -24,18 +27,32 @@ export interface RouteSettings {
   dnsServers: string[];
   /** Per-query timeout for each server and try (two rounds over the servers); default 5 s, as a stub resolver's. */
   dnsTimeoutMs?: number;
+  /** Honour DANE TLSA records of MX hosts (RFC 7672); default off (app/ passes relay.dane). */
+  dane?: boolean;
 }
+
+/**
+ * The authenticated TLS a hop demands (CONTRACT "Outbound TLS policy"); absent = opportunistic STARTTLS.
+ * - dane: STARTTLS required; the certificate must match one of `tlsa` (empty: every record was unusable, RFC 7672
+ *   §2.2: TLS is still mandatory, without authentication).
+ * - mta-sts: STARTTLS required, the certificate verified (system CAs + relay.tls_ca) for the MX name (RFC 8461 §4.2).
+ */
+export type HopPolicy = { kind: "dane"; tlsa: TlsaRecord[] } | { kind: "mta-sts" };
+
+/** Which policy decided a destination: metrics, logs and the text of a deferral name it. */
+export type PolicyName = "dane" | "mta-sts" | "mta-sts-testing" | "none";
 
 export interface Hop {
   /** Host name (SNI, Remote-MTA) and, when known, its addresses; empty = let the system resolve `name`. */
   name: string;
   addresses: string[];
   port: number;
+  policy?: HopPolicy;
 }
 
 /** Where one domain's mail goes this attempt. `key` names the destination for connection reuse and limits. */
 export type Destination =
-  | { kind: "hops"; key: string; hops: Hop[]; tls: ClientTlsPolicy; smarthost: boolean }
+  | { kind: "hops"; key: string; hops: Hop[]; tls: ClientTlsPolicy; smarthost: boolean; policy?: PolicyName }
   | Refusal;
 
 /** No destination this attempt: an outcome of our own (RFC 3463 status; never a Remote-MTA, nothing was sent). */
@@ -44,6 +61,8 @@ export interface Refusal {
   code: number;
   enhanced: string;
   text: string;
+  /** The TLS policy that refused, when one did (`queue show` names it). */
+  policy?: PolicyName;
 }
 
 function refusal(kind: Refusal["kind"], code: number, enhanced: string, text: string): Refusal {
@@ -81,9 +100,11 @@ export class Router {
   private readonly fixed = new Map<string, Destination>();
 
   /** `dns`: the resolver to ask; by default one built from `dnsServers` (one per Router, so one per worker). */
+  /** `sts`: where MTA-STS policies come from (the worker's cache); absent = MTA-STS off. */
   constructor(
     private readonly s: RouteSettings,
     dns?: DnsLookup,
+    private readonly sts?: StsSource,
   ) {
     this.dns = dns ?? new Resolver({ servers: s.dnsServers, timeoutMs: s.dnsTimeoutMs ?? 5000, attempts: 2 });
   }
@@ -137,20 +158,61 @@ export class Router {
     }
     // NODATA: no MX at all, the domain itself is the implicit MX (RFC 5321 §5.1).
     const names = records.length > 0 ? orderMx(records.filter((r) => !isNull(r))).map((r) => r.exchange) : [domain];
+    // The policy lookup runs beside the MX hosts' lookups; it is only used when no hop is DANE-secured.
+    const stsPending = this.sts?.policy(domain);
+    // RFC 7672 §2.2.1: DANE applies to an MX host only when the MX RRset was validated (AD); for the implicit MX,
+    // the domain's own address answer decides below.
+    const mxSecure = records.length === 0 || mx.ad;
     const hops: Hop[] = [];
     let lastFailure: DnsResult | null = null;
+    let tlsaFailure: string | null = null;
     for (const name of names) {
       const host = name.replace(/\.$/, "").toLowerCase();
       const got = await this.addresses(host);
-      if (got.status === "ok") hops.push({ name: host, addresses: got.records, port: this.s.mxPort });
-      else if (got.status === "timeout" || got.status === "servfail") lastFailure = got;
+      if (got.status === "ok") {
+        const hop: Hop = { name: host, addresses: got.records, port: this.s.mxPort };
+        if (this.s.dane === true && mxSecure && got.ad) {
+          // RFC 7672 §2.2: TLSA at _<port>._tcp.<host> for the port we dial, trusted only when validated.
+          const tlsa = await this.dns.lookup(`_${this.s.mxPort}._tcp.${host}`, "TLSA");
+          if (tlsa.status === "ok" && tlsa.ad) hop.policy = { kind: "dane", tlsa: usableTlsa(tlsa.records) };
+          else if (tlsa.status === "servfail" || tlsa.status === "timeout") {
+            // §2.2: a failed (or bogus) TLSA lookup of a secure host: that host must not be used this time.
+            tlsaFailure = `TLSA lookup of _${this.s.mxPort}._tcp.${host} failed: ${tlsa.status}`;
+            continue;
+          }
+        }
+        hops.push(hop);
+      } else if (got.status === "timeout" || got.status === "servfail") lastFailure = got;
     }
-    if (hops.length > 0) return { kind: "hops", key: `mx:${domain}`, hops, tls: "opportunistic", smarthost: false };
+    const sts = stsPending === undefined ? null : await stsPending;
+    if (hops.length > 0) return this.withPolicy(domain, hops, sts);
+    if (tlsaFailure !== null) return { ...refusal("deferred", 451, "4.7.5", `${tlsaFailure} (DANE)`), policy: "dane" };
     if (lastFailure !== null) return lookupFailed(`the addresses of the mail hosts of ${domain}`, lastFailure);
     if (records.length === 0) {
       return refusal("failed", 550, "5.1.2", `${domain} has no MX and no A/AAAA record`);
     }
     return refusal("failed", 550, "5.4.4", `no address for the mail hosts of ${domain}`);
+  }
+
+  /**
+   * The destination for `hops`, with the policy that governs it: DANE where a hop has TLSA records (it wins over
+   * MTA-STS, RFC 8461 §2), else MTA-STS `enforce` (only hosts matching the policy's mx patterns, each verified,
+   * RFC 8461 §4.1), else opportunistic. The pool key names the policy: a connection opened under one policy is
+   * never reused under a stricter one.
+   */
+  private withPolicy(domain: string, hops: Hop[], sts: StsPolicy | null): Destination {
+    const base = { kind: "hops" as const, tls: "opportunistic" as const, smarthost: false };
+    if (hops.some((h) => h.policy?.kind === "dane")) return { ...base, key: `mx:${domain}:dane`, hops, policy: "dane" };
+    if (sts !== null && sts.mode === "enforce") {
+      const allowed = hops.filter((h) => mxMatches(sts.mx, h.name)).map((h): Hop => ({ ...h, policy: { kind: "mta-sts" } }));
+      if (allowed.length === 0) {
+        const text = `no MX host of ${domain} matches its MTA-STS policy (mx: ${sts.mx.slice(0, 5).join(", ")})`;
+        return { ...refusal("deferred", 451, "4.7.5", text), policy: "mta-sts" };
+      }
+      return { ...base, key: `mx:${domain}:mta-sts`, hops: allowed, policy: "mta-sts" };
+    }
+    if (sts !== null && sts.mode === "testing") return { ...base, key: `mx:${domain}`, hops, policy: "mta-sts-testing" };
+    return { ...base, key: `mx:${domain}`, hops };
   }
 
   /** A and AAAA of `host`, IPv4 first; a failure of either with no address from the other is a failure. */

@@ -9,6 +9,8 @@ import { DotStuffer, encodeBase64, encodeXtext } from "../../protocol/index.ts";
 import type { ClientConn, Dialer } from "../../transport/types.ts";
 import { kindOfCode, localOutcome, replyLine } from "../../mail/index.ts";
 import type { EnvelopeRecipient, Outcome, StoredMessage } from "../../mail/index.ts";
+import type { TlsaRecord } from "../../dns/index.ts";
+import { daneVerify } from "./dane.ts";
 import { ConnectionError, ReplyReader, replyText } from "./reply-reader.ts";
 import type { SmtpReply } from "./reply-reader.ts";
 
@@ -61,6 +63,12 @@ export interface SessionOptions {
   ca?: string;
   auth?: { user: string; password: string };
   timeouts: RemoteTimeouts;
+  /**
+   * The authenticated-TLS policy that demands TLS here (CONTRACT "Outbound TLS policy"): a missing STARTTLS or a
+   * failed check is then a 4.7.5 deferral naming it. "dane": the certificate must match `tlsa` (RFC 7672 §3).
+   */
+  policy?: "dane" | "mta-sts";
+  tlsa?: TlsaRecord[];
 }
 
 /**
@@ -129,6 +137,8 @@ export class SmtpSession {
   transactions = 0;
   /** False once the connection is in an unknown state; it is then closed, never reused. */
   usable = true;
+  /** The TLSA record the server's certificate matched ("DANE-EE 3 1 1"), when DANE authenticated it. */
+  daneMatch = "";
   private readonly enc = enc;
   /** One dot-stuffer per session, reset for each message. */
   private readonly stuffer = new DotStuffer();
@@ -181,7 +191,11 @@ export class SmtpSession {
     if (greeting.code !== 220) throw this.refused(greeting, "greeting");
     await this.hello();
     const offered = this.ext.has("STARTTLS");
+    const policy = this.opts.policy;
     if (this.opts.tls === "required" && !offered) {
+      if (policy !== undefined) {
+        throw new SessionError(localOutcome("deferred", 451, "4.7.5", `${where} does not offer STARTTLS, which its ${policyLabel(policy)} policy requires`));
+      }
       throw new SessionError(localOutcome("deferred", 451, "4.7.4", `TLS is required, but ${where} does not offer STARTTLS`));
     }
     if ((this.opts.tls === "opportunistic" || this.opts.tls === "required") && offered) {
@@ -191,10 +205,19 @@ export class SmtpSession {
       } else {
         // RFC 3207 §4.2: forget everything learnt before TLS, including any bytes the server sent early.
         this.reader.reset();
+        let info;
         try {
-          await this.conn.startTls({ servername: this.target.name, verify: this.opts.verify, ca: this.opts.ca });
+          info = await this.conn.startTls({ servername: this.target.name, verify: this.opts.verify, ca: this.opts.ca });
         } catch (err) {
-          throw new SessionError(localOutcome("deferred", 451, "4.7.5", `TLS with ${where} failed: ${(err as Error).message}`), true);
+          const why = policy === undefined ? "" : ` (${policyLabel(policy)} policy)`;
+          throw new SessionError(localOutcome("deferred", 451, "4.7.5", `TLS with ${where} failed: ${(err as Error).message}${why}`), true);
+        }
+        const tlsa = this.opts.tlsa;
+        if (policy === "dane" && tlsa !== undefined && tlsa.length > 0) {
+          // RFC 7672 §3: the certificate is authenticated by TLSA alone; a mismatch is never delivered to.
+          const v = daneVerify(info.peerChain ?? [], tlsa, [this.target.name]);
+          if (!v.ok) throw new SessionError(localOutcome("deferred", 451, "4.7.5", `${where}: ${v.detail} (DANE policy)`));
+          this.daneMatch = v.detail;
         }
         await this.hello();
       }
@@ -458,6 +481,10 @@ export class SmtpSession {
     this.usable = false;
     this.conn.destroy();
   }
+}
+
+function policyLabel(p: "dane" | "mta-sts"): string {
+  return p === "dane" ? "DANE" : "MTA-STS";
 }
 
 /** Recipients the server never answered for (cannot happen with a conforming server). */

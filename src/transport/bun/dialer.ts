@@ -29,7 +29,13 @@ function bunClientTls(o: ClientTlsOptions): object {
 
 function tlsInfoOf(s: BunSocket): TlsInfo {
   const cipher = s.getCipher?.();
-  return { version: String(s.getTLSVersion?.() ?? "TLS"), cipher: String(cipher?.standardName ?? cipher?.name ?? "") };
+  // Bun's getPeerCertificate(true) carries no issuerCertificate: the leaf is all we can hand to DANE.
+  const raw = s.getPeerCertificate?.(true)?.raw;
+  return {
+    version: String(s.getTLSVersion?.() ?? "TLS"),
+    cipher: String(cipher?.standardName ?? cipher?.name ?? ""),
+    ...(raw instanceof Uint8Array ? { peerChain: [new Uint8Array(raw)] } : {}),
+  };
 }
 
 /**

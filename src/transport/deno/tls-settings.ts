@@ -38,5 +38,16 @@ export function caList(extra: string | undefined): string[] | undefined {
 
 export function tlsInfoOf(s: TLSSocket): TlsInfo {
   const c = s.getCipher?.() as { standardName?: string; name?: string } | undefined;
-  return { version: String(s.getProtocol?.() ?? "TLS"), cipher: String(c?.standardName ?? c?.name ?? "") };
+  const info: TlsInfo = { version: String(s.getProtocol?.() ?? "TLS"), cipher: String(c?.standardName ?? c?.name ?? "") };
+  // The chain as the server sent it, leaf first (DANE, RFC 7672); a self-signed end points at itself.
+  const chain: Uint8Array[] = [];
+  let cert = (s.getPeerCertificate?.(true) ?? null) as { raw?: Uint8Array; issuerCertificate?: unknown } | null;
+  while (cert !== null && cert.raw instanceof Uint8Array && chain.length < 10) {
+    chain.push(new Uint8Array(cert.raw));
+    const next = cert.issuerCertificate as typeof cert | undefined;
+    if (next === undefined || next === cert) break;
+    cert = next;
+  }
+  if (chain.length > 0) info.peerChain = chain;
+  return info;
 }
