@@ -16,6 +16,7 @@ import {
   type EnvelopeRecipient,
   type RemoteSettings,
 } from "../delivery/index.ts";
+import { splitAddress } from "../mail/index.ts";
 import { Registry, Counter, GaugeFn, Histogram, serveObserve, type Logger } from "../observe/index.ts";
 import { Policy } from "../policy/index.ts";
 import { deleteItem, dsnChunks, isFinal, openStored, recover, Spool, type DsnRecipient } from "../queue/index.ts";
@@ -289,8 +290,8 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         ...(action === "delayed" ? { willRetryUntil: env.arrival + config.queue.maxAgeMs } : {}),
       };
     });
-    const at = env.sender.lastIndexOf("@");
-    const decision = policy.recipient(at < 0 ? env.sender : env.sender.slice(0, at), at < 0 ? "" : env.sender.slice(at + 1), {
+    const from = splitAddress(env.sender); // a quoted local part is read as its value
+    const decision = policy.recipient(from.localPart, from.domain, {
       clientAddress: "127.0.0.1",
       authUser: `MAILER-DAEMON@${config.hostname}`, // our own notice may go anywhere (relay permission)
     });

@@ -8,3 +8,4 @@ export type {
   SpoolPort,
   StoredMessage,
 } from "./types.ts";
+export { NAME_MAX, foldLocalPart, formatPath, isDotString, mailboxText, quoteLocalPart, splitAddress, utf8Length } from "./address.ts";

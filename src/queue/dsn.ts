@@ -14,6 +14,7 @@
  * streamed from the spool, never held in memory whole.
  */
 import type { Envelope } from "../mail/index.ts";
+import { mailboxText } from "../mail/index.ts";
 
 export type DsnActionName = "failed" | "delayed" | "delivered" | "relayed";
 
@@ -104,7 +105,7 @@ function humanText(input: DsnInput, full: boolean): string {
         what = `delivered: ${r.reply}`;
         break;
     }
-    out.push(`<${oneLine(r.address)}>: ${oneLine(what)}`);
+    out.push(`<${oneLine(mailboxText(r.address))}>: ${oneLine(what)}`);
   }
   return out.join("\r\n") + "\r\n";
 }
@@ -121,7 +122,7 @@ function statusFields(input: DsnInput): string {
       const semi = r.orcpt.indexOf(";");
       f.push(`Original-Recipient: ${semi > 0 ? `${r.orcpt.slice(0, semi)}; ${oneLine(r.orcpt.slice(semi + 1))}` : `rfc822; ${oneLine(r.orcpt)}`}`);
     }
-    f.push(`Final-Recipient: rfc822; ${oneLine(r.address)}`);
+    f.push(`Final-Recipient: rfc822; ${oneLine(mailboxText(r.address))}`);
     f.push(`Action: ${r.action}`);
     f.push(`Status: ${statusOf(r.reply, r.action)}`);
     if (r.remoteMta !== undefined) f.push(`Remote-MTA: dns; ${oneLine(r.remoteMta)}`);
@@ -185,7 +186,7 @@ export function* dsnChunks(input: DsnInput): Iterable<Uint8Array> {
   const head =
     `Received: by ${input.hostname} (ringmta) id ${input.dsnId};\r\n\t${date}\r\n` +
     `From: Mail Delivery System <MAILER-DAEMON@${input.hostname}>\r\n` +
-    `To: <${oneLine(e.sender)}>\r\n` +
+    `To: <${oneLine(mailboxText(e.sender))}>\r\n` +
     `Subject: ${subject}\r\n` +
     `Date: ${date}\r\n` +
     `Message-ID: <${input.dsnId}.dsn@${input.hostname}>\r\n` +

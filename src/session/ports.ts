@@ -10,7 +10,8 @@ export type { MessageSink, SpoolPort } from "../mail/index.ts";
 export type RcptDecision =
   | { kind: "accept"; targets: Array<{ address: string; route: Route }> }
   | { kind: "unknownUser" } // 550 5.1.1
-  | { kind: "relayDenied" }; // 554 5.7.1
+  | { kind: "relayDenied" } // 554 5.7.1
+  | { kind: "unwritable" }; // 553 5.1.3: the folded mailbox name does not fit the file system
 
 export interface RcptContext {
   clientAddress: string;

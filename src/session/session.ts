@@ -82,6 +82,7 @@ const PARSE_REPLY: Record<ParseError, string> = {
   badSender: Reply.badSender,
   badRecipient: Reply.badRecipient,
   badParam: Reply.badParam,
+  badDsn: Reply.badDsnParam,
 };
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
@@ -449,6 +450,8 @@ export class Session {
         return this.reject(Reply.unknownUser);
       case "relayDenied":
         return this.reject(Reply.relayDenied);
+      case "unwritable":
+        return this.reject(Reply.mailboxUnwritable);
       case "accept":
         break;
     }
@@ -527,6 +530,7 @@ export class Session {
       sink.id,
       this.rcptCount === 1 ? this.firstRcpt : undefined,
       this.deps.clock.now(),
+      utf8,
     );
     const r = encoder.encodeInto(header, headerScratch);
     sink.write(r.read === header.length ? headerScratch.subarray(0, r.written) : encoder.encode(header));

@@ -12,6 +12,7 @@
 import { closeSync, renameSync, openSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Courier, EnvelopeRecipient, Outcome, StoredMessage } from "../../mail/index.ts";
+import { mailboxText } from "../../mail/index.ts";
 import { FILE_MODE, mkdirDurableSync, SyncBatcher, unlinkQuiet, writeAllSync, writevAllSync } from "../../fsio/index.ts";
 
 /** A stored message as the worker hands it over; `recheck` is set for items recovered or retried. */
@@ -71,7 +72,10 @@ export class MaildirCourier implements Courier {
     const index = message.envelope.recipients.indexOf(r);
     if (index < 0) return { kind: "deferred", reply: "4.3.0 recipient is not part of the message envelope" };
     const box = join(this.mailDir, route.domain, route.localPart);
-    const prefix = this.enc.encode(`Return-Path: <${message.envelope.sender}>\r\nDelivered-To: ${r.address}\r\n`);
+    // CONTRACT: addresses in RFC 5321 form (a quoted local part stays quoted).
+    const prefix = this.enc.encode(
+      `Return-Path: <${mailboxText(message.envelope.sender)}>\r\nDelivered-To: ${mailboxText(r.address)}\r\n`,
+    );
     const name = maildirName(message.envelope.arrival, message.id, index, this.host, prefix.length + message.size);
     const tmp = join(box, "tmp", name);
     const dest = join(box, "new", name);
