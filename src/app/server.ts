@@ -5,6 +5,7 @@
  */
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { setImmediate } from "node:timers";
 import { Authenticator, loadUsers, type AuthLimits } from "../auth/index.ts";
 import { ensureCertificate } from "../certs/index.ts";
 import { splitHostPort, type Config, type ConfigResult, type ListenerConfig } from "../config/index.ts";
@@ -61,6 +62,8 @@ function sessionSettings(c: Config, l: ListenerConfig): SessionSettings {
     maxRecipients: c.limits.maxRecipients,
     maxHops: c.limits.maxHops,
     maxAuthFailures: c.limits.maxAuthFailures,
+    errorDelayAfter: c.limits.errorDelayAfter,
+    maxErrors: c.limits.maxErrors,
   };
 }
 
@@ -167,7 +170,11 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   const perIp = new Map<string, number>();
   let total = 0;
   let draining = false;
-  const clock = { now: Date.now, delay: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)) };
+  const clock = {
+    now: Date.now,
+    delay: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)),
+    defer: (fn: () => void): void => void setImmediate(fn),
+  };
   const tlsSource = (): TlsOptions | null => tls;
 
   const factory = (conn: Conn, spec: ListenerSpec): ConnHandler => {
