@@ -19,7 +19,8 @@ import {
 } from "../delivery/index.ts";
 import { splitAddress } from "../mail/index.ts";
 import { Registry, Counter, GaugeFn, Histogram, serveObserve, type Logger } from "../observe/index.ts";
-import { Policy } from "../policy/index.ts";
+import { ConnectionRateLimiter, Policy } from "../policy/index.ts";
+import { Reply } from "../protocol/index.ts";
 import { deleteItem, dsnChunks, isFinal, openStored, recover, Spool, type DsnRecipient } from "../queue/index.ts";
 import { passwordHasher, runtimeName } from "../runtime/index.ts";
 import { Session, type SessionMetrics, type SessionSettings } from "../session/index.ts";
@@ -170,6 +171,8 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   const perIp = new Map<string, number>();
   let total = 0;
   let draining = false;
+  // CONTRACT max_connection_rate_per_ip: one limiter for all listeners (bounded memory: policy/connection-rate.ts).
+  const connRate = new ConnectionRateLimiter(config.limits.maxConnectionRatePerIp);
   const clock = {
     now: Date.now,
     delay: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)),
@@ -191,6 +194,13 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     if (draining || total >= lim.maxConnections || (perIp.get(ip) ?? 0) >= lim.maxConnectionsPerIp) {
       mRejected.inc({ code: "421" });
       conn.write(new TextEncoder().encode(draining ? "421 4.3.2 Server shutting down\r\n" : "421 4.7.0 Too many connections, try later\r\n"));
+      conn.end();
+      return NOOP_HANDLER;
+    }
+    if (!connRate.allow(ip, Date.now())) {
+      mRejected.inc({ code: "421" });
+      log.warn("connection.rate_limited", { client: ip, listener: spec.name, rate: lim.maxConnectionRatePerIp });
+      conn.write(new TextEncoder().encode(`${Reply.connectionRate}\r\n`));
       conn.end();
       return NOOP_HANDLER;
     }
@@ -453,6 +463,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         policy = policyOf(next, u);
         pool.updateRemote(nextRemote);
         auth.update(u.users, authLimits(next));
+        connRate.setRate(next.limits.maxConnectionRatePerIp);
         tls = nextTls;
         // Listener addresses stay as bound; their tls/auth settings and limits apply to new connections.
         config = { ...next, listeners: config.listeners.map((l) => next.listeners.find((n) => n.name === l.name) ?? l) };
