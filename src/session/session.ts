@@ -279,7 +279,7 @@ export class Session {
   private nextTurn(): void {
     const rest = this.rest;
     this.rest = null;
-    if (rest === null || this.phase === "closed") return;
+    if (rest === null || this.phase === "closed" || this.tlsPending) return;
     if (this.phase === "busy") {
       // An asynchronous step began meanwhile: the bytes wait for it like any that arrive while busy.
       this.stash = this.stash ? concat(this.stash, rest) : rest;
@@ -730,8 +730,15 @@ export class Session {
     if (this.settings.tls !== "starttls" || this.tlsInfo !== null) return this.reject(Reply.badSequence);
     this.reply(Reply.readyTls);
     this.flush();
-    // CVE-2011-0411: whatever the client pipelined after STARTTLS is dropped, now and until the handshake.
+    // CVE-2011-0411: whatever the client pipelined after STARTTLS is dropped, now and until the handshake, also
+    // what waits for a later turn (TURN_BYTES).
     this.stash = null;
+    this.rest = null;
+    if (this.pausedForTurn) {
+      // The handshake must be read: nothing waits for a later turn any more.
+      this.pausedForTurn = false;
+      this.resumeIfFree();
+    }
     this.tlsPending = true;
     this.phase = "busy";
     this.conn.startTls().then(

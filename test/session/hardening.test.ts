@@ -143,6 +143,20 @@ describe("at most 64 KiB of input per event-loop turn (CONTRACT Fairness; issue 
     expect(codes(rest).slice(0, -1).every((c) => c === "250 2.0.0")).toBe(true);
   });
 
+  test("STARTTLS: bytes pipelined after it that wait for a later turn are dropped too (CVE-2011-0411)", async () => {
+    const t = sessionTier({ tlsHandshake: "hold" });
+    t.send("EHLO c\r\nSTARTTLS\r\n" + "NOOP\r\n".repeat(20_000) + "MAIL FROM:<injected@remote.test>\r\n");
+    await t.settle();
+    expect(codes(t.replies())).toEqual(["220", "250", "220 2.0.0"]);
+    t.conn.finishTls();
+    await t.settle();
+    expect(t.replies()).toEqual([]);
+    t.send("EHLO c\r\nMAIL FROM:<s@remote.test>\r\n");
+    await t.settle();
+    expect(codes(t.replies())).toEqual(["250", "250 2.1.0"]);
+    expect(t.conn.paused).toBe(false);
+  });
+
   test("a large message in one chunk arrives intact; the session reads again afterwards", async () => {
     const t = await ready({ maxMessageSize: 1_000_000 });
     const body = ("y".repeat(70) + "\r\n").repeat(5000); // 360 KB
