@@ -81,6 +81,27 @@ describe("error limit (CONTRACT error_delay_after, max_errors; issue 15 #1)", ()
     expect(t.closed).toBe(true);
   });
 
+  test("any garbage stream (fast-check): at most max_errors - 1 error replies, then 421 4.7.0 and close", async () => {
+    const chunk = fc.oneof(
+      fc.uint8Array({ minLength: 1, maxLength: 3000 }),
+      fc.constantFrom("\r\n", "BOGUS\r\n", "MAIL FROM:<x>\r\n", "DATA\r\n", "NOOP\r\n", "AUTH PLAIN\r\n", "x".repeat(1500)),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(chunk, { minLength: 1, maxLength: 80 }), async (chunks) => {
+        const t = sessionTier({ maxErrors: 20, errorDelayAfter: 10 });
+        for (const c of chunks) t.send(typeof c === "string" ? c : Buffer.from(c));
+        t.send("BOGUS\r\n".repeat(25)); // whatever came before, this reaches the limit
+        await t.settle();
+        const rs = t.replies();
+        const errors = rs.filter((r) => r.code >= 500);
+        expect(errors.length).toBeLessThanOrEqual(19);
+        // A stray DATA or BDAT may have swallowed the BOGUS lines as message text: then no verdict is due.
+        if (t.closed) expect(codes(rs).at(-1)).toMatch(/^(421 4\.7\.0|221 2\.0\.0|521 5\.5\.2)$/);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
   test("policy refusals are not client errors: 30 unknown recipients get 30 x 550", async () => {
     const t = await ready({ maxRecipients: 100 });
     t.send("MAIL FROM:<s@remote.test>\r\n" + "RCPT TO:<nobody@example.test>\r\n".repeat(30));
