@@ -385,6 +385,18 @@ describe("issue 15: malformed DSN parameters (RFC 3461 §4) and control bytes in
         expect(err(`RCPT TO:${addr}`), JSON.stringify(addr)).toBe("badRecipient");
       }
     }
+    // Invalid UTF-8 in the address is a malformed address too; in a parameter, a syntax error.
+    const bytes = (s: string, bad: number[]) => {
+      const [a, b] = s.split("#");
+      return Uint8Array.from([...new TextEncoder().encode(a), ...bad, ...new TextEncoder().encode(b)]);
+    };
+    for (const bad of [[0xff], [0xc3, 0x28], [0xe2, 0x82], [0xed, 0xa0, 0x80]]) {
+      expect(parseCommand(bytes("MAIL FROM:<a#b@c.d> SMTPUTF8", bad))).toEqual({ ok: false, error: "badSender" });
+      expect(parseCommand(bytes('RCPT TO:<"a#b"@c.d>', bad))).toEqual({ ok: false, error: "badRecipient" });
+      expect(parseCommand(bytes("RCPT TO:<ab@c#.d>", bad))).toEqual({ ok: false, error: "badRecipient" });
+      expect(parseCommand(bytes("RCPT TO:<ab@c.d> ORCPT=utf-8;a#b", bad))).toEqual({ ok: false, error: "syntax" });
+      expect(parseCommand(bytes("MAIL FROM:<ab@c.d> ENVID=a#", bad))).toEqual({ ok: false, error: "syntax" });
+    }
     // Elsewhere on the line it stays a syntax error, as for every other command.
     expect(err("NOOP\0")).toBe("unknown");
     expect(err("VRFY a\0")).toBe("syntax");

@@ -142,7 +142,9 @@ export function parseCommand(line: Uint8Array, start = 0, end = line.length): Pa
     }
     if (b >= 128) nonAscii = true;
   }
-  if (nonAscii) {
+  // MAIL and RCPT decode their parts strictly where they read them (an invalid sequence in the address is a
+  // malformed address, in a parameter a syntax error): see commandPath and pathCommand.
+  if (nonAscii && !pathVerb) {
     try {
       utf8Strict.decode(line.subarray(aStart, n));
     } catch {
@@ -161,9 +163,9 @@ export function parseCommand(line: Uint8Array, start = 0, end = line.length): Pa
       return ok({ verb: verb === K_EHLO ? "EHLO" : "HELO", domain: text(line, a, b) });
     }
     case K_MAIL:
-      return parseMail(line, aStart, n);
+      return pathCommand(parseMail, line, aStart, n);
     case K_RCPT:
-      return parseRcpt(line, aStart, n);
+      return pathCommand(parseRcpt, line, aStart, n);
     case K_DATA:
       return blank(line, vEnd, n) ? ok({ verb: "DATA" }) : SYNTAX;
     case K_RSET:
@@ -435,7 +437,12 @@ function commandPath(
   if (!keyword(line, i, n, kw)) return "syntax";
   i += kw.length;
   if (i < n && line[i] === SP) i++;
-  const scan = scanPath(line, i, n, isMail, !isMail);
+  let scan: PathScan;
+  try {
+    scan = scanPath(line, i, n, isMail, !isMail);
+  } catch {
+    return null; // not UTF-8 (RFC 6531 §3.3): a malformed path
+  }
   // Parameters follow after a space; anything glued to ">" is a malformed path.
   if (scan !== null && scan.end < n && line[scan.end] !== SP) return null;
   return scan;
@@ -506,6 +513,15 @@ function sizeValue(line: Uint8Array, a: number, b: number): number {
     v = v * 10 + d;
   }
   return v;
+}
+
+/** MAIL or RCPT; a parameter value that is not UTF-8 (its strict decode throws) is a syntax error. */
+function pathCommand(parse: (line: Uint8Array, i: number, n: number) => ParsedCommand, line: Uint8Array, i: number, n: number): ParsedCommand {
+  try {
+    return parse(line, i, n);
+  } catch {
+    return SYNTAX;
+  }
 }
 
 function parseMail(line: Uint8Array, i: number, n: number): ParsedCommand {
