@@ -125,3 +125,18 @@ describe("issue 15: addresses in RFC 5321 form in the trace fields", () => {
     expect(head('q"z')).toBe('Return-Path: <"s p"@example.test>\nDelivered-To: "q\\"z"@example.test');
   });
 });
+
+describe("issue 15: a mailbox name the file system cannot hold", () => {
+  test("ENAMETOOLONG is a permanent failure (5.1.3), not a deferral until max_age", async () => {
+    const root = temp();
+    const lp = "i\u0307".repeat(120); // 360 octets: over NAME_MAX
+    const env = localEnvelope([], {});
+    env.recipients = [{ rcpt: `${lp}@example.test`, address: `${lp}@example.test`, route: { kind: "local", domain: "example.test", localPart: lp } }];
+    const dir = join(root, "queue");
+    const [c] = await commitMessages(dir, [{ body: new TextEncoder().encode("Subject: x\r\n\r\nb\r\n"), envelope: env }], { asFiles: true });
+    const item = openStored(dir, c!.id)!;
+    const out = await new MaildirCourier({ mailDir: join(root, "mail"), hostname: "h" }).deliver(item.message, item.envelope.recipients);
+    expect(out[0]!.kind).toBe("failed");
+    expect(out[0]!.reply).toMatch(/^5\.1\.3 /);
+  });
+});

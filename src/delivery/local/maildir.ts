@@ -107,6 +107,9 @@ export class MaildirCourier implements Courier {
       }
       unlinkQuiet(tmp);
       const code = (err as NodeJS.ErrnoException).code ?? (err instanceof Error ? err.message : String(err));
+      // A name the file system cannot hold never will: permanent (policy refuses such names at RCPT with 553 5.1.3;
+      // this covers items spooled before that check).
+      if (code === "ENAMETOOLONG") return { kind: "failed", reply: `5.1.3 mailbox name too long for ${mailboxText(r.address)}` };
       return { kind: "deferred", reply: `4.3.0 maildir delivery to ${r.address} failed: ${code}` };
     }
   }
