@@ -223,7 +223,7 @@ export function formatFlood(r: FloodResult): string {
     `idle : ${r.idle.transactions} transactions in ${r.idle.seconds} s, ${r.idle.failed} failed; end of data ${ms(r.idle.endOfData)}; server CPU ${cpu(r.idle.serverCpuPercent)}`,
     `flood: ${r.flood.transactions} transactions in ${r.flood.seconds} s, ${r.flood.failed} failed; end of data ${ms(r.flood.endOfData)}; server CPU ${cpu(r.flood.serverCpuPercent)}`,
     `p50 during the flood / idle: ${r.p50Ratio}x (acceptance: at most 5x, no failed transaction) -> ${r.ok ? "ok" : "NOT MET"}`,
-    `server CPU spent on the flood: ${cpu(r.floodCpuPercent)}`,
+    `server CPU spent on the flood (flood phase minus idle phase; within noise it can come out negative): ${cpu(r.floodCpuPercent)}`,
     `garbage: ${g.opened} connections opened, ${g.closedByErrorLimit} closed by the error limit (421 4.7.0), ${g.refusedAtConnect} refused at connect, ${g.closedOther} closed otherwise, ${g.openAtEnd} still open at the end; ${g.errorReplies} error replies; ${(g.bytesWritten / 1e6).toFixed(1)} MB written`,
     ...(r.idle.firstFailure || r.flood.firstFailure ? [`first failure: ${r.flood.firstFailure ?? r.idle.firstFailure}`] : []),
   ].join("\n");
