@@ -87,6 +87,8 @@ const ERROR_DELAY_MS = 1000;
  * others wait. A chunk of a socket read is rarely larger, so normal traffic pays one compare per chunk.
  */
 const TURN_BYTES = 64 * 1024;
+/** An over-long line counts as one more error for each this many bytes it goes on without CRLF. */
+const DISCARD_ERROR_BYTES = 64 * 1024;
 
 /**
  * Replies that count as a client error (Postfix smtpd's error count): unknown command (500), syntax (501, 555),
@@ -156,6 +158,8 @@ export class Session {
   private pausedForDelay = false;
   /** Error replies so far (CONTRACT max_errors; NOOP and successful commands do not reset it). */
   private errors = 0;
+  /** Bytes of the over-long line being discarded, towards its next error (DISCARD_ERROR_BYTES). */
+  private discarded = 0;
   /** SIGTERM: finish the current transaction, then 421 4.3.2. */
   private draining = false;
 
@@ -367,12 +371,24 @@ export class Session {
           if (this.discarding) {
             const lf = findCrlf(buf, pos, end);
             if (lf < 0) {
+              // A line that never ends is an error for every DISCARD_ERROR_BYTES of it (as Postfix takes each
+              // line_length_limit piece for a line), so a stream without CRLF also ends at max_errors.
+              this.discarded += end - pos;
+              while (this.discarded >= DISCARD_ERROR_BYTES) {
+                this.discarded -= DISCARD_ERROR_BYTES;
+                if (++this.errors >= this.settings.maxErrors) {
+                  this.deps.metrics.rejected("421");
+                  this.deps.log.warn("smtp.too_many_errors", { client: this.conn.remoteAddress, listener: this.settings.listener, errors: this.errors });
+                  return this.closeWith(Reply.tooManyErrors);
+                }
+              }
               // Keep a trailing CR: its LF may start the next chunk.
               if (buf[end - 1] === 13) this.stash = buf.subarray(end - 1);
               return;
             }
             pos = lf + 1;
             this.discarding = false;
+            this.discarded = 0;
             this.lastCommandAt = now;
             // CONTRACT: an AUTH exchange in progress ends here; the next line is a command again, not a SASL
             // response (a password taken from whatever follows). An error, not a failed authentication.

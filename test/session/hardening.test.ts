@@ -102,6 +102,22 @@ describe("error limit (CONTRACT error_delay_after, max_errors; issue 15 #1)", ()
     );
   });
 
+  test("a line that never ends counts an error per 64 KiB: 2 MB without CRLF end with 421 4.7.0", async () => {
+    const t = await ready();
+    const block = "A".repeat(100_000);
+    for (let i = 0; i < 20 && !t.closed; i++) {
+      t.send(block);
+      await t.settle();
+    }
+    expect(codes(t.replies())).toEqual(["421 4.7.0"]);
+    expect(t.closed).toBe(true);
+    // A long line that does end is one error, one reply.
+    const u = await ready();
+    u.send("B".repeat(900_000) + "\r\nNOOP\r\n");
+    await u.settle();
+    expect(codes(u.replies())).toEqual(["500 5.5.2", "250 2.0.0"]);
+  });
+
   test("policy refusals are not client errors: 30 unknown recipients get 30 x 550", async () => {
     const t = await ready({ maxRecipients: 100 });
     t.send("MAIL FROM:<s@remote.test>\r\n" + "RCPT TO:<nobody@example.test>\r\n".repeat(30));
