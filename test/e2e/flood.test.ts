@@ -130,6 +130,37 @@ describe("garbage flood: error limit and fairness", () => {
   }, 30_000);
 });
 
+describe("a stream that never ends a line", () => {
+  const srv = useServer();
+
+  test("bytes without CRLF as fast as the socket drains: closed by the error limit with 421 4.7.0", async () => {
+    // A raw socket: the server's close may come with a reset (our bytes still unread there), which the test
+    // client's reply reader treats as an error; what arrived before it is what counts.
+    const s = connect({ host: "127.0.0.1", port: srv().ports.mx, localAddress: "127.0.0.8" });
+    let got = "";
+    s.on("data", (d: Buffer) => (got += d.toString("latin1")));
+    s.on("error", () => {});
+    const block = Buffer.alloc(256 * 1024, 0x41);
+    let sent = 0;
+    const pump = (): void => {
+      while (!s.destroyed && sent < 64 * block.length) {
+        sent += block.length;
+        if (!s.write(block)) return;
+      }
+    };
+    s.on("connect", pump);
+    s.on("drain", pump);
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`still open after sending ${sent} bytes`)), 20_000);
+      s.on("close", () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+    expect(got).toMatch(/^220 [^\r]*\r\n421 4\.7\.0 [^\r]*\r\n$/);
+  }, 40_000);
+});
+
 describe("max_connection_rate_per_ip = 3", () => {
   const srv = useServer({ config: "[limits]\nmax_connection_rate_per_ip = 3\n" });
 
