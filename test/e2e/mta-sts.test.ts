@@ -1,0 +1,162 @@
+/**
+ * MTA-STS (RFC 8461) end to end: policies served over HTTPS on 127.0.0.1:443 (node:https, a certificate from the
+ * test's own CA, which ringmta trusts through relay.tls_ca), names from dnsmasq. MX hosts are two SMTP servers on
+ * the same port (relay.mx_port): one on 127.0.0.1 without STARTTLS, one on 127.0.0.2 with STARTTLS and a
+ * certificate for its name. enforce + no STARTTLS → deferred 4.7.5, never sent in clear; enforce + a valid
+ * certificate → delivered over TLS; testing → delivered; the cached policy still applies after a restart with the
+ * HTTPS server stopped.
+ */
+import { spawnSync } from "node:child_process";
+import { createServer, type Server } from "node:https";
+import { afterAll, beforeAll, describe, expect } from "vitest";
+import { BUN, canConnect, MAIN, sendMail, simpleMessage, SmtpClient, startServer, waitFor, type Srv } from "../helpers/index.ts";
+import { CaptureServer } from "../helpers/capture-server.ts";
+import { startDnsmasq, type Dnsmasq } from "../helpers/dnsmasq.ts";
+import { havePeer, peerTest, type Peer } from "../helpers/peers.ts";
+import { makeTestCa, type TestCa } from "../helpers/test-ca.ts";
+
+const PEERS: Peer[] = ["dnsmasq", "openssl"];
+
+const POLICIES: Record<string, string> = {
+  "mta-sts.enf.test": "version: STSv1\nmode: enforce\nmx: mx.enf.test\nmax_age: 86400\n",
+  "mta-sts.good.test": "version: STSv1\r\nmode: enforce\r\nmx: *.good.test\r\nmax_age: 86400\r\n",
+  "mta-sts.tst.test": "version: STSv1\nmode: testing\nmx: mx.tst.test\nmax_age: 86400\n",
+  "mta-sts.nomatch.test": "version: STSv1\nmode: enforce\nmx: other.nomatch.test\nmax_age: 86400\n",
+  "mta-sts.wrongname.test": "version: STSv1\nmode: enforce\nmx: mx.wrongname.test\nmax_age: 86400\n",
+};
+
+interface QueueEntry {
+  recipients: Array<{ address: string; state: string; last_reply: string }>;
+}
+
+function recipient(srv: Srv, address: string) {
+  const r = spawnSync(BUN, [MAIN, "queue", "list", "--json", "--config", srv.configPath], { encoding: "utf8" });
+  expect(r.status, r.stderr).toBe(0);
+  return (JSON.parse(r.stdout) as QueueEntry[]).flatMap((e) => e.recipients).find((x) => x.address === address);
+}
+
+async function relay(srv: Srv, to: string, subject: string): Promise<void> {
+  const c = await SmtpClient.connect(srv.ports.mx);
+  await c.hello();
+  const r = await sendMail(c, "alice@example.test", [to], simpleMessage({ subject }));
+  expect(r.final?.code).toBe(250);
+  await c.cmd("QUIT");
+  c.end();
+}
+
+describe("MTA-STS policies over HTTPS", () => {
+  let ca: TestCa | null = null;
+  let https: Server | null = null;
+  let plainMx: CaptureServer | null = null;
+  let tlsMx: CaptureServer | null = null;
+  let dns: Dnsmasq | null = null;
+  let srv: Srv | null = null;
+  const fetched: string[] = [];
+
+  beforeAll(async () => {
+    if (!PEERS.every(havePeer)) return;
+    ca = makeTestCa();
+    const web = ca.leaf(Object.keys(POLICIES), "web");
+    const mx = ca.leaf(["mx.good.test"], "mx");
+    https = createServer({ cert: web.chain, key: web.key }, (req, res) => {
+      const host = String(req.headers.host ?? "").replace(/:\d+$/, "");
+      fetched.push(`${host}${req.url}`);
+      const body = POLICIES[host];
+      if (req.url !== "/.well-known/mta-sts.txt" || body === undefined) {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, { "Content-Type": "text/plain" }).end(body);
+    });
+    await new Promise<void>((resolve, reject) => {
+      https!.once("error", reject);
+      https!.listen(443, "127.0.0.1", () => resolve());
+    });
+    plainMx = await CaptureServer.start({ host: "127.0.0.1" });
+    tlsMx = await CaptureServer.start({ host: "127.0.0.2", tls: { cert: mx.chain, key: mx.key } }, plainMx.port);
+    const domains = ["enf.test", "good.test", "tst.test", "nomatch.test", "wrongname.test"];
+    dns = await startDnsmasq({
+      zones: domains,
+      mx: domains.map((d) => `${d},mx.${d},10`),
+      hosts: [
+        "mx.enf.test,127.0.0.1",
+        "mx.good.test,127.0.0.2",
+        "mx.tst.test,127.0.0.1",
+        "mx.nomatch.test,127.0.0.2",
+        // The TLS MX's certificate names mx.good.test only.
+        "mx.wrongname.test,127.0.0.2",
+        ...domains.map((d) => `mta-sts.${d},127.0.0.1`),
+      ],
+      txt: domains.map((d) => `_mta-sts.${d},v=STSv1; id=2026120201`),
+    });
+    srv = await startServer({
+      config: `
+[dns]
+servers = ["${dns.server}"]
+[relay]
+networks = ["127.0.0.0/8"]
+mx_port = ${plainMx.port}
+mta_sts = "on"
+dane = "off"
+tls_ca = "${ca.certFile}"
+[queue]
+retry_intervals = ["1h"]
+`,
+    });
+  }, 90_000);
+
+  afterAll(async () => {
+    await srv?.dispose();
+    await dns?.stop();
+    await plainMx?.close();
+    await tlsMx?.close();
+    await new Promise((r) => (https ? https.close(r) : r(null)));
+    ca?.remove();
+  });
+
+  peerTest(PEERS, "enforce, and the MX offers no STARTTLS: deferred with 4.7.5 naming MTA-STS, never sent in clear", async () => {
+    await relay(srv!, "bob@enf.test", "sts-enforce-plain");
+    await waitFor(() => recipient(srv!, "bob@enf.test")?.state === "deferred", 20_000);
+    const r = recipient(srv!, "bob@enf.test")!;
+    expect(r.last_reply).toMatch(/^4\d\d 4\.7\.5 .*MTA-STS/);
+    expect(fetched).toContain("mta-sts.enf.test/.well-known/mta-sts.txt");
+    expect(plainMx!.messages).toEqual([]);
+  }, 40_000);
+
+  peerTest(PEERS, "enforce, and the MX has a valid certificate for its name: delivered over TLS", async () => {
+    await relay(srv!, "bob@good.test", "sts-enforce-tls");
+    await waitFor(() => tlsMx!.messages.length === 1, 20_000);
+    expect(tlsMx!.messages[0].tls).toBe(true);
+  }, 40_000);
+
+  peerTest(PEERS, "enforce, and no MX host matches the policy: deferred with 4.7.5", async () => {
+    await relay(srv!, "bob@nomatch.test", "sts-enforce-nomatch");
+    await waitFor(() => recipient(srv!, "bob@nomatch.test")?.state === "deferred", 20_000);
+    expect(recipient(srv!, "bob@nomatch.test")!.last_reply).toMatch(/^4\d\d 4\.7\.5 .*MTA-STS/);
+    expect(tlsMx!.messages.filter((m) => m.rcptTo.some((a) => a.includes("bob@nomatch.test")))).toEqual([]);
+  }, 40_000);
+
+  peerTest(PEERS, "enforce, and the MX's certificate is not for its name: deferred with 4.7.5, nothing sent", async () => {
+    await relay(srv!, "bob@wrongname.test", "sts-enforce-wrongname");
+    await waitFor(() => recipient(srv!, "bob@wrongname.test")?.state === "deferred", 20_000);
+    expect(recipient(srv!, "bob@wrongname.test")!.last_reply).toMatch(/^4\d\d 4\.7\.5 .*MTA-STS/);
+    expect(tlsMx!.messages.filter((m) => m.rcptTo.some((a) => a.includes("wrongname")))).toEqual([]);
+  }, 40_000);
+
+  peerTest(PEERS, "testing mode: delivered even without STARTTLS", async () => {
+    await relay(srv!, "bob@tst.test", "sts-testing");
+    await waitFor(() => plainMx!.messages.length === 1, 20_000);
+    expect(fetched).toContain("mta-sts.tst.test/.well-known/mta-sts.txt");
+  }, 40_000);
+
+  peerTest(PEERS, "the policy cache survives a restart with the HTTPS server stopped", async () => {
+    await new Promise((r) => https!.close(r));
+    https = null;
+    expect(await canConnect(443)).toBe(false);
+    await srv!.restart();
+    await relay(srv!, "carol@enf.test", "sts-after-restart");
+    await waitFor(() => recipient(srv!, "carol@enf.test")?.state === "deferred", 20_000);
+    expect(recipient(srv!, "carol@enf.test")!.last_reply).toMatch(/^4\d\d 4\.7\.5 .*MTA-STS/);
+    expect(plainMx!.messages.filter((m) => m.rcptTo.some((a) => a.includes("@enf.test")))).toEqual([]);
+  }, 60_000);
+});
