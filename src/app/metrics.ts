@@ -29,6 +29,9 @@ export function serverMetrics(stats: QueueStats, ringDepth: () => number): Serve
   const mAuth = registry.add(new Counter("ringmta_auth_total", "AUTH attempts, by listener and result."));
   const mTls = registry.add(new Counter("ringmta_tls_handshakes_total", "TLS handshakes (STARTTLS and implicit), by listener and result."));
   const mDeliveries = registry.add(new Counter("ringmta_deliveries_total", "Delivery attempts, by courier and outcome."));
+  const mTlsPolicy = registry.add(
+    new Counter("ringmta_tls_policy_total", "Remote delivery attempts under an outbound TLS policy (dane, mta-sts, mta-sts-testing), by result."),
+  );
   const mDeliveryLatency = registry.add(
     new Histogram("ringmta_delivery_seconds", "From acceptance to delivery.", [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 60, 600, 3600]),
   );
@@ -52,6 +55,7 @@ export function serverMetrics(stats: QueueStats, ringDepth: () => number): Serve
     },
     delivery: {
       attempt: (courier, outcome) => mDeliveries.inc({ courier, outcome }),
+      tlsPolicy: (policy, result) => mTlsPolicy.inc({ policy, result }),
       done: (id) => {
         const arrival = stats.remove(id);
         if (arrival !== undefined) mDeliveryLatency.observe((Date.now() - arrival) / 1000);

@@ -11,6 +11,8 @@ import type { DeliveryResult } from "./worker-protocol.ts";
 export interface DeliveryObserver {
   /** One attempt for one recipient (ringmta_deliveries_total{courier,outcome}). */
   attempt(courier: string, outcome: Outcome["kind"]): void;
+  /** One attempt governed by an outbound TLS policy (ringmta_tls_policy_total{policy,result}). */
+  tlsPolicy?(policy: string, result: "success" | "failure"): void;
   /** Item `id` is delivered completely and gone from the spool. */
   done(id: string): void;
 }
@@ -19,6 +21,8 @@ export function resultReporter(log: PoolLog, observer: DeliveryObserver): (r: De
   return (r) => {
     for (const o of r.outcomes) {
       observer.attempt(o.courier, o.outcome.kind);
+      const policy = o.outcome.tlsPolicy;
+      if (policy !== undefined) observer.tlsPolicy?.(policy, o.outcome.kind === "delivered" ? "success" : "failure");
       log.info("delivery.attempt", {
         id: r.id,
         index: o.index,
@@ -27,6 +31,7 @@ export function resultReporter(log: PoolLog, observer: DeliveryObserver): (r: De
         outcome: o.outcome.kind,
         remote: o.outcome.remoteMta,
         reply: replyLine(o.outcome),
+        ...(policy !== undefined ? { tls_policy: policy } : {}),
         duration_ms: o.ms,
       });
     }

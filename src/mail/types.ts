@@ -66,6 +66,11 @@ export interface Outcome {
   text: string;
   remoteMta?: string;
   relayed?: boolean;
+  /**
+   * The outbound TLS policy that governed this attempt (CONTRACT "Outbound TLS policy"), when one did: DANE,
+   * MTA-STS enforce, or MTA-STS testing (delivered whatever the TLS, but counted and logged).
+   */
+  tlsPolicy?: "dane" | "mta-sts" | "mta-sts-testing";
 }
 
 /** Per-recipient outcomes as they come: `indices` into the recipients handed to Courier.deliver. */

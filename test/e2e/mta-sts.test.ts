@@ -14,6 +14,7 @@ import { CaptureServer } from "../helpers/capture-server.ts";
 import { startDnsmasq, type Dnsmasq } from "../helpers/dnsmasq.ts";
 import { havePeer, peerTest, type Peer } from "../helpers/peers.ts";
 import { makeTestCa, type TestCa } from "../helpers/test-ca.ts";
+import { scrape, valueOf } from "../helpers/prometheus.ts";
 
 const PEERS: Peer[] = ["dnsmasq", "openssl"];
 
@@ -148,6 +149,14 @@ retry_intervals = ["1h"]
     await waitFor(() => plainMx!.messages.length === 1, 20_000);
     expect(fetched).toContain("mta-sts.tst.test/.well-known/mta-sts.txt");
   }, 40_000);
+
+  peerTest(PEERS, "ringmta_tls_policy_total counts each policy's successes and failures; delivery.attempt logs name the policy", async () => {
+    const { fams } = await scrape(srv!.ports.metrics);
+    expect(valueOf(fams, "ringmta_tls_policy_total", { policy: "mta-sts", result: "failure" })).toBeGreaterThanOrEqual(3);
+    expect(valueOf(fams, "ringmta_tls_policy_total", { policy: "mta-sts", result: "success" })).toBe(1);
+    expect(valueOf(fams, "ringmta_tls_policy_total", { policy: "mta-sts-testing", result: "success" })).toBe(1);
+    expect(srv!.logs()).toMatch(/delivery\.attempt[^\n]*bob@enf\.test[^\n]*tls_policy[^\n]*mta-sts/);
+  });
 
   peerTest(PEERS, "the policy cache survives a restart with the HTTPS server stopped", async () => {
     await new Promise((r) => https!.close(r));

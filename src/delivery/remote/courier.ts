@@ -151,6 +151,7 @@ export class RemoteCourier implements Courier {
         }
         if (dest.kind !== "hops") {
           const o = localOutcome(dest.kind, dest.code, dest.enhanced, dest.text);
+          if (dest.policy !== undefined && dest.policy !== "none") o.tlsPolicy = dest.policy;
           early.push(Promise.resolve(report(indices, indices.map(() => o))));
           return;
         }
@@ -191,6 +192,14 @@ export class RemoteCourier implements Courier {
   }
 
   private async transaction(dest: Dest, message: StoredMessage, rcpts: EnvelopeRecipient[]): Promise<Outcome[]> {
+    const outcomes = await this.transact(dest, message, rcpts);
+    const policy = dest.policy;
+    if (policy === undefined || policy === "none") return outcomes;
+    // Outcomes may be shared objects (one per group): stamp copies.
+    return outcomes.map((o) => ({ ...o, tlsPolicy: policy }));
+  }
+
+  private async transact(dest: Dest, message: StoredMessage, rcpts: EnvelopeRecipient[]): Promise<Outcome[]> {
     const p = this.pool(dest.key);
     const all = (o: Outcome): Outcome[] => rcpts.map(() => o);
     if (Date.now() < p.deadUntil && p.deadOutcome !== null) return all(p.deadOutcome);
