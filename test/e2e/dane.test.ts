@@ -5,6 +5,7 @@
  * the same zone through a non-validating forwarder (dnsmasq, which clears AD) is plain opportunistic TLS.
  */
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect } from "vitest";
 import { BUN, MAIN, sendMail, simpleMessage, SmtpClient, startServer, waitFor, type Srv } from "../helpers/index.ts";
 import { startDnsmasq, type Dnsmasq } from "../helpers/dnsmasq.ts";
@@ -29,10 +30,10 @@ function recipient(srv: Srv, address: string) {
   return queueList(srv).flatMap((e) => e.recipients).find((r) => r.address === address);
 }
 
-async function relay(srv: Srv, to: string, subject: string): Promise<void> {
+async function relay(srv: Srv, to: string, subject: string, head = ""): Promise<void> {
   const c = await SmtpClient.connect(srv.ports.mx);
   await c.hello();
-  const r = await sendMail(c, "alice@example.test", [to], simpleMessage({ subject }));
+  const r = await sendMail(c, "alice@example.test", [to], Buffer.concat([Buffer.from(head), simpleMessage({ subject })]));
   expect(r.final?.code).toBe(250);
   await c.cmd("QUIT");
   c.end();
@@ -122,5 +123,14 @@ retry_intervals = ["1h"]
   peerTest(PEERS, "the same zone through a non-validating resolver (no AD): opportunistic TLS, delivered", async () => {
     await relay(plain!, "bob@bad.dane.test", "dane-no-ad");
     await waitFor(() => pf!.delivered("bad.dane.test", "bob").length === 1, 20_000);
+  }, 40_000);
+
+  peerTest(PEERS, "TLS-Required: No (RFC 8689 §5): the mismatching TLSA is ignored for that message, which is delivered", async () => {
+    await relay(validating!, "bob@bad.dane.test", "dane-tls-required-no", "TLS-Required: No\r\n");
+    await waitFor(() => pf!.delivered("bad.dane.test", "bob").length === 2, 20_000);
+    const all = pf!.delivered("bad.dane.test", "bob").map((f) => readFileSync(f, "utf8"));
+    expect(all.some((m) => m.includes("Subject: dane-tls-required-no"))).toBe(true);
+    // The earlier message without the field is still deferred, never delivered.
+    expect(all.some((m) => m.includes("Subject: dane-mismatch"))).toBe(false);
   }, 40_000);
 });

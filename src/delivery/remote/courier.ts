@@ -13,6 +13,7 @@ import type { DnsLookup } from "../../dns/index.ts";
 import { localOutcome } from "../../mail/index.ts";
 import type { Courier, DeliveryAttempt, EnvelopeRecipient, Outcome, OutcomeReport, StoredMessage } from "../../mail/index.ts";
 import { Router } from "./route.ts";
+import { tlsRequiredNo } from "./tls-required.ts";
 import type { Destination, Hop, RouteSettings } from "./route.ts";
 import type { StsSource } from "./mta-sts.ts";
 import { hasControl, RFC5321_TIMEOUTS, SessionError, SmtpSession, StaleConnectionError } from "./smtp-client.ts";
@@ -141,11 +142,13 @@ export class RemoteCourier implements Courier {
       const o = localOutcome("failed", 501, "5.1.3", "the recipient address contains a control character");
       early.push(Promise.resolve(report(refused, refused.map(() => o))));
     }
+    // RFC 8689 §5: read only when a policy could apply (DANE or MTA-STS on); the header block, bounded.
+    const ignorePolicy = (this.s.dane === true || this.s.mtaSts === true) && tlsRequiredNo(message);
     await Promise.all(
       [...byDomain].map(async ([domain, indices]) => {
         let dest: Destination;
         try {
-          dest = await this.router.route(domain);
+          dest = await this.router.route(domain, ignorePolicy);
         } catch (err) {
           dest = { kind: "deferred", code: 451, enhanced: "4.4.3", text: `routing ${domain} failed: ${String(err)}` };
         }

@@ -109,9 +109,13 @@ export class Router {
     this.dns = dns ?? new Resolver({ servers: s.dnsServers, timeoutMs: s.dnsTimeoutMs ?? 5000, attempts: 2 });
   }
 
-  async route(domain: string): Promise<Destination> {
+  /**
+   * `ignorePolicy`: the message says `TLS-Required: No` (RFC 8689 §5): neither DANE nor MTA-STS is consulted, and
+   * TLS is opportunistic.
+   */
+  async route(domain: string, ignorePolicy = false): Promise<Destination> {
     const d = domain.toLowerCase();
-    return this.fixedRoute(d) ?? this.mx(d);
+    return this.fixedRoute(d) ?? this.mx(d, ignorePolicy);
   }
 
   /**
@@ -147,7 +151,7 @@ export class Router {
     return { name: host, addresses: isIP(host) ? [host] : [], port };
   }
 
-  private async mx(domain: string): Promise<Destination> {
+  private async mx(domain: string, ignorePolicy: boolean): Promise<Destination> {
     const mx = await this.dns.lookup(domain, "MX");
     if (mx.status === "nxdomain") return refusal("failed", 550, "5.1.2", `${domain} does not exist (no such domain)`);
     if (mx.status === "timeout" || mx.status === "servfail") return lookupFailed(`MX of ${domain}`, mx);
@@ -159,7 +163,7 @@ export class Router {
     // NODATA: no MX at all, the domain itself is the implicit MX (RFC 5321 §5.1).
     const names = records.length > 0 ? orderMx(records.filter((r) => !isNull(r))).map((r) => r.exchange) : [domain];
     // The policy lookup runs beside the MX hosts' lookups; it is only used when no hop is DANE-secured.
-    const stsPending = this.sts?.policy(domain);
+    const stsPending = ignorePolicy ? undefined : this.sts?.policy(domain);
     // RFC 7672 §2.2.1: DANE applies to an MX host only when the MX RRset was validated (AD); for the implicit MX,
     // the domain's own address answer decides below.
     const mxSecure = records.length === 0 || mx.ad;
@@ -171,7 +175,7 @@ export class Router {
       const got = await this.addresses(host);
       if (got.status === "ok") {
         const hop: Hop = { name: host, addresses: got.records, port: this.s.mxPort };
-        if (this.s.dane === true && mxSecure && got.ad) {
+        if (this.s.dane === true && !ignorePolicy && mxSecure && got.ad) {
           // RFC 7672 §2.2: TLSA at _<port>._tcp.<host> for the port we dial, trusted only when validated.
           const tlsa = await this.dns.lookup(`_${this.s.mxPort}._tcp.${host}`, "TLSA");
           if (tlsa.status === "ok" && tlsa.ad) hop.policy = { kind: "dane", tlsa: usableTlsa(tlsa.records) };
