@@ -32,6 +32,8 @@ export interface Envelope {
   smtputf8: boolean;
   ret?: "FULL" | "HDRS";
   envid?: string;
+  /** RFC 8689 REQUIRETLS: relayed only over verified TLS to a server offering REQUIRETLS, else returned (5.7.30). */
+  requireTls?: boolean;
   /** Who handed it to us. */
   client: {
     address: string;

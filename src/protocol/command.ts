@@ -24,6 +24,8 @@ export interface MailParams {
   envid?: string;
   /** RFC 4954 §5, kept as xtext. */
   auth?: string;
+  /** RFC 8689 §4.1: REQUIRETLS (no value). */
+  requireTls?: boolean;
 }
 
 export interface RcptParams {
@@ -579,6 +581,11 @@ function parseMail(line: Uint8Array, i: number, n: number): ParsedCommand {
         if (v === undefined || !isXtext(v)) return BAD_PARAM;
         p.auth = v;
         bit = 32;
+        break;
+      case "REQUIRETLS": // RFC 8689 §4.1: no value
+        if (v !== undefined) return BAD_PARAM;
+        p.requireTls = true;
+        bit = 64;
         break;
       default:
         return BAD_PARAM;

@@ -51,6 +51,7 @@ export const Reply = {
   bareNewline: "521 5.5.2 Bare CR or LF not allowed, closing",
   authRequired: "530 5.7.0 Authentication required",
   authNeedsTls: "530 5.7.0 Must issue a STARTTLS command first",
+  requireTlsNeedsTls: "530 5.7.10 REQUIRETLS needs a TLS connection",
   authFailed: "535 5.7.8 Authentication credentials invalid",
   encryptionRequired: "538 5.7.11 Encryption required for requested authentication mechanism",
   unknownUser: "550 5.1.1 Mailbox unavailable",

@@ -603,6 +603,8 @@ export class Session {
       "DSN",
     ];
     if (s.tls === "starttls" && !this.tlsInfo) lines.push("STARTTLS");
+    // RFC 8689 §4.1 and CONTRACT "EHLO": REQUIRETLS is offered under TLS only.
+    if (this.tlsInfo) lines.push("REQUIRETLS");
     if (this.authOffered()) lines.push("AUTH PLAIN LOGIN");
     this.reply(multiline("250", lines));
   }
@@ -617,6 +619,8 @@ export class Session {
     if (this.settings.auth === "required" && this.v.authUser === undefined) return this.reject(Reply.authRequired);
     const p = cmd.params;
     if (cmd.path.utf8 && !p.smtputf8) return this.reject(Reply.smtputf8Required);
+    // RFC 8689 §4.1 (CONTRACT "Replies"): a REQUIRETLS transaction over a plaintext connection is refused.
+    if (p.requireTls === true && !this.tlsInfo) return this.reject(Reply.requireTlsNeedsTls);
     if (p.size !== undefined && p.size > this.settings.maxMessageSize) return this.reject(Reply.tooBig);
     if (this.v.authUser !== undefined && !this.deps.policy.senderAllowed(this.v.authUser, cmd.path.address)) {
       return this.reject(Reply.senderMismatch);
@@ -950,6 +954,7 @@ export class Session {
     };
     if (p.ret !== undefined) e.ret = p.ret;
     if (p.envid !== undefined) e.envid = p.envid;
+    if (p.requireTls === true) e.requireTls = true;
     const tls = this.tlsText();
     if (tls !== undefined) e.client.tls = tls;
     if (this.v.authUser !== undefined) e.client.authUser = this.v.authUser;
