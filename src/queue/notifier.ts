@@ -77,6 +77,8 @@ export class Notifier {
         smtputf8: /[^\x00-\x7f]/.test(env.sender),
         client: { address: "127.0.0.1", helo: this.o.hostname, listener: "dsn" },
         arrival: 0,
+        // RFC 8689 §4.2.3: a DSN about a REQUIRETLS message is sent with REQUIRETLS too (it may quote the message).
+        ...(env.requireTls === true ? { requireTls: true } : {}),
       });
     } catch (err) {
       sink.abort();

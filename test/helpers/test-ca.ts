@@ -1,12 +1,13 @@
 /**
  * A throw-away CA and leaf certificates made with openssl (Debian package openssl) for TLS-policy tests: DANE
  * (TLSA data computed from the leaf or the CA), MTA-STS (the policy host and MX names signed by a CA given to
- * ringmta through relay.tls_ca). P-256 keys; leaves carry CA:FALSE (Deno's client requires it) and a DNS SAN.
+ * ringmta through relay.tls_ca). P-256 keys; leaves carry CA:FALSE (Deno's client requires it) and DNS or IP SANs.
  */
 import { spawnSync } from "node:child_process";
 import { createHash, X509Certificate } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { isIP } from "node:net";
 import { join } from "node:path";
 import { peerPath } from "./peers.ts";
 
@@ -49,7 +50,7 @@ export function makeTestCa(name = "ringmta test CA"): TestCa {
     certFile: join(dir, "ca.pem"),
     leaf(names, label = `leaf${n++}`) {
       openssl(["req", ...ec, "-keyout", `${label}.key`, "-out", `${label}.csr`, "-subj", `/CN=${names[0]}`], dir);
-      writeFileSync(join(dir, `${label}.ext`), `subjectAltName=${names.map((x) => `DNS:${x}`).join(",")}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
+      writeFileSync(join(dir, `${label}.ext`), `subjectAltName=${names.map((x) => (isIP(x) ? `IP:${x}` : `DNS:${x}`)).join(",")}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
       openssl(["x509", "-req", "-in", `${label}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", `${label}.pem`,
         "-days", "2", "-extfile", `${label}.ext`], dir);
       const cert = readFileSync(join(dir, `${label}.pem`), "utf8");

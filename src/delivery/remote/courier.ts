@@ -60,7 +60,18 @@ export function defaultRemoteSettings(hostname: string, over: Partial<RemoteSett
   };
 }
 
-type Dest = Extract<Destination, { kind: "hops" }>;
+type Dest = Extract<Destination, { kind: "hops" }> & { requireTls?: boolean };
+
+/**
+ * The part of a destination a REQUIRETLS message may take (RFC 8689 §4.2.1, CONTRACT "REQUIRETLS"): the verified
+ * smart host, or the hops DANE authenticates (TLSA records usable) or MTA-STS enforce names; null = none. Its own
+ * pool key: its connections are opened with requireTls (a missing STARTTLS is then 5.7.30, not a deferral).
+ */
+function requireTlsDestination(d: Dest): Dest | null {
+  if (d.smarthost) return d.tls === "none" ? null : { ...d, key: `${d.key}:requiretls`, requireTls: true };
+  const hops = d.hops.filter((h) => (h.policy?.kind === "dane" && h.policy.tlsa.length > 0) || h.policy?.kind === "mta-sts");
+  return hops.length === 0 ? null : { ...d, hops, key: `${d.key}:requiretls`, requireTls: true };
+}
 
 interface Pool {
   active: number;
@@ -143,7 +154,8 @@ export class RemoteCourier implements Courier {
       early.push(Promise.resolve(report(refused, refused.map(() => o))));
     }
     // RFC 8689 §5: read only when a policy could apply (DANE or MTA-STS on); the header block, bounded.
-    const ignorePolicy = (this.s.dane === true || this.s.mtaSts === true) && tlsRequiredNo(message);
+    // RFC 8689 §5: with REQUIRETLS the field is ignored.
+    const ignorePolicy = message.envelope.requireTls !== true && (this.s.dane === true || this.s.mtaSts === true) && tlsRequiredNo(message);
     await Promise.all(
       [...byDomain].map(async ([domain, indices]) => {
         let dest: Destination;
@@ -194,7 +206,18 @@ export class RemoteCourier implements Courier {
     return p;
   }
 
-  private async transaction(dest: Dest, message: StoredMessage, rcpts: EnvelopeRecipient[]): Promise<Outcome[]> {
+  private async transaction(given: Dest, message: StoredMessage, rcpts: EnvelopeRecipient[]): Promise<Outcome[]> {
+    let dest = given;
+    if (message.envelope.requireTls === true) {
+      const verified = requireTlsDestination(given);
+      if (verified === null) {
+        // RFC 8689 §4.2.1: no way to authenticate the next hop (no DANE, no MTA-STS enforce, not the verified
+        // smart host): the message is returned at once, never sent.
+        const o = localOutcome("failed", 550, "5.7.30", `REQUIRETLS: no authenticated TLS (DANE, MTA-STS or a verified smart host) to ${given.hops[0]?.name ?? given.key}`);
+        return rcpts.map(() => o);
+      }
+      dest = verified;
+    }
     const outcomes = await this.transact(dest, message, rcpts);
     const policy = dest.policy;
     if (policy === undefined || policy === "none") return outcomes;
@@ -311,6 +334,7 @@ export class RemoteCourier implements Courier {
 
   private options(dest: Dest, tls: ClientTlsPolicy, hop: Hop): SessionOptions {
     const o: SessionOptions = { helo: this.s.hostname, tls, verify: dest.smarthost, timeouts: this.s.timeouts };
+    if (dest.requireTls === true) o.requireTls = true;
     if (hop.policy?.kind === "dane") {
       // RFC 7672 §3.1: the TLSA records authenticate; no PKIX check (DANE-TA's chain and name are checked by us).
       o.policy = "dane";

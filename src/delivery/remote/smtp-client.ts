@@ -70,6 +70,8 @@ export interface SessionOptions {
    */
   policy?: "dane" | "mta-sts";
   tlsa?: TlsaRecord[];
+  /** A REQUIRETLS message (RFC 8689 §4.2.1): a server without STARTTLS is a permanent failure (5.7.30). */
+  requireTls?: boolean;
 }
 
 /**
@@ -194,6 +196,9 @@ export class SmtpSession {
     const offered = this.ext.has("STARTTLS");
     const policy = this.opts.policy;
     if (this.opts.tls === "required" && !offered) {
+      if (this.opts.requireTls === true) {
+        throw new SessionError(localOutcome("failed", 550, "5.7.30", `${where} does not offer STARTTLS, which REQUIRETLS needs`));
+      }
       if (policy !== undefined) {
         throw new SessionError(localOutcome("deferred", 451, "4.7.5", `${where} does not offer STARTTLS, which its ${policyLabel(policy)} policy requires`));
       }
@@ -312,6 +317,10 @@ export class SmtpSession {
       // RFC 6152 §3: 8-bit content to a server without 8BITMIME must be converted or returned; we return it.
       return failAll(554, "5.6.3", `${host} does not support 8BITMIME, which this message needs`);
     }
+    if (env.requireTls === true && (!this.tls || !this.ext.has("REQUIRETLS"))) {
+      // RFC 8689 §4.2.1: only over TLS to a server that offers REQUIRETLS; otherwise the message is returned.
+      return failAll(550, "5.7.30", `${host} does not support REQUIRETLS, which this message needs`);
+    }
     const limit = Number(this.ext.get("SIZE") ?? "0");
     if (this.ext.has("SIZE") && limit > 0 && message.size > limit) {
       // RFC 1870 §6: do not send what the server already said it will refuse.
@@ -326,6 +335,7 @@ export class SmtpSession {
     if (this.ext.has("SIZE")) mail += ` SIZE=${message.size}`;
     if (dsn && env.ret !== undefined) mail += ` RET=${env.ret}`;
     if (dsn && env.envid !== undefined) mail += ` ENVID=${encodeXtext(env.envid)}`;
+    if (env.requireTls === true) mail += " REQUIRETLS";
     const lines: string[] = [];
     const sent: number[] = []; // indices of rcpts with a RCPT line
     for (let k = 0; k < rcpts.length; k++) {
