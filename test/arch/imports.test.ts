@@ -227,4 +227,22 @@ describe("architecture: import rules", () => {
     }
     report(v);
   });
+
+  test("dns/ imports only dns/, types from mail/, node: modules and dns-packet", () => {
+    report(
+      rule(
+        "dns",
+        (i) => isNode(i) || i.spec === "dns-packet" || within(i.target, "dns") || (i.typeOnly && within(i.target, "mail")),
+        "dns/ may import only dns/, `import type` from mail/, node: modules and dns-packet",
+      ),
+    );
+  });
+
+  test("nothing outside transport/ imports node:dns or node:dns/promises (DNS goes through dns/)", () => {
+    report(
+      imports
+        .filter((i) => /^(node:)?dns(\/promises)?$/.test(i.spec) && !i.from.startsWith("transport/"))
+        .map((i) => `${where(i)} DNS goes through dns/ (our resolver), not node:dns`),
+    );
+  });
 });

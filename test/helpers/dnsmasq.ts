@@ -1,6 +1,6 @@
 /**
- * A real DNS server for MX tests: dnsmasq on a loopback port, authoritative (--local) for the test zones, with
- * the given --mx-host / --host-record lines. Stopped by stop(); the process dies with the test process too.
+ * A real DNS server for DNS and MX tests: dnsmasq on a loopback port, authoritative (--local) for the test zones,
+ * with the given --mx-host / --host-record / --txt-record / --cname lines (and any raw option in `extra`). Stopped by stop(); the process dies with the test process too.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { Resolver } from "node:dns/promises";
@@ -15,7 +15,24 @@ export interface Dnsmasq {
   stop(): Promise<void>;
 }
 
-export async function startDnsmasq(opts: { zones: string[]; mx?: string[]; hosts?: string[] }): Promise<Dnsmasq> {
+export interface DnsmasqOptions {
+  zones: string[];
+  /** --mx-host values: "name,host,preference". */
+  mx?: string[];
+  /** --host-record values: "name,address[,address…]". */
+  hosts?: string[];
+  /**
+   * --txt-record values: "name,string1,string2" — each string one character-string of ONE record (on the command
+   * line dnsmasq splits at commas and keeps quotes literally, so strings can hold neither).
+   */
+  txt?: string[];
+  /** --cname values: "alias,target". */
+  cnames?: string[];
+  /** Other dnsmasq options, passed as they are (e.g. "--local-ttl=60"). */
+  extra?: string[];
+}
+
+export async function startDnsmasq(opts: DnsmasqOptions): Promise<Dnsmasq> {
   const bin = peerPath("dnsmasq");
   if (bin === null) throw new Error("dnsmasq not installed");
   const [port] = await freePorts(1);
@@ -31,6 +48,9 @@ export async function startDnsmasq(opts: { zones: string[]; mx?: string[]; hosts
     ...opts.zones.map((z) => `--local=/${z}/`),
     ...(opts.mx ?? []).map((m) => `--mx-host=${m}`),
     ...(opts.hosts ?? []).map((h) => `--host-record=${h}`),
+    ...(opts.txt ?? []).map((t) => `--txt-record=${t}`),
+    ...(opts.cnames ?? []).map((c) => `--cname=${c}`),
+    ...(opts.extra ?? []),
   ];
   const proc: ChildProcess = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] });
   let err = "";

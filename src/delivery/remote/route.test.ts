@@ -1,9 +1,13 @@
 /**
- * Routing: the transport map, the smart host, then MX through a real DNS server (dnsmasq on loopback).
+ * Routing: the transport map, the smart host, then MX through a real DNS server (dnsmasq on loopback), asked
+ * through our dns/ resolver handed to the Router (its DnsLookup port); garbage and silent servers through small UDP
+ * servers of our own.
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { havePeer, peerTest } from "../../../test/helpers/peers.ts";
 import { startDnsmasq, type Dnsmasq } from "../../../test/helpers/dnsmasq.ts";
+import { reply, startDnsStub } from "../../../test/helpers/dns-stub.ts";
+import { Resolver } from "../../dns/index.ts";
 import { orderMx, Router, splitHostPort } from "./index.ts";
 import type { RouteSettings } from "./index.ts";
 
@@ -77,12 +81,14 @@ describe("Router with MX records from dnsmasq", () => {
       zones: ["test"],
       mx: ["two.test,mx1.two.test,10", "two.test,mx2.two.test,20", "null.test,.,0"],
       hosts: ["mx1.two.test,127.0.0.2", "mx2.two.test,127.0.0.3", "amx.test,127.0.0.4", "v6.test,::1"],
+      txt: ["textonly.test,v=spf1 -all"],
+      extra: ["--mx-host=nohost.test,gone.nohost.test,10"],
     });
   });
   afterAll(async () => {
     await dns?.stop();
   });
-  const router = () => new Router(base({ dnsServers: [dns!.server] }));
+  const router = () => new Router(base(), new Resolver({ servers: [dns!.server], timeoutMs: 1000 }));
 
   peerTest("dnsmasq", "MX hosts by preference, each with its addresses, on relay.mx_port", async () => {
     expect(await router().route("two.test")).toEqual({
@@ -107,9 +113,52 @@ describe("Router with MX records from dnsmasq", () => {
     expect(await router().route("nowhere.test")).toEqual({ kind: "failed", reply: expect.stringMatching(/^550 5\.1\.2 /) });
   });
 
+  peerTest("dnsmasq", "NXDOMAIN and NODATA are told apart: a domain with neither MX nor address fails, named as such", async () => {
+    expect(await router().route("nowhere.test")).toEqual({ kind: "failed", reply: expect.stringMatching(/^550 5\.1\.2 nowhere\.test does not exist/) });
+    expect(await router().route("textonly.test")).toEqual({ kind: "failed", reply: expect.stringMatching(/^550 5\.1\.2 textonly\.test has no MX and no A\/AAAA/) });
+    expect(await router().route("nohost.test")).toEqual({ kind: "failed", reply: expect.stringMatching(/^550 5\.4\.4 /) });
+  });
+
+  peerTest("dnsmasq", "a dead first DNS server is skipped: the next one routes", async () => {
+    const silent = await startDnsStub(() => []);
+    try {
+      const r = new Router(base(), new Resolver({ servers: [silent.server, dns!.server], timeoutMs: 200 }));
+      expect(await r.route("two.test")).toMatchObject({ kind: "hops", key: "mx:two.test" });
+    } finally {
+      await silent.stop();
+    }
+  });
+
   peerTest("dnsmasq", "a DNS server that does not answer is a temporary failure", async () => {
     const dead = new Router(base({ dnsServers: ["127.0.0.1:9"], dnsTimeoutMs: 200 }));
     const d = await dead.route("two.test");
     expect(d).toEqual({ kind: "deferred", reply: expect.stringMatching(/^451 4\.4\.3 DNS lookup of MX of two\.test failed/) });
+  });
+});
+
+describe("Router with a broken DNS server: mail is deferred, never bounced", () => {
+  test("garbage, SERVFAIL and silence for MX or for the hosts' addresses all defer with 451 4.4.3", async () => {
+    // MX answers are fine (mx.bad.test for every domain), but the address lookups of the MX host get `broken`.
+    let broken: "garbage" | "servfail" | "silent" | "mx" = "mx";
+    const s = await startDnsStub((q, raw) => {
+      const { name, type } = q.questions![0];
+      const garbage = Buffer.concat([raw.subarray(0, 2), Buffer.from("\xff\xfegarbage-not-dns")]);
+      if (type === "MX" && broken !== "mx") {
+        return [reply(q, { answers: [{ type: "MX", name, ttl: 0, data: { preference: 10, exchange: "mx.bad.test" } }] })];
+      }
+      if (broken === "garbage" || broken === "mx") return [garbage];
+      if (broken === "servfail") return [reply(q, { rcode: 2 })];
+      return [];
+    });
+    try {
+      const router = () => new Router(base(), new Resolver({ servers: [s.server], timeoutMs: 200, attempts: 1 }));
+      expect(await router().route("a.test")).toEqual({ kind: "deferred", reply: expect.stringMatching(/^451 4\.4\.3 DNS lookup of MX of a\.test failed: servfail/) });
+      for (const mode of ["garbage", "servfail", "silent"] as const) {
+        broken = mode;
+        expect(await router().route("b.test")).toEqual({ kind: "deferred", reply: expect.stringMatching(/^451 4\.4\.3 DNS lookup of the addresses of the mail hosts of b\.test failed/) });
+      }
+    } finally {
+      await s.stop();
+    }
   });
 });

@@ -1,15 +1,16 @@
 /**
  * Where mail for a domain goes (CONTRACT "Guarantees": routing order): `relay.routes` (the transport map), then
- * `relay.smarthost`, then the domain's MX records (RFC 5321 §5.1) looked up through node:dns with `dns.servers`.
+ * `relay.smarthost`, then the domain's MX records (RFC 5321 §5.1) looked up through our dns/ resolver (a DnsLookup
+ * port, built from `dns.servers` unless one is handed in).
  *
  * MX: sorted by preference, random order among equal preferences (§5.1), each host's A/AAAA asked through the same
- * resolver and every address tried in turn. No MX → the domain's own A/AAAA as an implicit MX, found by asking:
- * Bun and Deno report "no MX record" and "no such domain" both as ENOTFOUND, so the error code cannot tell them
- * apart. A null MX (RFC 7505 §3: a single MX "." of preference 0, which node:dns returns as exchange "") means the
- * domain accepts no mail: permanent failure 556 5.1.10 (RFC 7505 §4.2).
+ * resolver and every address tried in turn. The resolver tells NXDOMAIN from NODATA: NODATA for MX → the domain's
+ * own A/AAAA as an implicit MX (§5.1); NXDOMAIN → the domain does not exist, a permanent failure. A timeout,
+ * SERVFAIL or an unreadable answer is never taken for an absence: the mail is deferred. A null MX (RFC 7505 §3:
+ * an MX "." of preference 0) means the domain accepts no mail: permanent failure 556 5.1.10 (RFC 7505 §4.2).
  */
-import { Resolver } from "node:dns/promises";
 import { isIP } from "node:net";
+import { mergeAddresses, Resolver, type DnsLookup, type DnsResult } from "../../dns/index.ts";
 import type { ClientTlsPolicy } from "./smtp-client.ts";
 
 export interface RouteSettings {
@@ -21,7 +22,7 @@ export interface RouteSettings {
   mxPort: number;
   /** "ip" or "ip:port"; empty = the system's resolver configuration. */
   dnsServers: string[];
-  /** Per-query timeout (two tries); default 5 s, as a stub resolver's. */
+  /** Per-query timeout for each server and try (two rounds over the servers); default 5 s, as a stub resolver's. */
   dnsTimeoutMs?: number;
 }
 
@@ -40,9 +41,6 @@ export type Destination =
 
 /** Bound on remembered config-only routes: with a smart host every domain is one, and domains come from senders. */
 const FIXED_CACHE_MAX = 10_000;
-
-/** Errors that mean "the server says there is no such record or name" (as opposed to a lookup that failed). */
-const ABSENT = new Set(["ENOTFOUND", "ENODATA", "NOTFOUND", "NODATA"]);
 
 export function splitHostPort(s: string): { host: string; port: number } | null {
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(s) ?? /^([^:]+):(\d+)$/.exec(s);
@@ -67,13 +65,16 @@ export function orderMx(records: ReadonlyArray<{ exchange: string; priority: num
 }
 
 export class Router {
-  private readonly resolver: Resolver;
+  private readonly dns: DnsLookup;
   /** Config-only destinations by lower-case domain (see fixedRoute). */
   private readonly fixed = new Map<string, Destination>();
 
-  constructor(private readonly s: RouteSettings) {
-    this.resolver = new Resolver({ timeout: s.dnsTimeoutMs ?? 5000, tries: 2 });
-    if (s.dnsServers.length > 0) this.resolver.setServers(s.dnsServers);
+  /** `dns`: the resolver to ask; by default one built from `dnsServers` (one per Router, so one per worker). */
+  constructor(
+    private readonly s: RouteSettings,
+    dns?: DnsLookup,
+  ) {
+    this.dns = dns ?? new Resolver({ servers: s.dnsServers, timeoutMs: s.dnsTimeoutMs ?? 5000, attempts: 2 });
   }
 
   async route(domain: string): Promise<Destination> {
@@ -115,53 +116,41 @@ export class Router {
   }
 
   private async mx(domain: string): Promise<Destination> {
-    let records: Array<{ exchange: string; priority: number }>;
-    try {
-      records = await this.resolver.resolveMx(domain);
-    } catch (err) {
-      if (!ABSENT.has((err as NodeJS.ErrnoException).code ?? "")) return lookupFailed(`MX of ${domain}`, err);
-      records = [];
-    }
-    const isNull = (r: { exchange: string }) => r.exchange === "" || r.exchange === ".";
+    const mx = await this.dns.lookup(domain, "MX");
+    if (mx.status === "nxdomain") return { kind: "failed", reply: `550 5.1.2 ${domain} does not exist (no such domain)` };
+    if (mx.status === "timeout" || mx.status === "servfail") return lookupFailed(`MX of ${domain}`, mx);
+    const records = mx.records.map((r) => ({ exchange: r.exchange, priority: r.preference }));
+    const isNull = (r: { exchange: string }) => r.exchange === "." || r.exchange === "";
     if (records.length > 0 && records.every(isNull)) {
       return { kind: "failed", reply: `556 5.1.10 ${domain} does not accept mail (null MX, RFC 7505)` };
     }
+    // NODATA: no MX at all, the domain itself is the implicit MX (RFC 5321 §5.1).
     const names = records.length > 0 ? orderMx(records.filter((r) => !isNull(r))).map((r) => r.exchange) : [domain];
     const hops: Hop[] = [];
-    let lastError: unknown = null;
+    let lastFailure: DnsResult | null = null;
     for (const name of names) {
       const host = name.replace(/\.$/, "").toLowerCase();
       const got = await this.addresses(host);
-      if (got instanceof Error) lastError = got;
-      else if (got.length > 0) hops.push({ name: host, addresses: got, port: this.s.mxPort });
+      if (got.status === "ok") hops.push({ name: host, addresses: got.records, port: this.s.mxPort });
+      else if (got.status === "timeout" || got.status === "servfail") lastFailure = got;
     }
     if (hops.length > 0) return { kind: "hops", key: `mx:${domain}`, hops, tls: "opportunistic", smarthost: false };
-    if (lastError !== null) return lookupFailed(`the addresses of the mail hosts of ${domain}`, lastError);
+    if (lastFailure !== null) return lookupFailed(`the addresses of the mail hosts of ${domain}`, lastFailure);
     if (records.length === 0) {
-      return { kind: "failed", reply: `550 5.1.2 ${domain} has no MX and no A/AAAA record (no such domain)` };
+      return { kind: "failed", reply: `550 5.1.2 ${domain} has no MX and no A/AAAA record` };
     }
     return { kind: "failed", reply: `550 5.4.4 no address for the mail hosts of ${domain}` };
   }
 
-  /** A and AAAA of `host` (IPv4 first); [] when neither exists, an Error when a lookup failed. */
-  private async addresses(host: string): Promise<string[] | Error> {
-    if (isIP(host)) return [host];
-    const [v4, v6] = await Promise.all([this.ask(() => this.resolver.resolve4(host)), this.ask(() => this.resolver.resolve6(host))]);
-    if (v4 instanceof Error && v6 instanceof Error) return v4;
-    return [...(v4 instanceof Error ? [] : v4), ...(v6 instanceof Error ? [] : v6)];
-  }
-
-  private async ask(q: () => Promise<string[]>): Promise<string[] | Error> {
-    try {
-      return await q();
-    } catch (err) {
-      if (ABSENT.has((err as NodeJS.ErrnoException).code ?? "")) return [];
-      return err instanceof Error ? err : new Error(String(err));
-    }
+  /** A and AAAA of `host`, IPv4 first; a failure of either with no address from the other is a failure. */
+  private async addresses(host: string): Promise<DnsResult<"A" | "AAAA">> {
+    if (isIP(host)) return { status: "ok", records: [host], ad: false, ttl: 0, cnames: [] };
+    const [v4, v6] = await Promise.all([this.dns.lookup(host, "A"), this.dns.lookup(host, "AAAA")]);
+    return mergeAddresses(v4, v6);
   }
 }
 
-function lookupFailed(what: string, err: unknown): Destination {
-  const code = (err as NodeJS.ErrnoException).code ?? String(err);
-  return { kind: "deferred", reply: `451 4.4.3 DNS lookup of ${what} failed: ${code}` };
+/** A lookup that got no answer (timeout, SERVFAIL, garbage): temporary, the mail waits (RFC 5321 §4.5.4.1). */
+function lookupFailed(what: string, r: DnsResult): Destination {
+  return { kind: "deferred", reply: `451 4.4.3 DNS lookup of ${what} failed: ${r.status}` };
 }
