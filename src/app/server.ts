@@ -17,8 +17,23 @@ import {
   type RemoteSettings,
 } from "../delivery/index.ts";
 import { Registry, Counter, GaugeFn, Histogram, serveObserve, type Logger } from "../observe/index.ts";
-import { hopCounterStage } from "../inbound/index.ts";
-import type { Stage } from "../mail/index.ts";
+import { Resolver } from "../dns/index.ts";
+import {
+  DnsLists,
+  dnsblStage,
+  GreylistFile,
+  GreylistStore,
+  greylistStage,
+  hopCounterStage,
+  listLookupOf,
+  pregreetStage,
+  RateLimiter,
+  rateLimitStage,
+  type DefenceDeps,
+  type DefenceReason,
+  type RateLimitEntry,
+} from "../inbound/index.ts";
+import type { SessionView, Stage } from "../mail/index.ts";
 import { Policy } from "../policy/index.ts";
 import { deleteItem, dsnChunks, isFinal, openStored, recover, Spool, type DsnRecipient } from "../queue/index.ts";
 import { passwordHasher, runtimeName } from "../runtime/index.ts";
@@ -49,6 +64,21 @@ export interface RunningServer {
 /** CONTRACT: the listen backlog is at least 1024 (Bun's listen uses the kernel's somaxconn, 4096 here). */
 const BACKLOG = 1024;
 const DRAIN_MS = 5000;
+/** How often the greylisting state is written to DATA/greylist.db when it changed (and once at shutdown). */
+const GREYLIST_SAVE_MS = 5000;
+/** All DNS list zones of one connection must answer within this (else: fail open). */
+const DNS_LIST_BUDGET_MS = 2000;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** One limiter per [[rate_limits]] entry; a SIGHUP keeps the counts of entries whose key and rate did not change. */
+function rateLimitEntries(c: Config, old: readonly RateLimitEntry[]): RateLimitEntry[] {
+  const spare = [...old];
+  return c.rateLimits.map((r) => {
+    const i = spare.findIndex((e) => e.key === r.key && e.rate === r.rate);
+    if (i >= 0) return spare.splice(i, 1)[0]!;
+    return { key: r.key, rate: r.rate, limiter: new RateLimiter({ count: r.count, windowMs: r.windowMs }) };
+  });
+}
 /** Dummy argon2id hash verified for unknown users so that timing does not reveal which users exist. */
 let dummyHash: string | null = null;
 
@@ -148,6 +178,10 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   const mFsync = registry.add(
     new Histogram("ringmta_spool_commit_seconds", "Spool group-commit rounds (write, fsync, rename, directory fsync).", [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1]),
   );
+  const mDefence = registry.add(
+    new Counter("ringmta_defence_rejects_total", "Refusals by the MX defences (dnsbl, pregreet, greylist, rate_limit)."),
+  );
+  for (const reason of ["dnsbl", "pregreet", "greylist", "rate_limit"] satisfies DefenceReason[]) mDefence.bind({ reason });
   const stats = queueStats();
   registry.add(new GaugeFn("ringmta_queue_messages", "Messages in the spool.", () => stats.count));
   registry.add(new GaugeFn("ringmta_ring_depth", "Message ids waiting in the ring for a delivery worker.", () => pool.depth));
@@ -171,8 +205,39 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   let draining = false;
   const clock = { now: Date.now, delay: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)) };
   const tlsSource = (): TlsOptions | null => tls;
-  // The inbound stages, in order: loop detection first (it reads limits.max_hops at each message, so SIGHUP applies).
-  const stages: Stage[] = [hopCounterStage(() => config.limits.maxHops), ...(opts.extraStages ?? [])];
+  // The defences ([defence], [[rate_limits]]). Their settings are read at each connection, so SIGHUP applies to
+  // new ones; the rate-limit counts and the greylisting state live across reloads.
+  let listResolver = new Resolver({ servers: config.dns.servers });
+  const dnsLists = new DnsLists({
+    lookup: listLookupOf({ lookup: (name, type, o) => listResolver.lookup(name, type, o) }),
+    sleep,
+    budgetMs: DNS_LIST_BUDGET_MS,
+    log,
+  });
+  const defence: DefenceDeps = {
+    settings: () => config.defence,
+    // CONTRACT: the defences are for MX sessions; relay.networks and listeners where AUTH is required are exempt.
+    trusted: (view: SessionView) =>
+      config.listeners.find((l) => l.name === view.listener)?.auth === "required" || policy.inRelayNetworks(view.clientAddress),
+    lists: dnsLists,
+    report: (reason, fields) => {
+      mDefence.inc({ reason });
+      log.info("defence.reject", { reason, ...fields });
+    },
+  };
+  let rateLimits = rateLimitEntries(config, []);
+  const greylist = new GreylistStore();
+  const greylistFile = new GreylistFile(join(config.dataDir, "greylist.db"));
+  // The inbound stages, in order: loop detection first (it reads limits.max_hops at each message, so SIGHUP applies),
+  // then the defences, a permanent refusal (DNSBL) before a deferral (greylisting) before a rate-limit charge.
+  const stages: Stage[] = [
+    hopCounterStage(() => config.limits.maxHops),
+    dnsblStage(defence),
+    pregreetStage(defence, sleep),
+    greylistStage(defence, greylist, Date.now),
+    rateLimitStage(() => rateLimits, defence.report, Date.now),
+    ...(opts.extraStages ?? []),
+  ];
 
   const factory = (conn: Conn, spec: ListenerSpec): ConnHandler => {
     // The listener's current settings (SIGHUP may have changed its auth mode or the limits).
@@ -256,6 +321,25 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       log.info("listener.rebound", { name: old.spec.name, port: fresh.port, reason: "certificate reloaded" });
     }
   };
+
+  // Greylisting state of the last run (as the unprivileged user: the file is under DATA).
+  try {
+    const text = greylistFile.read();
+    if (text !== null) {
+      const r = greylist.load(text, Date.now());
+      log.info("greylist.loaded", { file: greylistFile.path, triples: r.loaded, bad_lines: r.bad });
+    }
+  } catch (err) {
+    log.error("greylist.load_failed", { file: greylistFile.path, error: String(err), note: "starting with no state" });
+  }
+  const saveGreylist = (): void => {
+    try {
+      greylistFile.save(greylist, Date.now());
+    } catch (err) {
+      log.error("greylist.save_failed", { file: greylistFile.path, error: String(err) });
+    }
+  };
+  const greylistSaver = setInterval(saveGreylist, GREYLIST_SAVE_MS);
 
   // Delivery (as the unprivileged user from here on).
   mkdirSync(queueDir, { recursive: true, mode: 0o700 });
@@ -449,6 +533,8 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         }
         const nextRemote = remoteSettings(next);
         policy = policyOf(next, u);
+        rateLimits = rateLimitEntries(next, rateLimits);
+        if (next.dns.servers.join() !== config.dns.servers.join()) listResolver = new Resolver({ servers: next.dns.servers });
         pool.updateRemote(nextRemote);
         auth.update(u.users, authLimits(next));
         tls = nextTls;
@@ -472,6 +558,8 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       for (const s of [...sessions]) s.shutdown(true);
       clearInterval(sweeper);
+      clearInterval(greylistSaver);
+      saveGreylist();
       metricsServer?.close();
       await spool?.close();
       await pool.stop();
