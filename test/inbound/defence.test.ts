@@ -26,7 +26,7 @@ import { ManualClock, RecordingLog, sessionTier, type TierOptions, type TierRepl
 const codes = (rs: TierReply[]): string[] => rs.map((r) => (r.enhanced ? `${r.code} ${r.enhanced}` : `${r.code}`));
 const MINUTE = 60_000;
 
-type Answer = { status: ListLookupStatus; addresses: string[] } | "never";
+type Answer = { status: ListLookupStatus; addresses: readonly string[] } | "never";
 
 /** A lookup port answering from a table (name → answer); unknown names are NXDOMAIN. Records every name asked. */
 function scripted(table: Record<string, Answer>): ListLookup & { asked: string[] } {
@@ -36,7 +36,7 @@ function scripted(table: Record<string, Answer>): ListLookup & { asked: string[]
     lookupA(name) {
       asked.push(name);
       const a = table[name] ?? { status: "nxdomain", addresses: [] };
-      return a === "never" ? new Promise(() => {}) : Promise.resolve(a);
+      return a === "never" ? new Promise(() => {}) : Promise.resolve({ status: a.status, addresses: [...a.addresses] });
     },
   };
 }
