@@ -38,6 +38,8 @@ describe("example.toml", () => {
     });
     expect(c.relay.routes).toEqual({ "remote.test": "127.0.0.1:2600" });
     expect(c.relay.smarthostTls).toBe("starttls");
+    expect(c.defence).toEqual({ dnsbl: [], dnswl: [], pregreetMs: 0, greylist: false, greylistDelayMs: 300_000 });
+    expect(c.rateLimits).toEqual([{ key: "ip", rate: "60/1m", count: 60, windowMs: 60_000 }]);
     expect(c.queue).toEqual({
       retryIntervalsMs: [60_000, 300_000, 1_800_000, 7_200_000, 21_600_000],
       maxAgeMs: 432_000_000,
