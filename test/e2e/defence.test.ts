@@ -8,7 +8,9 @@
  */
 import { execFile } from "node:child_process";
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
+import { readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
+import { parse, stringify } from "smol-toml";
 import { afterAll, beforeAll, describe, expect } from "vitest";
 import { startDnsmasq, type Dnsmasq } from "../helpers/dnsmasq.ts";
 import {
@@ -193,6 +195,42 @@ describe("rate limits with smtp-source", () => {
     await waitFor(() => /"key":"recipient".*"value":"u1@example\.test"/.test(srv.logs()) || null, 5000);
     expect(srv.logs()).toMatch(/defence\.reject.*"reason":"rate_limit".*"key":"sender".*"value":"a@x\.test"/);
     expect(srv.logs()).toMatch(/defence\.reject.*"reason":"rate_limit".*"key":"recipient".*"value":"u1@example\.test"/);
+  }, 90_000);
+});
+
+describe("ip rate limits and SIGHUP", () => {
+  let srv: Srv;
+  beforeAll(async () => {
+    srv = await startServer({ config: `[local]\ncatch_all = true\n[[rate_limits]]\nkey = "ip"\nrate = "3/1h"\n` });
+  }, 60_000);
+  afterAll(() => srv?.dispose());
+  const delivered = (local: string): number => maildirFiles(srv.dataDir, "example.test", local).length;
+
+  peerTest("smtp-source", "3/1h per ip: exactly 3 from 127.0.0.1, another address unaffected; a reload keeps the count and applies new [defence] keys", async () => {
+    for (let i = 0; i < 3; i++) {
+      await new Promise<void>((resolve) =>
+        execFile(peerPath("smtp-source")!, ["-s", "1", "-m", "5", "-l", "1024", "-f", "a@x.test", "-t", "ip1@example.test", `127.0.0.1:${srv.ports.mx}`], { timeout: 60_000 }, () => resolve()),
+      );
+    }
+    await waitFor(() => delivered("ip1") >= 3 || null, 15_000);
+    await sleep(500);
+    expect(delivered("ip1")).toBe(3);
+    const other = await attempt(srv.ports.mx, "127.0.0.8", "a@x.test", "ip2@example.test");
+    expect(other.final?.code).toBe(250);
+
+    // SIGHUP with the same limit plus greylisting: the count of 127.0.0.1 stays, greylisting applies to new sessions.
+    const cfg = parse(readFileSync(srv.configPath, "utf8")) as Record<string, unknown>;
+    cfg.defence = { greylist: "on", greylist_delay: "1h" };
+    writeFileSync(srv.configPath, stringify(cfg) + "\n");
+    process.kill(srv.pid, "SIGHUP");
+    await waitFor(() => srv.logs().includes("config.reloaded") || null, 10_000);
+    const again = await attempt(srv.ports.mx, "127.0.0.1", "a@x.test", "ip1@example.test");
+    expect(again.mail.code).toBe(451);
+    expect(again.mail.enhanced).toBe("4.7.1");
+    const grey = await attempt(srv.ports.mx, "127.0.1.9", "new@x.test", "ip3@example.test");
+    expect(grey.mail.code).toBe(250);
+    expect(grey.rcpts[0]!.code).toBe(451);
+    expect(grey.rcpts[0]!.enhanced).toBe("4.7.1");
   }, 90_000);
 });
 
