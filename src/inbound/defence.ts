@@ -88,26 +88,31 @@ export function pregreetStage(deps: DefenceDeps, sleep: (ms: number) => Promise<
       const s = deps.settings();
       if (s.pregreetMs <= 0 || deps.trusted(view)) return null;
       const lists = s.dnswl.length > 0 ? listsOf(deps, view, s) : null;
+      let done = false;
+      let answer: (v: Verdict) => void = () => {};
+      const finish = (v: Verdict): void => {
+        if (done) return;
+        done = true;
+        answer(v);
+      };
       const session: StageSession = {
         connect: () =>
           new Promise<Verdict>((resolve) => {
-            let done = false;
-            const finish = (v: Verdict): void => {
-              if (done) return;
-              done = true;
-              resolve(v);
-            };
+            answer = resolve;
             if (lists !== null) void lists.promise.then((r) => r.allowedBy !== null && finish(null));
             void sleep(s.pregreetMs).then(async () => {
               if (done) return;
               if (view.bytesReceived === 0) return finish(null);
               // It talked first; still spare it if an allowlist (not yet answered) lists it.
               if (lists !== null && (await lists.promise).allowedBy !== null) return finish(null);
+              if (done) return;
               const ip = plainAddress(view.clientAddress);
               deps.report("pregreet", { client: ip, bytes: view.bytesReceived, wait_ms: s.pregreetMs });
               finish(DefenceReply.pregreet);
             });
           }),
+        // A client that hung up during the wait is not refused (nobody would read it) nor reported.
+        close: () => finish(null),
       };
       return session;
     },

@@ -210,6 +210,18 @@ describe("pregreet stage", () => {
     await t2.settle();
     expect(codes(t2.replies())).toEqual(["220", "250"]);
   });
+  test("a client that hangs up during the wait: nothing is written afterwards, nothing is reported", async () => {
+    const r = rig({ pregreetMs: 3000 }, scripted({}));
+    const t = sessionTier({ stages: [pregreetStage(r.deps, (ms) => r.clock.delay(ms))] });
+    t.send("EHLO eager.test\r\n");
+    t.hangUp();
+    await t.settle();
+    r.clock.advance(3000);
+    await t.settle();
+    expect(t.output).toBe("");
+    expect(t.gone).toBe(true);
+    expect(r.reports).toEqual([]);
+  });
   test("trusted clients and pregreet_ms = 0 skip it", async () => {
     const r = rig({ pregreetMs: 3000 }, scripted({}), () => true);
     expect(codes(sessionTier({ stages: [pregreetStage(r.deps, (ms) => r.clock.delay(ms))] }).replies())).toEqual(["220"]);
