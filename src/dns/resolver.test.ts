@@ -153,6 +153,14 @@ describe("Resolver against small servers of our own", () => {
     }
   });
 
+  test("an IPv6 server ([::1]:port) is asked over udp6", async () => {
+    const s6 = await startDnsStub((q) => [reply(q, { answers: [aRecord(q.questions![0].name, "192.0.2.10")] })], "::1");
+    stubs.push(s6);
+    const r = new Resolver({ servers: [s6.server], timeoutMs: 1000 });
+    expect(await r.lookup("v6server.test", "A")).toMatchObject({ status: "ok", records: ["192.0.2.10"] });
+    expect(s6.queries).toHaveLength(1);
+  });
+
   test("the AD bit of the answer is on the result", async () => {
     const s = await stub((q) => [reply(q, { ad: q.questions![0].name === "signed.test", answers: [aRecord(q.questions![0].name, "192.0.2.9")] })]);
     const r = new Resolver({ servers: [s.server], timeoutMs: 1000 });
@@ -249,7 +257,8 @@ describe("Resolver against small servers of our own", () => {
     await r.lookup("b1.test", "A", { budget });
     await r.lookup("b1.test", "A", { budget }); // from the cache, still one lookup
     expect(budget.remaining).toBe(0);
-    expect(() => r.lookup("b2.test", "A", { budget })).toThrow(LookupLimitError);
+    await expect(r.lookup("b2.test", "A", { budget })).rejects.toThrow(LookupLimitError);
+    expect(s.queries.filter((q) => q.questions![0].name === "b2.test")).toHaveLength(0);
   });
 
   test("node:dns-shaped adapter: records as node gives them, errors with ENOTFOUND/ENODATA/ETIMEOUT/ESERVFAIL", async () => {
@@ -257,6 +266,8 @@ describe("Resolver against small servers of our own", () => {
       const { name, type } = q.questions![0];
       if (name === "mx.test" && type === "MX") return [reply(q, { answers: [{ type: "MX", name, ttl: 60, data: { preference: 5, exchange: "mail.mx.test" } }] })];
       if (name === "txt.test" && type === "TXT") return [reply(q, { answers: [{ type: "TXT", name, ttl: 60, data: ["v=DKIM1; p=", "ABC"] }] })];
+      // "é" (c3 a9) split across two character-strings of one record.
+      if (name === "utf8.test" && type === "TXT") return [reply(q, { answers: [{ type: "TXT", name, ttl: 60, data: [Buffer.from([0x63, 0x61, 0x66, 0xc3]), Buffer.from([0xa9])] }] })];
       if (name === "nomx.test") return [reply(q, {})];
       if (name === "broken.test") return [reply(q, { rcode: 2 })];
       if (name === "slow.test") return [];
@@ -267,6 +278,7 @@ describe("Resolver against small servers of our own", () => {
     expect(await a.resolve("mx.test", "MX")).toEqual([{ exchange: "mail.mx.test", priority: 5 }]);
     expect(await a.resolveTxt("txt.test")).toEqual([["v=DKIM1; p=ABC"]]);
     expect(await a.resolve("txt.test", "TXT")).toEqual([["v=DKIM1; p=ABC"]]);
+    expect(await a.resolveTxt("utf8.test")).toEqual([["café"]]);
     await expect(a.resolve4("none.test")).rejects.toMatchObject({ code: "ENOTFOUND", hostname: "none.test" });
     await expect(a.resolveMx("nomx.test")).rejects.toMatchObject({ code: "ENODATA" });
     await expect(a.resolve("broken.test", "TXT")).rejects.toMatchObject({ code: "ESERVFAIL" });

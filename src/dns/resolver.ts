@@ -85,7 +85,11 @@ export class Resolver implements DnsLookup {
    * (checked first: a cached answer counts as a lookup too, as SPF counts terms, not packets).
    */
   lookup<T extends RecordType>(name: string, type: T, opts: LookupOptions = {}): Promise<DnsResult<T>> {
-    opts.budget?.spend();
+    try {
+      opts.budget?.spend();
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const qname = canonicalName(name);
     // A name that cannot be put in a query cannot exist (RFC 1035 §2.3.4); no server needs asking.
     if (!encodable(qname)) return Promise.resolve(result("nxdomain"));
@@ -120,8 +124,8 @@ export class Resolver implements DnsLookup {
 
   /**
    * The servers in the order to ask them: as configured, except that one that timed out within DEAD_MS goes after
-   * the others (as resolv.conf's `rotate`-less resolvers do not, but unbound's infra cache does), so one dead first
-   * server does not cost every lookup a timeout.
+   * the others, so a dead first server does not cost every lookup a timeout (the system resolver would pay it
+   * each time; a recursive resolver keeps such server state in its infrastructure cache).
    */
   private order(): number[] {
     const t = Date.now();

@@ -4,7 +4,7 @@
 import { randomInt } from "node:crypto";
 import { Buffer } from "node:buffer";
 import * as packet from "dns-packet";
-import type { DnsStatus, MxRecord, RecordOf, RecordType, TlsaRecord } from "./types.ts";
+import type { MxRecord, RecordOf, RecordType, TlsaRecord } from "./types.ts";
 
 /**
  * EDNS0 payload we advertise (RFC 6891 §6.2.5): 1232 octets fits an IPv6 minimum MTU without fragmentation
@@ -26,9 +26,9 @@ export function canonicalName(name: string): string {
 }
 
 /**
- * A recursive query (RD) with a random id (RFC 5452 §4.3: the id and the source port are what a spoofer must
+ * A recursive query (RD) with a random id (RFC 5452 §9.2: the id and the source port are what a spoofer must
  * guess) and, unless `edns` is false, an OPT record with the DO bit (RFC 3225 §3) so that a validating server
- * sets AD on what it validated (RFC 6840 §5.7).
+ * sets AD on what it validated (RFC 4035 §3.2.3, RFC 6840 §5.8).
  */
 export function buildQuery(name: string, type: RecordType, edns: boolean, payload = DEFAULT_UDP_PAYLOAD): Query {
   const id = randomInt(0, 65536);
@@ -112,8 +112,6 @@ export function interpret(q: Query, p: packet.DecodedPacket): Reply {
   }
 }
 
-const ascii = (b: unknown): string => (Buffer.isBuffer(b) ? b.toString("latin1") : String(b));
-
 function convert(type: RecordType, data: unknown): RecordOf[RecordType] {
   switch (type) {
     case "A":
@@ -127,10 +125,10 @@ function convert(type: RecordType, data: unknown): RecordOf[RecordType] {
       return { exchange: mx.exchange === "." ? "." : canonicalName(mx.exchange), preference: mx.preference ?? 0 } satisfies MxRecord;
     }
     case "TXT": {
-      // RFC 7208 §3.3, RFC 6376 §3.6.2.2: the strings of one record are concatenated without separator. Bytes are
-      // kept one to one (latin1): TXT is not UTF-8 by definition, and DKIM/SPF values are ASCII.
-      const parts = Array.isArray(data) ? data : [data];
-      return parts.map(ascii).join("");
+      // RFC 7208 §3.3, RFC 6376 §3.6.2.2: the strings of one record are concatenated without separator. Joined as
+      // bytes first, so a UTF-8 sequence split across two strings survives; SPF/DKIM/DMARC values are ASCII anyway.
+      const parts = (Array.isArray(data) ? data : [data]).map((b) => (Buffer.isBuffer(b) ? b : Buffer.from(String(b))));
+      return Buffer.concat(parts).toString("utf8");
     }
     case "TLSA": {
       const t = data as packet.TlsaData;
@@ -139,4 +137,3 @@ function convert(type: RecordType, data: unknown): RecordOf[RecordType] {
   }
 }
 
-export type { DnsStatus };

@@ -9,7 +9,7 @@ import * as packet from "dns-packet";
 
 export interface DnsStub {
   port: number;
-  /** "127.0.0.1:PORT", for dns.servers. */
+  /** "127.0.0.1:PORT" or "[::1]:PORT", for dns.servers. */
   server: string;
   /** Every query received, in order. */
   queries: packet.DecodedPacket[];
@@ -18,8 +18,10 @@ export interface DnsStub {
 
 export type StubAnswer = (q: packet.DecodedPacket, raw: Buffer) => Buffer[];
 
-export async function startDnsStub(answer: StubAnswer): Promise<DnsStub> {
-  const sock = createSocket("udp4");
+/** `host`: the loopback address to bind, 127.0.0.1 or ::1. */
+export async function startDnsStub(answer: StubAnswer, host = "127.0.0.1"): Promise<DnsStub> {
+  const v6 = host.includes(":");
+  const sock = createSocket(v6 ? "udp6" : "udp4");
   const queries: packet.DecodedPacket[] = [];
   sock.on("message", (msg, rinfo) => {
     let q: packet.DecodedPacket;
@@ -31,11 +33,11 @@ export async function startDnsStub(answer: StubAnswer): Promise<DnsStub> {
     queries.push(q);
     for (const out of answer(q, msg)) sock.send(out, rinfo.port, rinfo.address);
   });
-  await new Promise<void>((res) => sock.bind(0, "127.0.0.1", () => res()));
+  await new Promise<void>((res) => sock.bind(0, host, () => res()));
   const port = sock.address().port;
   return {
     port,
-    server: `127.0.0.1:${port}`,
+    server: v6 ? `[${host}]:${port}` : `${host}:${port}`,
     queries,
     stop: () => new Promise<void>((res) => sock.close(() => res())),
   };

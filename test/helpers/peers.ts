@@ -6,7 +6,18 @@ import { accessSync, constants } from "node:fs";
 import { delimiter, join } from "node:path";
 import { test, type TestContext } from "vitest";
 
-export type Peer = "swaks" | "smtp-source" | "smtp-sink" | "python3" | "openssl" | "dovecot" | "dnsmasq" | "postfix";
+export type Peer =
+  | "swaks"
+  | "smtp-source"
+  | "smtp-sink"
+  | "python3"
+  | "openssl"
+  | "dovecot"
+  | "dnsmasq"
+  | "postfix"
+  | "unbound"
+  | "ldns-keygen"
+  | "ldns-signzone";
 
 /** Debian package that brings each program (the ones .ci/run installs). */
 export const PEER_PACKAGE: Record<Peer, string> = {
@@ -18,6 +29,9 @@ export const PEER_PACKAGE: Record<Peer, string> = {
   dovecot: "dovecot-imapd",
   dnsmasq: "dnsmasq-base",
   postfix: "postfix",
+  unbound: "unbound",
+  "ldns-keygen": "ldnsutils",
+  "ldns-signzone": "ldnsutils",
 };
 
 const found = new Map<Peer, string | null>();
@@ -51,23 +65,23 @@ export function peerInstallHint(name: Peer): string {
 }
 
 /**
- * A test that needs `name`. Missing peer: skipped, its title ending " (skipped: install with: apt-get install -y
- * PKG)"; with RINGMTA_REQUIRE_PEERS=1 it runs and fails with that hint instead.
+ * A test that needs `name` (or every program of a list). Missing peer: skipped, its title ending " (skipped:
+ * install with: apt-get install -y PKG)"; with RINGMTA_REQUIRE_PEERS=1 it runs and fails with that hint instead.
  */
 export function peerTest(
-  name: Peer,
+  name: Peer | Peer[],
   title: string,
   fn: (ctx: TestContext) => unknown,
   timeoutMs?: number,
 ): void {
-  const missing = !havePeer(name);
-  if (!missing) {
+  const missing = (Array.isArray(name) ? name : [name]).find((n) => !havePeer(n));
+  if (missing === undefined) {
     test(title, fn, timeoutMs);
   } else if (process.env.RINGMTA_REQUIRE_PEERS === "1") {
     test(title, () => {
-      throw new Error(`${name} not found and RINGMTA_REQUIRE_PEERS=1: ${peerInstallHint(name)}`);
+      throw new Error(`${missing} not found and RINGMTA_REQUIRE_PEERS=1: ${peerInstallHint(missing)}`);
     });
   } else {
-    test(`${title} (skipped: ${peerInstallHint(name)})`, (ctx) => ctx.skip(`${name} not found`));
+    test(`${title} (skipped: ${peerInstallHint(missing)})`, (ctx) => ctx.skip(`${missing} not found`));
   }
 }

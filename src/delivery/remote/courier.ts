@@ -9,6 +9,7 @@
  * immediately (the duplicate window, CONTRACT "Guarantees").
  */
 import type { Dialer } from "../../transport/types.ts";
+import type { DnsLookup } from "../../dns/index.ts";
 import type { Courier, EnvelopeRecipient, Outcome, StoredMessage } from "../../mail/index.ts";
 import { Router } from "./route.ts";
 import type { Destination, RouteSettings } from "./route.ts";
@@ -72,11 +73,13 @@ export class RemoteCourier implements Courier {
   private readonly slotWaitMs: number;
   private readonly deadMs: number;
 
+  /** `dns`: the worker's resolver, when it has one to share; else the Router builds one from `s.dnsServers`. */
   constructor(
     private readonly s: RemoteSettings,
     private readonly dialer: Dialer,
+    dns?: DnsLookup,
   ) {
-    this.router = new Router(s);
+    this.router = new Router(s, dns);
     this.max = s.maxPerDestination ?? 20;
     this.idleMs = s.idleMs ?? 5000;
     this.slotWaitMs = s.slotWaitMs ?? 30_000;
