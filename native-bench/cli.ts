@@ -2,6 +2,7 @@
 import { LOAD_USAGE, parseLoadArgs, UsageError } from "./args.ts";
 import { runCompare } from "./compare.ts";
 import { runFlood } from "./flood.ts";
+import { runDefence } from "./defence.ts";
 import { runIdle } from "./idle.ts";
 import { runLoad } from "./load.ts";
 import { formatSummary } from "./report.ts";
@@ -12,6 +13,7 @@ export async function run(argv: string[]): Promise<number> {
     if (sub === "compare") return await runCompare(rest);
     if (sub === "idle") return await runIdle(rest);
     if (sub === "flood") return await runFlood(rest);
+    if (sub === "defence") return await runDefence(rest);
     if (sub === "help" || sub === "--help" || sub === "-h") {
       console.log(LOAD_USAGE);
       return 0;

@@ -7,14 +7,14 @@ import { readFileSync } from "node:fs";
 import { Authenticator, loadUsers, type AuthLimits } from "../auth/index.ts";
 import { ensureCertificate } from "../certs/index.ts";
 import { splitHostPort, type Config, type ConfigResult, type ListenerConfig } from "../config/index.ts";
-import { serveObserve, type Logger } from "../observe/index.ts";
-import { hopCounterStage } from "../inbound/index.ts";
 import type { Stage } from "../mail/index.ts";
+import { serveObserve, type Logger } from "../observe/index.ts";
 import { Policy } from "../policy/index.ts";
 import type { Spool } from "../queue/index.ts";
 import { passwordHasher } from "../runtime/index.ts";
 import type { Listener, ListenerSpec, TlsOptions, Transport } from "../transport/types.ts";
 import { startBackOffice } from "./back-office.ts";
+import { buildStages } from "./stages.ts";
 import { Connections } from "./connections.ts";
 import { dropPrivileges } from "./privileges.ts";
 import { serverMetrics } from "./metrics.ts";
@@ -94,13 +94,18 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   const metrics = serverMetrics(stats, () => ringDepth());
 
   let spool: Spool | null = null;
-  // The inbound stages, in order: loop detection first (it reads limits.max_hops at each message, so SIGHUP applies).
-  const stages: Stage[] = [hopCounterStage(() => config.limits.maxHops), ...(opts.extraStages ?? [])];
+  const inbound = buildStages({
+    config: () => config,
+    policy: () => policy,
+    log,
+    defenceReject: metrics.defenceReject,
+    extra: opts.extraStages ?? [],
+  });
   const connections = new Connections({
     config: () => config,
     policy: () => policy,
     auth,
-    stages: () => stages,
+    stages: () => inbound.stages,
     spool: () => spool,
     log,
     metrics,
@@ -148,6 +153,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   };
 
   // The back office (as the unprivileged user from here on): spool, delivery, DSNs, recovery.
+  inbound.start();
   const office = await startBackOffice({ config: () => config, policy: () => policy, log, stats, metrics });
   spool = office.spool;
   const pool = office.pool;
@@ -193,6 +199,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         }
         const nextPolicy = policyOf(next, u);
         office.reload(next);
+        inbound.reload(next);
         policy = nextPolicy;
         auth.update(u.users, authLimits(next));
         connections.setConnectionRate(next.limits.maxConnectionRatePerIp);
@@ -214,6 +221,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       for (const l of listeners) l.stop();
       await connections.drain(DRAIN_MS);
       clearInterval(sweeper);
+      inbound.stop();
       metricsServer?.close();
       await office.stop();
       log.info("server.stopped", {});
