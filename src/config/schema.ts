@@ -98,6 +98,14 @@ function keyedBy<V extends z.ZodType>(value: V, what: string, key: (k: string) =
   });
 }
 
+/**
+ * A DKIM selector (RFC 6376 §3.1: sub-domain syntax); "_" is allowed as DNS allows it in labels. It also names
+ * the key file DATA/dkim/<domain>/<selector>.key, so no "/" and no leading dot can get in.
+ */
+function isSelector(s: string): boolean {
+  return s.length <= 253 && /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$/.test(s);
+}
+
 /** Built on first use, not at import time (ARCHITECTURE principle 6). */
 function buildFileSchema() {
   const posInt = int(1, Number.MAX_SAFE_INTEGER, "expected a positive integer");
@@ -179,6 +187,20 @@ function buildFileSchema() {
             `${quote(s)} is not "ip" or "ip:port"`,
           ),
           "DNS servers",
+        ).optional(),
+      }),
+      dkim: table({
+        sign: bool.optional(),
+        selectors: keyedBy(
+          list(
+            textAs("expected a selector (a DNS label such as \"rsa2026\")", (s) => (isSelector(s) ? s : null), (s) =>
+              `${quote(s)} is not a selector (letters, digits, "-", "_", dot-separated labels)`,
+            ),
+            "selectors",
+          ).min(1, says("expected at least one selector")),
+          'domain = ["selector", ...]',
+          (k) => (isDomainName(k) ? k.toLowerCase().replace(/\.$/, "") : null),
+          (k) => `${quote(k)} is not a valid domain name`,
         ).optional(),
       }),
       queue: table({

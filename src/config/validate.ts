@@ -80,6 +80,10 @@ function toConfig(f: FileConfig, baseDir: string, configPath: string | null): Co
       routes: f.relay?.routes ?? d.relay.routes,
     },
     dns: { servers: f.dns?.servers ?? d.dns.servers },
+    dkim: {
+      sign: f.dkim?.sign ?? d.dkim.sign,
+      selectors: Object.fromEntries(Object.entries(f.dkim?.selectors ?? d.dkim.selectors).map(([k, v]) => [k, [...new Set(v)]])),
+    },
     queue: {
       retryIntervalsMs: f.queue?.retry_intervals ?? d.queue.retryIntervalsMs,
       maxAgeMs: f.queue?.max_age ?? d.queue.maxAgeMs,
