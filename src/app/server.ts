@@ -17,7 +17,8 @@ import {
   type RemoteSettings,
 } from "../delivery/index.ts";
 import { Registry, Counter, GaugeFn, Histogram, serveObserve, type Logger } from "../observe/index.ts";
-import { hopCounterStage } from "../inbound/index.ts";
+import { loadKeyring, type DkimKeyring } from "../dkim/index.ts";
+import { dkimSignStage, hopCounterStage } from "../inbound/index.ts";
 import type { Stage } from "../mail/index.ts";
 import { Policy } from "../policy/index.ts";
 import { deleteItem, dsnChunks, isFinal, openStored, recover, Spool, type DsnRecipient } from "../queue/index.ts";
@@ -32,6 +33,11 @@ export interface ServerOptions {
   log: Logger;
   /** Re-read the config for SIGHUP (the same source the server started from). */
   reloadConfig?: () => ConfigResult;
+  /**
+   * The DKIM keys of config.dkim.selectors, when the caller already read them (serve and check-config do, to
+   * report a bad key as a config error); else they are read here and a bad key throws.
+   */
+  dkimKeyring?: DkimKeyring;
   /** Inbound stages run after the built-in ones (embedding and tests add theirs here). */
   extraStages?: ReadonlyArray<Stage>;
 }
@@ -98,6 +104,13 @@ function readTls(c: Config): TlsOptions {
   return { cert: readFileSync(c.tls.cert, "utf8"), key: readFileSync(c.tls.key, "utf8") };
 }
 
+/** The keys of config.dkim.selectors; a bad key throws with the config error lines. */
+function keyringOrThrow(c: Config): DkimKeyring {
+  const k = loadKeyring(c.dataDir, c.dkim.selectors);
+  if (!k.ok) throw new Error(k.errors.map((e) => `config error: ${e}`).join("\n"));
+  return k.keyring;
+}
+
 export async function startServer(initial: Config, opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log;
   let config = initial;
@@ -145,6 +158,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   const mDeliveryLatency = registry.add(
     new Histogram("ringmta_delivery_seconds", "From acceptance to delivery.", [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 60, 600, 3600]),
   );
+  const mDkimSigned = registry.add(new Counter("ringmta_dkim_signed_total", "Messages DKIM-signed, by signing domain (d=)."));
   const mFsync = registry.add(
     new Histogram("ringmta_spool_commit_seconds", "Spool group-commit rounds (write, fsync, rename, directory fsync).", [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1]),
   );
@@ -171,8 +185,23 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   let draining = false;
   const clock = { now: Date.now, delay: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)) };
   const tlsSource = (): TlsOptions | null => tls;
-  // The inbound stages, in order: loop detection first (it reads limits.max_hops at each message, so SIGHUP applies).
-  const stages: Stage[] = [hopCounterStage(() => config.limits.maxHops), ...(opts.extraStages ?? [])];
+  // CONTRACT "DKIM": a missing or unreadable key is a config error at start (and on SIGHUP, below).
+  let keyring = opts.dkimKeyring ?? keyringOrThrow(config);
+  const dkimSign = dkimSignStage({
+    keyring: () => (config.dkim.sign ? keyring : null),
+    // Authenticated, or inside relay.networks: the sessions whose mail we vouch for.
+    trusted: (view) => policy.mayRelay({ clientAddress: view.clientAddress, authUser: view.authUser }),
+    now: Date.now,
+    report: (outcome, view) => {
+      if (outcome.kind === "signed") mDkimSigned.inc({ domain: outcome.domain });
+      else if (outcome.reason !== "no-selectors") {
+        log.warn("dkim.unsigned", { reason: outcome.reason, client: view.clientAddress, user: view.authUser });
+      }
+    },
+  });
+  // The inbound stages, in order: loop detection first (it reads limits.max_hops at each message, so SIGHUP applies),
+  // DKIM signing last of the built-in ones (it signs what the client sent; later prepends are not covered).
+  const stages: Stage[] = [hopCounterStage(() => config.limits.maxHops), dkimSign, ...(opts.extraStages ?? [])];
 
   const factory = (conn: Conn, spec: ListenerSpec): ConnHandler => {
     // The listener's current settings (SIGHUP may have changed its auth mode or the limits).
@@ -439,6 +468,11 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       }
       try {
         const next = r.config;
+        const k = loadKeyring(next.dataDir, next.dkim.selectors);
+        if (!k.ok) {
+          log.error("config.reload_failed", { errors: k.errors, note: "keeping the running config" });
+          return false;
+        }
         const u = loadUsers(next.local.usersFile);
         const nextTls = next.listeners.some((l) => l.tls !== "none") ? readTls(next) : null;
         const certChanged = nextTls?.cert !== tls?.cert || nextTls?.key !== tls?.key;
@@ -452,6 +486,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         pool.updateRemote(nextRemote);
         auth.update(u.users, authLimits(next));
         tls = nextTls;
+        keyring = k.keyring;
         // Listener addresses stay as bound; their tls/auth settings and limits apply to new connections.
         config = { ...next, listeners: config.listeners.map((l) => next.listeners.find((n) => n.name === l.name) ?? l) };
         if (certChanged && !opts.transport.tlsPerConnection) await rebindImplicit();

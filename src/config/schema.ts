@@ -5,7 +5,7 @@
  */
 // The namespace import (zod 4's documented form): under vitest on Bun, the re-exported `{ z }` binding is undefined.
 import * as z from "zod";
-import { isAddress, isDnsServer, isDomainName, isIP, normalizeCidr, splitHostPort } from "./net-syntax.ts";
+import { isAddress, isDnsServer, isDomainName, isIP, isSelector, normalizeCidr, splitHostPort } from "./net-syntax.ts";
 import { parseDuration, parseSize } from "./units.ts";
 
 /** zod's error option: our text for a present but wrong value, "is required" for a missing one. */
@@ -96,14 +96,6 @@ function keyedBy<V extends z.ZodType>(value: V, what: string, key: (k: string) =
     }
     return out;
   });
-}
-
-/**
- * A DKIM selector (RFC 6376 §3.1: sub-domain syntax); "_" is allowed as DNS allows it in labels. It also names
- * the key file DATA/dkim/<domain>/<selector>.key, so no "/" and no leading dot can get in.
- */
-function isSelector(s: string): boolean {
-  return s.length <= 253 && /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$/.test(s);
 }
 
 /** Built on first use, not at import time (ARCHITECTURE principle 6). */

@@ -1,1 +1,2 @@
 export { hopCounterStage } from "./hop-counter.ts";
+export { dkimSignStage, type DkimSignSettings } from "./dkim-sign.ts";

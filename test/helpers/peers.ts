@@ -6,7 +6,17 @@ import { accessSync, constants } from "node:fs";
 import { delimiter, join } from "node:path";
 import { test, type TestContext } from "vitest";
 
-export type Peer = "swaks" | "smtp-source" | "smtp-sink" | "python3" | "openssl" | "dovecot" | "dnsmasq" | "postfix";
+export type Peer =
+  | "swaks"
+  | "smtp-source"
+  | "smtp-sink"
+  | "python3"
+  | "openssl"
+  | "dovecot"
+  | "dnsmasq"
+  | "postfix"
+  | "dkimverify"
+  | "opendkim";
 
 /** Debian package that brings each program (the ones .ci/run installs). */
 export const PEER_PACKAGE: Record<Peer, string> = {
@@ -18,6 +28,8 @@ export const PEER_PACKAGE: Record<Peer, string> = {
   dovecot: "dovecot-imapd",
   dnsmasq: "dnsmasq-base",
   postfix: "postfix",
+  dkimverify: "python3-dkim",
+  opendkim: "opendkim",
 };
 
 const found = new Map<Peer, string | null>();
