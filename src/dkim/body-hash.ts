@@ -14,6 +14,20 @@ const TAB = 9;
 const BLOCK = 16384;
 const CRLF = [CR, LF];
 
+/**
+ * bytes[from, to) (a line without its CRLF, not empty) is its own relaxed form: no TAB, no CR, no SP followed by SP
+ * and no SP at its end.
+ */
+function canonicalLine(bytes: Uint8Array, from: number, to: number): boolean {
+  for (let k = from; k < to; k++) {
+    const b = bytes[k]!;
+    if (b > SP) continue;
+    if (b === TAB || b === CR) return false;
+    if (b === SP && (k + 1 === to || bytes[k + 1] === SP)) return false;
+  }
+  return true;
+}
+
 export class RelaxedBodyHash {
   private readonly hash: Hash = createHash("sha256");
   private readonly out = new Uint8Array(BLOCK);
@@ -31,21 +45,60 @@ export class RelaxedBodyHash {
 
   update(bytes: Uint8Array): void {
     const n = bytes.length;
-    for (let i = 0; i < n; i++) {
-      const b = bytes[i]!;
-      if (b === LF) {
-        this.cr = false;
-        this.lineEnd();
-        continue;
+    let i = 0;
+    // Start of a run of complete lines that are already canonical, hashed straight from `bytes` (one hash call
+    // for most chunks instead of a copy per byte); -1: none open.
+    let span = -1;
+    while (i < n) {
+      if (!this.cr && !this.wsp && !this.content) {
+        // At a line start: a line that ends in CRLF and needs no change passes through as it is.
+        const lf = bytes.indexOf(LF, i);
+        if (lf > i + 1 && bytes[lf - 1] === CR && canonicalLine(bytes, i, lf - 1)) {
+          if (this.emptyLines > 0) {
+            if (span >= 0) this.pass(bytes, span, i);
+            span = -1;
+            for (; this.emptyLines > 0; this.emptyLines--) {
+              this.put(CR);
+              this.put(LF);
+            }
+          }
+          if (span < 0) {
+            this.flush();
+            span = i;
+          }
+          i = lf + 1;
+          continue;
+        }
       }
-      if (this.cr) {
-        this.cr = false;
-        this.contentByte(CR);
+      if (span >= 0) {
+        this.pass(bytes, span, i);
+        span = -1;
       }
-      if (b === SP || b === TAB) this.wsp = true;
-      else if (b === CR) this.cr = true;
-      else this.contentByte(b);
+      // Byte by byte to the end of this line.
+      for (; i < n; i++) {
+        const b = bytes[i]!;
+        if (b === LF) {
+          this.cr = false;
+          this.lineEnd();
+          i++;
+          break;
+        }
+        if (this.cr) {
+          this.cr = false;
+          this.contentByte(CR);
+        }
+        if (b === SP || b === TAB) this.wsp = true;
+        else if (b === CR) this.cr = true;
+        else this.contentByte(b);
+      }
     }
+    if (span >= 0) this.pass(bytes, span, n);
+  }
+
+  /** Hashes bytes[from, to) as they are (canonical lines; the collected bytes before them are already flushed). */
+  private pass(bytes: Uint8Array, from: number, to: number): void {
+    this.hash.update(bytes.subarray(from, to));
+    this.length += to - from;
   }
 
   /** The body hash, base64 (the bh= value). The hasher cannot be fed afterwards. */

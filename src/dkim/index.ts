@@ -10,6 +10,7 @@ export {
   fromDomain,
   relaxedHeader,
   signatureField,
+  signatureFieldAsync,
   signedNames,
   signMessage,
   SIGNED_FIELDS,

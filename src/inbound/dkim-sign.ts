@@ -8,7 +8,7 @@
  * stored bytes (prepend + Received + message) verify as they are.
  */
 import { DkimSigning, type DkimKeyring, type SignOutcome } from "../dkim/index.ts";
-import type { EndVerdict, MessageObserver, SessionView, Stage, StageSession } from "../mail/index.ts";
+import type { EndVerdict, MaybePromise, MessageObserver, SessionView, Stage, StageSession } from "../mail/index.ts";
 
 export interface DkimSignSettings {
   /** The keys in force, or null when signing is off; read at each message, so a SIGHUP applies to the next. */
@@ -31,8 +31,16 @@ class SignObserver implements MessageObserver {
   write(bytes: Uint8Array): void {
     this.signing.write(bytes);
   }
-  end(): EndVerdict {
-    const outcome = this.signing.end(this.keyring, this.s.now());
+  /**
+   * A promise (the session is busy for this connection only): the private-key operations run off the event loop
+   * where the runtime allows, so other sessions go on meanwhile.
+   */
+  end(): MaybePromise<EndVerdict> {
+    const outcome = this.signing.endAsync(this.keyring, this.s.now());
+    return outcome instanceof Promise ? outcome.then((o) => this.verdict(o)) : this.verdict(outcome);
+  }
+
+  private verdict(outcome: SignOutcome): EndVerdict {
     this.s.report?.(outcome, this.view);
     return outcome.kind === "signed" ? { kind: "accept", prepend: outcome.fields } : null;
   }

@@ -13,6 +13,7 @@ import { dkimRecordLine, generateKeyFile, keyFile, loadKeyring, MAX_HEADER_FIELD
 import { dkimSignStage } from "../../src/inbound/index.ts";
 import { Policy } from "../../src/policy/index.ts";
 import { mailauthVerify, recordsOf } from "../helpers/dkim.ts";
+import { waitFor } from "../helpers/wait.ts";
 import { sessionTier, TIER_EPOCH, type TierReply } from "./harness.ts";
 
 const codes = (rs: TierReply[]): string[] => rs.map((r) => (r.enhanced ? `${r.code} ${r.enhanced}` : `${r.code}`));
@@ -64,12 +65,18 @@ const MESSAGE =
 
 const stored = (m: { prepend: string; text: string }): Uint8Array => Buffer.from(m.prepend + m.text, "latin1");
 
+/** The signatures are made off the event loop: wait until `n` messages are committed, then let replies flush. */
+async function committed(t: ReturnType<typeof sessionTier>, n: number): Promise<void> {
+  await waitFor(() => t.messages.length >= n, 5000);
+  await t.settle();
+}
+
 describe("DKIM signing stage", () => {
   test("an authenticated submission is signed once per selector; the stored bytes verify", async () => {
     const { t, outcomes } = tier({ listener: "submission" });
     await authenticated(t);
     t.send(`MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@remote.test>\r\nDATA\r\n${MESSAGE}.\r\n`);
-    await t.settle();
+    await committed(t, 1);
     expect(codes(t.replies()).slice(-4)).toEqual(["250 2.1.0", "250 2.1.5", "354", "250 2.0.0"]);
     const m = t.messages[0]!;
     expect(m.prepend.match(/^DKIM-Signature:/gm)).toHaveLength(2);
@@ -82,7 +89,7 @@ describe("DKIM signing stage", () => {
     const { t } = tier({ listener: "submission" });
     await authenticated(t);
     t.send(`MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@remote.test>\r\nDATA\r\n${MESSAGE.replace("alice@example.test", "alice@news.example.test")}.\r\n`);
-    await t.settle();
+    await committed(t, 1);
     const m = t.messages[0]!;
     expect(m.prepend).toMatch(/d=example\.test;/);
     expect(await mailauthVerify(stored(m), records, new Date(TIER_EPOCH))).toEqual(["rsa1:pass", "ed1:pass"]);
@@ -92,7 +99,7 @@ describe("DKIM signing stage", () => {
     for (const [addr, signed] of [["192.0.2.10", true], ["198.51.100.7", false]] as const) {
       const { t } = tier({ remoteAddress: addr });
       t.send(`EHLO c\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n${MESSAGE}.\r\n`);
-      await t.settle();
+      await committed(t, 1);
       expect(codes(t.replies()).at(-1)).toBe("250 2.0.0");
       expect(t.messages[0]!.prepend.includes("DKIM-Signature:")).toBe(signed);
     }
@@ -104,7 +111,7 @@ describe("DKIM signing stage", () => {
       const s = `EHLO c\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n${MESSAGE}.\r\n`;
       if (bytewise) t.sendBytewise(s);
       else t.send(s);
-      await t.settle();
+      await committed(t, 1);
       return t.messages[0]!.prepend;
     };
     const once = await run(false);
