@@ -3,6 +3,7 @@
  * memory up to a bound: a client that sends a megabyte of header fields or ten thousand of them gets its message
  * through unsigned, in time linear in its size, never an unbounded buffer or a quadratic parse.
  */
+import { Buffer } from "node:buffer";
 
 const CR = 13;
 const LF = 10;

@@ -9,6 +9,7 @@
  * header scan pushes every byte through an array; the canonicalization and hashing here are ~200 lines, checked
  * against dkimpy, OpenDKIM and mailauth's own verifier in the tests.
  */
+import { Buffer } from "node:buffer";
 import { createHash, sign as cryptoSign, type KeyObject } from "node:crypto";
 import { domainToASCII } from "node:url";
 import { RelaxedBodyHash } from "./body-hash.ts";
@@ -283,7 +284,8 @@ export class DkimSigning {
 
 /**
  * Signs a whole message held in memory (our DSNs, ARC sealing of a stored message): the DKIM-Signature fields to
- * put on top, for the From domain, or "" when it has no selectors.
+ * put on top for the From domain (a DSN's From is MAILER-DAEMON@<hostname>, so <hostname>'s domain or its nearest
+ * parent with selectors signs it), or why not. For a message that arrives in chunks, feed a DkimSigning instead.
  */
 export function signMessage(message: Uint8Array, keyring: DkimKeyring, now: number): SignOutcome {
   const s = new DkimSigning();
