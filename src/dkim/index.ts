@@ -10,7 +10,6 @@ export {
   fromDomain,
   relaxedHeader,
   signatureField,
-  signatureFieldAsync,
   signedNames,
   signMessage,
   SIGNED_FIELDS,

@@ -217,19 +217,3 @@ describe("records", () => {
   });
 });
 
-describe("asynchronous signing", () => {
-  test("endAsync gives the same fields as end (the key operation off the event loop)", async () => {
-    const bytes = Buffer.from(MESSAGE, "latin1");
-    const a = new DkimSigning();
-    a.write(bytes);
-    const b = new DkimSigning();
-    b.write(bytes);
-    const sync = a.end(ring, NOW);
-    const pending = b.endAsync(ring, NOW);
-    expect(pending).toBeInstanceOf(Promise);
-    expect(await pending).toEqual(sync);
-    const unsigned = new DkimSigning();
-    unsigned.write(Buffer.from("From: a@other.test\r\n\r\nx\r\n"));
-    expect(unsigned.endAsync(ring, NOW)).toEqual({ kind: "unsigned", reason: "no-selectors" });
-  });
-});

@@ -215,17 +215,6 @@ export function signatureField(fields: ReadonlyArray<HeaderField>, bh: string, k
   return complete(head, cryptoSign(hashOf(key), data, key.key));
 }
 
-/**
- * The same, with the private-key operation off the event loop where the runtime can (Bun runs crypto.sign's
- * callback form on another thread; an RSA-2048 signature costs about 0.65 ms of CPU here, Ed25519 about 0.02 ms).
- */
-export function signatureFieldAsync(fields: ReadonlyArray<HeaderField>, bh: string, key: DkimKey, now: number): Promise<string> {
-  const { head, data } = prepare(fields, bh, key, now);
-  return new Promise((resolve, reject) => {
-    cryptoSign(hashOf(key), data, key.key, (err, sig) => (err ? reject(err) : resolve(complete(head, sig))));
-  });
-}
-
 export type SignOutcome =
   | { kind: "signed"; domain: string; fields: string; keys: ReadonlyArray<DkimKey> }
   | { kind: "unsigned"; reason: "header-too-large" | "no-single-from" | "no-selectors" };
@@ -252,21 +241,6 @@ export class DkimSigning {
     const w = this.what(keyring);
     if ("kind" in w) return w;
     return { kind: "signed", domain: w.keys[0]!.domain, fields: w.keys.map((k) => signatureField(w.fields, w.bh, k, now)).join(""), keys: w.keys };
-  }
-
-  /**
-   * As end(), with the signatures made by signatureFieldAsync (in parallel, off the event loop on Bun); an
-   * unsigned outcome is answered at once.
-   */
-  endAsync(keyring: DkimKeyring, now: number): SignOutcome | Promise<SignOutcome> {
-    const w = this.what(keyring);
-    if ("kind" in w) return w;
-    return Promise.all(w.keys.map((k) => signatureFieldAsync(w.fields, w.bh, k, now))).then((made) => ({
-      kind: "signed" as const,
-      domain: w.keys[0]!.domain,
-      fields: made.join(""),
-      keys: w.keys,
-    }));
   }
 
   private what(
