@@ -97,7 +97,10 @@ export class HeaderSectionReader {
   }
 }
 
-/** Splits a header section (latin1) into fields; continuation lines (starting with WSP) belong to the field above. */
+/**
+ * Splits a header section (latin1) into fields; continuation lines (starting with WSP) belong to the field above.
+ * A line that is no field (no colon, or a continuation at the top) comes back with the name "".
+ */
 export function splitFields(text: string): HeaderField[] {
   const out: HeaderField[] = [];
   const lines = text.split("\n");
@@ -105,8 +108,8 @@ export function splitFields(text: string): HeaderField[] {
   const push = (): void => {
     if (current === null) return;
     const colon = current.indexOf(":");
-    // A line without a colon is not a field (RFC 5322 §2.2); it cannot be signed or named in h=.
-    if (colon > 0) out.push({ name: current.slice(0, colon).replace(/[ \t]+$/, "").toLowerCase(), raw: current });
+    // A line without a colon is not a field (RFC 5322 §2.2): kept with the name "" so that the caller sees it.
+    out.push({ name: colon > 0 ? current.slice(0, colon).replace(/[ \t]+$/, "").toLowerCase() : "", raw: current });
     current = null;
   };
   for (let line of lines) {
@@ -116,7 +119,11 @@ export function splitFields(text: string): HeaderField[] {
       break;
     }
     const first = line.charCodeAt(0);
-    if ((first === SP || first === TAB) && current !== null) current += "\r\n" + line;
+    if (first === SP || first === TAB) {
+      // A continuation line; at the very top it continues nothing (malformed, name "").
+      if (current === null) out.push({ name: "", raw: line });
+      else current += "\r\n" + line;
+    }
     else {
       push();
       current = line;

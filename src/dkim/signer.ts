@@ -217,7 +217,7 @@ export function signatureField(fields: ReadonlyArray<HeaderField>, bh: string, k
 
 export type SignOutcome =
   | { kind: "signed"; domain: string; fields: string; keys: ReadonlyArray<DkimKey> }
-  | { kind: "unsigned"; reason: "header-too-large" | "no-single-from" | "no-selectors" };
+  | { kind: "unsigned"; reason: "header-too-large" | "no-header-end" | "malformed-header" | "no-single-from" | "no-selectors" };
 
 /**
  * One message's signing, fed as it streams: the header section is kept (bounded), the body only hashed. `end`
@@ -247,7 +247,12 @@ export class DkimSigning {
     keyring: DkimKeyring,
   ): SignOutcome | { fields: HeaderField[]; bh: string; keys: ReadonlyArray<DkimKey> } {
     if (this.header.state === "too-large") return { kind: "unsigned", reason: "header-too-large" };
+    // No empty line after the header section: verifiers disagree on where such a message's header ends (mailauth
+    // reads it as body), so it is not signed rather than signed in a way some verifier fails.
+    if (this.header.state === "reading") return { kind: "unsigned", reason: "no-header-end" };
     const fields = this.header.parse();
+    // A line in the header section that is no field: verifiers part ways (dkimpy refuses the message outright).
+    if (fields.some((f) => f.name === "")) return { kind: "unsigned", reason: "malformed-header" };
     const domain = fromDomain(fields);
     if (domain === null) return { kind: "unsigned", reason: "no-single-from" };
     const keys = keyring.forDomain(domain);
