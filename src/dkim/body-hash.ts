@@ -16,13 +16,13 @@ const CRLF = [CR, LF];
 
 /**
  * bytes[from, to) (a line without its CRLF, not empty) is its own relaxed form: no TAB, no CR, no SP followed by SP
- * and no SP at its end.
+ * and no SP at its end; and it has no NUL (left to the slow path, which notes it).
  */
 function canonicalLine(bytes: Uint8Array, from: number, to: number): boolean {
   for (let k = from; k < to; k++) {
     const b = bytes[k]!;
     if (b > SP) continue;
-    if (b === TAB || b === CR) return false;
+    if (b === TAB || b === CR || b === 0) return false;
     if (b === SP && (k + 1 === to || bytes[k + 1] === SP)) return false;
   }
   return true;
@@ -42,6 +42,8 @@ export class RelaxedBodyHash {
   private emptyLines = 0;
   /** Canonical bytes hashed so far (tests and metrics). */
   length = 0;
+  /** The body holds a NUL octet (RFC 5322 §2.3 and RFC 6152 forbid it; OpenDKIM fails such signatures). */
+  sawNul = false;
 
   update(bytes: Uint8Array): void {
     const n = bytes.length;
@@ -125,6 +127,7 @@ export class RelaxedBodyHash {
   }
 
   private contentByte(b: number): void {
+    if (b === 0) this.sawNul = true;
     if (this.emptyLines > 0) {
       for (; this.emptyLines > 0; this.emptyLines--) {
         this.put(CRLF[0]!);

@@ -99,7 +99,8 @@ export class HeaderSectionReader {
 
 /**
  * Splits a header section (latin1) into fields; continuation lines (starting with WSP) belong to the field above.
- * A line that is no field (no colon, or a continuation at the top) comes back with the name "".
+ * A line that is no field (no colon, WSP or other bytes in the name, a continuation at the top) comes back with the
+ * name "".
  */
 export function splitFields(text: string): HeaderField[] {
   const out: HeaderField[] = [];
@@ -108,8 +109,10 @@ export function splitFields(text: string): HeaderField[] {
   const push = (): void => {
     if (current === null) return;
     const colon = current.indexOf(":");
-    // A line without a colon is not a field (RFC 5322 §2.2): kept with the name "" so that the caller sees it.
-    out.push({ name: colon > 0 ? current.slice(0, colon).replace(/[ \t]+$/, "").toLowerCase() : "", raw: current });
+    // RFC 5322 §2.2/§3.6.8: a field name is printable US-ASCII but ":"; a line without one is no field, and so is
+    // one with WSP before the colon (obsolete syntax, §4.5, that dkimpy refuses): both kept with the name "".
+    const name = colon > 0 ? current.slice(0, colon) : "";
+    out.push({ name: /^[\x21-\x39\x3b-\x7e]+$/.test(name) ? name.toLowerCase() : "", raw: current });
     current = null;
   };
   for (let line of lines) {

@@ -182,6 +182,10 @@ describe("signatures", () => {
     // A header line that is no field (dkimpy refuses such a message): not signed.
     expect(sign("From: a@example.test\r\nnot a field\r\n\r\nx\r\n")).toEqual({ kind: "unsigned", reason: "malformed-header" });
     expect(sign(" folded at the top\r\nFrom: a@example.test\r\n\r\nx\r\n")).toEqual({ kind: "unsigned", reason: "malformed-header" });
+    expect(sign("From: a@example.test\r\nSubject : obsolete\r\n\r\nx\r\n")).toEqual({ kind: "unsigned", reason: "malformed-header" });
+    // A NUL octet, in the body or a field (OpenDKIM fails what dkimpy passes): not signed.
+    expect(sign("From: a@example.test\r\n\r\nbody \0 nul\r\n")).toEqual({ kind: "unsigned", reason: "nul-octet" });
+    expect(sign("From: a@example.test\r\nSubject: a\0b\r\n\r\nx\r\n")).toEqual({ kind: "unsigned", reason: "nul-octet" });
   });
 
   test("8-bit and UTF-8 header and body content verifies", async () => {

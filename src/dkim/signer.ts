@@ -90,7 +90,7 @@ const MAX_LINE = 78;
 /** RFC 6376 §3.4.2 relaxed header canonicalization of one field (latin1, without its final CRLF). */
 export function relaxedHeader(raw: string): string {
   const colon = raw.indexOf(":");
-  const name = raw.slice(0, colon).replace(/[ \t]+$/, "").toLowerCase();
+  const name = raw.slice(0, colon).replace(/[ \t]+$/, "").toLowerCase(); // WSP before ":" (obsolete) goes
   const value = raw
     .slice(colon + 1)
     .replace(/\r\n/g, "")
@@ -217,7 +217,7 @@ export function signatureField(fields: ReadonlyArray<HeaderField>, bh: string, k
 
 export type SignOutcome =
   | { kind: "signed"; domain: string; fields: string; keys: ReadonlyArray<DkimKey> }
-  | { kind: "unsigned"; reason: "header-too-large" | "no-header-end" | "malformed-header" | "no-single-from" | "no-selectors" };
+  | { kind: "unsigned"; reason: "header-too-large" | "no-header-end" | "malformed-header" | "nul-octet" | "no-single-from" | "no-selectors" };
 
 /**
  * One message's signing, fed as it streams: the header section is kept (bounded), the body only hashed. `end`
@@ -253,11 +253,14 @@ export class DkimSigning {
     const fields = this.header.parse();
     // A line in the header section that is no field: verifiers part ways (dkimpy refuses the message outright).
     if (fields.some((f) => f.name === "")) return { kind: "unsigned", reason: "malformed-header" };
+    const bh = this.body.digest();
+    // A NUL octet (forbidden in a message, RFC 5322 §2.3): OpenDKIM fails the signature, dkimpy passes it.
+    if (this.body.sawNul || fields.some((f) => f.raw.includes("\0"))) return { kind: "unsigned", reason: "nul-octet" };
     const domain = fromDomain(fields);
     if (domain === null) return { kind: "unsigned", reason: "no-single-from" };
     const keys = keyring.forDomain(domain);
     if (keys.length === 0) return { kind: "unsigned", reason: "no-selectors" };
-    return { fields, bh: this.body.digest(), keys };
+    return { fields, bh, keys };
   }
 }
 

@@ -13,7 +13,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { loadKeyring, type DkimKeyring } from "../../src/dkim/index.ts";
 import { dkimSignStage } from "../../src/inbound/index.ts";
-import { dkimpyVerify, opendkimVerify, parseTxtLine, recordsOf } from "../helpers/dkim.ts";
+import fc from "fast-check";
+import { DkimSigning } from "../../src/dkim/index.ts";
+import { dkimpyVerify, dkimpyVerifyAll, opendkimVerify, parseTxtLine, recordsOf } from "../helpers/dkim.ts";
 import { havePeer, peerTest } from "../helpers/peers.ts";
 import { startPostfix, type Postfix } from "../helpers/postfix.ts";
 import { BUN, MAIN } from "../helpers/server.ts";
@@ -167,6 +169,54 @@ describe("signatures verify with outside verifiers, through the records dkim key
       expect(verify(tampered, recordsOf(printed))).toEqual(["rsa2026:fail", "ed2026:fail"]);
     });
   }
+});
+
+/**
+ * Well-formed messages of every shape the session lets through: header fields folded or not, with WSP runs and
+ * trailing WSP, UTF-8 and 8-bit octets, repeated fields, bodies with WSP runs, trailing WSP, empty lines
+ * (at the end too), no body at all.
+ */
+function randomMessages(n: number, seed: number): Buffer[] {
+  const text = fc.array(fc.constantFrom("a", "Z", "0", " ", "  ", "\t", " \t ", "é", "😀", "x", ";", ":", "=", "\xff"), {
+    minLength: 1,
+    maxLength: 30,
+  }).map((a) => a.join(""));
+  const value = fc.array(text, { minLength: 1, maxLength: 3 }).map((parts) => parts.join("\r\n\t"));
+  const name = fc.constantFrom("Subject", "To", "Cc", "Reply-To", "Message-ID", "Date", "X-Extra", "Content-Type", "References", "SUBJECT");
+  const fields = fc.array(fc.tuple(name, value), { maxLength: 8 });
+  const body = fc.array(fc.oneof(text, fc.constant(""), fc.constant(" "), fc.constant("\t\t")), { maxLength: 12 });
+  const msg = fc.tuple(fields, fc.nat(8), text, body, fc.boolean()).map(([fs, at, display, lines, hasBody]) => {
+    const head = fs.map(([k, v]) => `${k}: ${v}`);
+    head.splice(Math.min(at, head.length), 0, `From: ${display.replace(/[:;]/g, "")} <alice@example.test>`);
+    // UTF-8, with "\xff" standing for a raw 0xFF octet (8-bit, not UTF-8).
+    const text = head.map((h) => h + "\r\n").join("") + "\r\n" + (hasBody ? lines.map((l) => l + "\r\n").join("") : "");
+    return Buffer.concat(text.split("\xff").flatMap((part, i) => (i === 0 ? [Buffer.from(part, "utf8")] : [Buffer.from([0xff]), Buffer.from(part, "utf8")])));
+  });
+  return fc.sample(msg, { numRuns: n, seed });
+}
+
+describe("random well-formed messages", () => {
+  const signedMessages = (): Buffer[] =>
+    randomMessages(150, 20261202).map((m) => {
+      const s = new DkimSigning();
+      s.write(m);
+      const r = s.end(keyring, TIER_EPOCH);
+      if (r.kind !== "signed") throw new Error(`not signed (${r.reason}): ${JSON.stringify(m.toString("latin1"))}`);
+      return Buffer.concat([Buffer.from(r.fields, "latin1"), m]);
+    });
+
+  peerTest("dkimverify", "dkimpy: 150 random messages, both signatures pass on each", () => {
+    const msgs = signedMessages();
+    const results = dkimpyVerifyAll(msgs, recordsOf(printed));
+    const bad = results.map((r, i) => ({ r, m: msgs[i]!.toString("latin1") })).filter((x) => x.r.join() !== "rsa2026:pass,ed2026:pass");
+    expect(bad).toEqual([]);
+  }, 60_000);
+
+  peerTest("opendkim", "OpenDKIM: 40 random messages, both signatures pass on each", () => {
+    const msgs = signedMessages().slice(0, 40);
+    const bad = msgs.map((m) => ({ r: opendkimVerify(m, recordsOf(printed)), m: m.toString("latin1") })).filter((x) => x.r.join() !== "rsa2026:pass,ed2026:pass");
+    expect(bad).toEqual([]);
+  }, 60_000);
 });
 
 describe("a signed message relayed through a real Postfix still verifies", () => {

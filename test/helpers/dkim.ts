@@ -39,32 +39,41 @@ function dkimpyPython(): string {
 const DKIMPY = `
 import sys, json, dkim
 records = json.load(open(sys.argv[1]))
-msg = open(sys.argv[2], 'rb').read()
 def dnsfunc(name, timeout=5):
     n = name.decode() if isinstance(name, bytes) else name
     return records.get(n.rstrip('.'), '').encode()
-d = dkim.DKIM(msg)
-sigs = [v for (k, v) in d.headers if k.lower() == b'dkim-signature']
-out = []
-for i, v in enumerate(sigs):
-    s = dkim.util.parse_tag_value(v.replace(b'\\r\\n', b''))[b's'].decode()
-    try:
-        ok = d.verify(idx=i, dnsfunc=dnsfunc)
-    except dkim.ValidationError:
-        ok = False  # e.g. "body hash mismatch"
-    out.append(s + ':' + ('pass' if ok else 'fail'))
-print(json.dumps(out))
+for path in sys.argv[2:]:
+    d = dkim.DKIM(open(path, 'rb').read())
+    sigs = [v for (k, v) in d.headers if k.lower() == b'dkim-signature']
+    out = []
+    for i, v in enumerate(sigs):
+        s = dkim.util.parse_tag_value(v.replace(b'\\r\\n', b''))[b's'].decode()
+        try:
+            ok = d.verify(idx=i, dnsfunc=dnsfunc)
+        except dkim.ValidationError:
+            ok = False  # e.g. "body hash mismatch"
+        out.append(s + ':' + ('pass' if ok else 'fail'))
+    print(json.dumps(out))
 `;
 
 export function dkimpyVerify(message: Uint8Array, records: Records): string[] {
+  return dkimpyVerifyAll([message], records)[0]!;
+}
+
+/** Many messages in one python3 process (each a list of "selector:result"). */
+export function dkimpyVerifyAll(messages: ReadonlyArray<Uint8Array>, records: Records): string[][] {
   const dir = mkdtempSync(join(tmpdir(), "dkimpy-"));
   try {
     writeFileSync(join(dir, "r.json"), JSON.stringify(Object.fromEntries(records)));
-    writeFileSync(join(dir, "m.eml"), message);
     writeFileSync(join(dir, "v.py"), DKIMPY);
-    const r = spawnSync(dkimpyPython(), [join(dir, "v.py"), join(dir, "r.json"), join(dir, "m.eml")], { encoding: "utf8" });
+    const files = messages.map((m, i) => {
+      const f = join(dir, `m${i}.eml`);
+      writeFileSync(f, m);
+      return f;
+    });
+    const r = spawnSync(dkimpyPython(), [join(dir, "v.py"), join(dir, "r.json"), ...files], { encoding: "utf8" });
     if (r.status !== 0) throw new Error(`dkimpy failed: ${r.stderr}`);
-    return JSON.parse(r.stdout) as string[];
+    return r.stdout.trim().split("\n").map((l) => JSON.parse(l) as string[]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
