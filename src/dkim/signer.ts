@@ -166,8 +166,9 @@ function fold(lines: string[], atoms: ReadonlyArray<{ text: string; sep: string 
   }
 }
 
-function tag(text: string, first: boolean): { text: string; sep: string } {
-  return { text, sep: first ? "" : " " };
+/** A tag, after a space when it shares a line with the one before. */
+function tag(text: string): { text: string; sep: string } {
+  return { text, sep: " " };
 }
 
 /** The field up to "b=" and the bytes its signature covers (RFC 6376 §3.7: the signed fields, then this one). */
@@ -175,18 +176,18 @@ function prepare(fields: ReadonlyArray<HeaderField>, bh: string, key: DkimKey, n
   const names = signedNames(fields);
   const lines = ["DKIM-Signature:"];
   fold(lines, [
-    tag(`v=1;`, false),
-    tag(`a=${key.algorithm};`, false),
-    tag(`c=relaxed/relaxed;`, false),
-    tag(`d=${key.domain};`, false),
-    tag(`s=${key.selector};`, false),
-    tag(`t=${Math.floor(now / 1000)};`, false),
+    tag(`v=1;`),
+    tag(`a=${key.algorithm};`),
+    tag(`c=relaxed/relaxed;`),
+    tag(`d=${key.domain};`),
+    tag(`s=${key.selector};`),
+    tag(`t=${Math.floor(now / 1000)};`),
   ]);
   fold(
     lines,
     names.map((n, i) => ({ text: (i === 0 ? "h=" : "") + n + (i === names.length - 1 ? ";" : ":"), sep: i === 0 ? " " : "" })),
   );
-  fold(lines, [tag(`bh=${bh};`, false)]);
+  fold(lines, [tag(`bh=${bh};`)]);
   const head = lines.join("\r\n\t") + "\r\n\tb=";
   const data = Buffer.from(headerHashInput(fields, names) + relaxedHeader(head), "latin1");
   // RFC 8463 §3: Ed25519 (PureEdDSA) signs the SHA-256 hash of the canonicalized header data.
