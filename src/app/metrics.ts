@@ -19,6 +19,8 @@ export interface ServerMetrics {
   refused(code: string): void;
   /** A refusal by an MX defence (dnsbl, pregreet, greylist, rate_limit). */
   defenceReject(reason: string): void;
+  /** A message DKIM-signed for `domain` (d=). */
+  dkimSigned(domain: string): void;
 }
 
 export function serverMetrics(stats: QueueStats, ringDepth: () => number): ServerMetrics {
@@ -41,6 +43,7 @@ export function serverMetrics(stats: QueueStats, ringDepth: () => number): Serve
     new Counter("ringmta_defence_rejects_total", "Refusals by the MX defences (dnsbl, pregreet, greylist, rate_limit)."),
   );
   for (const reason of ["dnsbl", "pregreet", "greylist", "rate_limit"]) mDefence.bind({ reason });
+  const mDkimSigned = registry.add(new Counter("ringmta_dkim_signed_total", "Messages DKIM-signed, by signing domain (d=)."));
   registry.add(new GaugeFn("ringmta_queue_messages", "Messages in the spool.", () => stats.count));
   registry.add(new GaugeFn("ringmta_ring_depth", "Message ids waiting in the ring for a delivery worker.", ringDepth));
   registry.add(new GaugeFn("ringmta_queue_oldest_seconds", "Age of the oldest message in the spool.", () => stats.oldestSeconds()));
@@ -72,5 +75,6 @@ export function serverMetrics(stats: QueueStats, ringDepth: () => number): Serve
     connectionClosed: (listener) => mConnOpen.inc({ listener }, -1),
     refused: (code) => mRejected.inc({ code }),
     defenceReject: (reason) => mDefence.inc({ reason }),
+    dkimSigned: (domain) => mDkimSigned.inc({ domain }),
   };
 }

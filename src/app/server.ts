@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { Authenticator, loadUsers, type AuthLimits } from "../auth/index.ts";
+import { loadKeyring, type DkimKeyring } from "../dkim/index.ts";
 import { ensureCertificate } from "../certs/index.ts";
 import { splitHostPort, type Config, type ConfigResult, type ListenerConfig } from "../config/index.ts";
 import type { Stage } from "../mail/index.ts";
@@ -25,6 +26,11 @@ export interface ServerOptions {
   log: Logger;
   /** Re-read the config for SIGHUP (the same source the server started from). */
   reloadConfig?: () => ConfigResult;
+  /**
+   * The DKIM keys of config.dkim.selectors, when the caller already read them (serve and check-config do, to
+   * report a bad key as a config error); else they are read here and a bad key throws.
+   */
+  dkimKeyring?: DkimKeyring;
   /** Inbound stages run after the built-in ones (embedding and tests add theirs here). */
   extraStages?: ReadonlyArray<Stage>;
 }
@@ -55,6 +61,13 @@ function authLimits(c: Config): AuthLimits {
 
 function readTls(c: Config): TlsOptions {
   return { cert: readFileSync(c.tls.cert, "utf8"), key: readFileSync(c.tls.key, "utf8") };
+}
+
+/** The keys of config.dkim.selectors; a bad key throws with the config error lines. */
+function keyringOrThrow(c: Config): DkimKeyring {
+  const k = loadKeyring(c.dataDir, c.dkim.selectors);
+  if (!k.ok) throw new Error(k.errors.map((e) => `config error: ${e}`).join("\n"));
+  return k.keyring;
 }
 
 export async function startServer(initial: Config, opts: ServerOptions): Promise<RunningServer> {
@@ -99,6 +112,9 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     policy: () => policy,
     log,
     defenceReject: metrics.defenceReject,
+    dkimSigned: metrics.dkimSigned,
+    // CONTRACT "DKIM": a missing or unreadable key is a config error at start (and on SIGHUP, below).
+    keyring: opts.dkimKeyring ?? keyringOrThrow(config),
     extra: opts.extraStages ?? [],
   });
   const connections = new Connections({
@@ -189,6 +205,11 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       }
       try {
         const next = r.config;
+        const k = loadKeyring(next.dataDir, next.dkim.selectors);
+        if (!k.ok) {
+          log.error("config.reload_failed", { errors: k.errors, note: "keeping the running config" });
+          return false;
+        }
         const u = loadUsers(next.local.usersFile);
         const nextTls = next.listeners.some((l) => l.tls !== "none") ? readTls(next) : null;
         const certChanged = nextTls?.cert !== tls?.cert || nextTls?.key !== tls?.key;
@@ -199,7 +220,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         }
         const nextPolicy = policyOf(next, u);
         office.reload(next);
-        inbound.reload(next);
+        inbound.reload(next, k.keyring);
         policy = nextPolicy;
         auth.update(u.users, authLimits(next));
         connections.setConnectionRate(next.limits.maxConnectionRatePerIp);

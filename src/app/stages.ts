@@ -2,14 +2,17 @@
  * The inbound stages as the composition root orders them (ARCHITECTURE "inbound/"): loop detection first (it reads
  * limits.max_hops at each message), then the MX defences of [defence] and [[rate_limits]] — a permanent refusal
  * (DNSBL) before a deferral (greylisting) before a rate-limit charge — then whatever the embedder adds. Their
- * settings are read at each connection, so SIGHUP applies to new ones; rate-limit counts of an unchanged entry and
+ * settings are read at each connection, so SIGHUP applies to new ones; DKIM signing comes last of the built-in
+ * stages (it signs what the client sent; what later stages prepend is not covered); rate-limit counts of an unchanged entry and
  * the greylisting state live across reloads. Wiring only: what each stage does is inbound/'s business.
  */
 import { join } from "node:path";
 import type { Config } from "../config/index.ts";
+import type { DkimKeyring } from "../dkim/index.ts";
 import { Resolver } from "../dns/index.ts";
 import {
   DnsLists,
+  dkimSignStage,
   dnsblStage,
   GreylistFile,
   GreylistStore,
@@ -46,8 +49,8 @@ export interface InboundStages {
   readonly stages: ReadonlyArray<Stage>;
   /** Load the greylisting state of the last run and start saving it (as the unprivileged user: it is under DATA). */
   start(): void;
-  /** SIGHUP: the new config's rate limits and DNS servers. */
-  reload(next: Config): void;
+  /** SIGHUP: the new config's rate limits and DNS servers, and its DKIM keys (already loaded and checked). */
+  reload(next: Config, keyring: DkimKeyring): void;
   /** Shutdown: save the greylisting state once more. */
   stop(): void;
 }
@@ -57,6 +60,9 @@ export function buildStages(o: {
   policy: () => Policy;
   log: Logger;
   defenceReject: (reason: string) => void;
+  dkimSigned: (domain: string) => void;
+  /** The keys of config.dkim.selectors (CONTRACT: a bad key is a config error, found before this). */
+  keyring: DkimKeyring;
   extra: ReadonlyArray<Stage>;
 }): InboundStages {
   const { log } = o;
@@ -90,12 +96,26 @@ export function buildStages(o: {
     }
   };
   let saver: ReturnType<typeof setInterval> | null = null;
+  let keyring = o.keyring;
+  const dkimSign = dkimSignStage({
+    keyring: () => (o.config().dkim.sign ? keyring : null),
+    // Authenticated, or inside relay.networks: the sessions whose mail we vouch for.
+    trusted: (view) => o.policy().mayRelay({ clientAddress: view.clientAddress, authUser: view.authUser }),
+    now: Date.now,
+    report: (outcome, view) => {
+      if (outcome.kind === "signed") o.dkimSigned(outcome.domain);
+      else if (outcome.reason !== "no-selectors") {
+        log.warn("dkim.unsigned", { reason: outcome.reason, client: view.clientAddress, user: view.authUser });
+      }
+    },
+  });
   const stages: Stage[] = [
     hopCounterStage(() => o.config().limits.maxHops),
     dnsblStage(defence),
     pregreetStage(defence, sleep),
     greylistStage(defence, greylist, Date.now),
     rateLimitStage(() => rateLimits, defence.report, Date.now),
+    dkimSign,
     ...o.extra,
   ];
   return {
@@ -112,7 +132,8 @@ export function buildStages(o: {
       }
       saver = setInterval(save, GREYLIST_SAVE_MS);
     },
-    reload(next) {
+    reload(next, nextKeyring) {
+      keyring = nextKeyring;
       rateLimits = rateLimitEntries(next, rateLimits);
       if (next.dns.servers.join() !== o.config().dns.servers.join()) resolver = new Resolver({ servers: next.dns.servers });
     },

@@ -5,7 +5,7 @@
  */
 // The namespace import (zod 4's documented form): under vitest on Bun, the re-exported `{ z }` binding is undefined.
 import * as z from "zod";
-import { isAddress, isDnsServer, isDomainName, isIP, normalizeCidr, splitHostPort } from "./net-syntax.ts";
+import { isAddress, isDnsServer, isDomainName, isIP, isSelector, normalizeCidr, splitHostPort } from "./net-syntax.ts";
 import { parseDuration, parseSize } from "./units.ts";
 
 /** zod's error option: our text for a present but wrong value, "is required" for a missing one. */
@@ -216,6 +216,20 @@ function buildFileSchema() {
           says("expected an array of tables ([[rate_limits]])"),
         )
         .optional(),
+      dkim: table({
+        sign: bool.optional(),
+        selectors: keyedBy(
+          list(
+            textAs("expected a selector (a DNS label such as \"rsa2026\")", (s) => (isSelector(s) ? s : null), (s) =>
+              `${quote(s)} is not a selector (letters, digits, "-", "_", dot-separated labels)`,
+            ),
+            "selectors",
+          ).min(1, says("expected at least one selector")),
+          'domain = ["selector", ...]',
+          (k) => (isDomainName(k) ? k.toLowerCase().replace(/\.$/, "") : null),
+          (k) => `${quote(k)} is not a valid domain name`,
+        ).optional(),
+      }),
       queue: table({
         retry_intervals: list(duration(true), "durations")
           .min(1, says("expected at least one duration"))

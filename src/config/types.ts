@@ -70,6 +70,11 @@ export interface Config {
   };
   /** [[rate_limits]]: messages per key value per window, over all listeners. */
   rateLimits: RateLimitConfig[];
+  /**
+   * CONTRACT [dkim]: sign mail of authenticated sessions and relay.networks (and our DSNs); signing domain
+   * (lower-case) → selectors, each key at DATA/dkim/<domain>/<selector>.key (loaded by dkim/, not here).
+   */
+  dkim: { sign: boolean; selectors: Record<string, string[]> };
   queue: { retryIntervalsMs: number[]; maxAgeMs: number; delayWarningMs: number };
   /** 0 in the file is resolved to the number of CPUs. */
   delivery: { workers: number };

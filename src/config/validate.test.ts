@@ -49,6 +49,7 @@ describe("example.toml", () => {
     expect(c.limits.maxMessageSize).toBe(26_214_400);
     expect([c.limits.errorDelayAfter, c.limits.maxErrors, c.limits.maxConnectionRatePerIp]).toEqual([10, 20, 0]);
     expect(c.metrics.listen).toBe("127.0.0.1:9025");
+    expect(c.dkim).toEqual({ sign: true, selectors: { "example.test": ["rsa2026", "ed2026"] } });
   });
   test("an empty file equals the embedded defaults resolved against the file's directory", () => {
     const c = valid("");
@@ -72,6 +73,7 @@ describe("defaultConfig", () => {
     ]);
     expect(c.metrics.listen).toBe("127.0.0.1:9025");
     expect(c.relay.networks).toEqual([]);
+    expect(c.dkim).toEqual({ sign: true, selectors: {} }); // CONTRACT: sign true with no selectors
     expect(c.delivery.workers).toBe(availableParallelism());
   });
   test("without an argument, paths resolve against the process's working directory", () => {
@@ -278,6 +280,18 @@ port = 25`),
     expect(errorsOf(`[server]\nuser = 0`)).toEqual(["server.user: expected a string"]);
     expect(errorsOf(`[local]\ncatch_all = "yes"`)).toEqual(["local.catch_all: expected true or false"]);
     expect(errorsOf(`data_dir = ""`)).toEqual(["data_dir: expected a non-empty string"]);
+  });
+  test("[dkim]: sign and selectors per domain, errors naming the key path", () => {
+    expect(valid(`[dkim]\nsign = false`).dkim).toEqual({ sign: false, selectors: {} });
+    expect(valid(`[dkim.selectors]\n"Example.TEST" = ["rsa2026", "ed_1", "rsa2026"]`).dkim.selectors).toEqual({
+      "example.test": ["rsa2026", "ed_1"],
+    });
+    expect(errorsOf(`[dkim.selectors]\n"example.test" = []`)).toEqual(["dkim.selectors.example.test: expected at least one selector"]);
+    expect(errorsOf(`[dkim.selectors]\n"example.test" = ["../x"]`)).toEqual([
+      'dkim.selectors.example.test.0: "../x" is not a selector (letters, digits, "-", "_", dot-separated labels)',
+    ]);
+    expect(errorsOf(`[dkim.selectors]\n"bad domain" = ["s"]`)).toEqual(['dkim.selectors.bad domain: "bad domain" is not a valid domain name']);
+    expect(errorsOf(`[dkim]\nsign = "yes"\nkeys = 1`)).toEqual(["dkim.sign: expected true or false", "dkim.keys: unknown key"]);
   });
   test("every problem is reported, not just the first", () => {
     expect(errorsOf(`hostname = "-"\n[limits]\nmax_hops = 0\n[metrics]\nport = 1`)).toHaveLength(3);

@@ -88,6 +88,10 @@ function toConfig(f: FileConfig, baseDir: string, configPath: string | null): Co
       greylistDelayMs: f.defence?.greylist_delay ?? d.defence.greylistDelayMs,
     },
     rateLimits: (f.rate_limits ?? []).map((r) => ({ key: r.key, ...r.rate })),
+    dkim: {
+      sign: f.dkim?.sign ?? d.dkim.sign,
+      selectors: Object.fromEntries(Object.entries(f.dkim?.selectors ?? d.dkim.selectors).map(([k, v]) => [k, [...new Set(v)]])),
+    },
     queue: {
       retryIntervalsMs: f.queue?.retry_intervals ?? d.queue.retryIntervalsMs,
       maxAgeMs: f.queue?.max_age ?? d.queue.maxAgeMs,

@@ -15,3 +15,4 @@ export {
 export { GREYLIST_KNOWN_MS, GREYLIST_MAX_ENTRIES, GREYLIST_RETRY_WINDOW_MS, GreylistFile, GreylistStore, tripleKey } from "./greylist.ts";
 export { RATE_LIMIT_MAX_KEYS, RateLimiter, type RateLimitSpec } from "./rate-limiter.ts";
 export type { DefenceLog, DefenceReason, DefenceReport } from "./report.ts";
+export { dkimSignStage, type DkimSignSettings } from "./dkim-sign.ts";

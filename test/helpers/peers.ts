@@ -17,7 +17,9 @@ export type Peer =
   | "postfix"
   | "unbound"
   | "ldns-keygen"
-  | "ldns-signzone";
+  | "ldns-signzone"
+  | "dkimverify"
+  | "opendkim";
 
 /** Debian package that brings each program (the ones .ci/run installs). */
 export const PEER_PACKAGE: Record<Peer, string> = {
@@ -32,6 +34,8 @@ export const PEER_PACKAGE: Record<Peer, string> = {
   unbound: "unbound",
   "ldns-keygen": "ldnsutils",
   "ldns-signzone": "ldnsutils",
+  dkimverify: "python3-dkim",
+  opendkim: "opendkim",
 };
 
 const found = new Map<Peer, string | null>();
