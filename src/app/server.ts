@@ -25,6 +25,7 @@ import { passwordHasher, runtimeName } from "../runtime/index.ts";
 import { Session, type SessionMetrics, type SessionSettings } from "../session/index.ts";
 import type { Conn, ConnHandler, Listener, ListenerSpec, TlsOptions, Transport } from "../transport/types.ts";
 import { dropPrivileges } from "./privileges.ts";
+import { proxyPreface } from "./proxy-preface.ts";
 import { queueStats } from "./queue-stats.ts";
 
 export interface ServerOptions {
@@ -225,6 +226,10 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     port: lc.port,
     implicitTls: lc.tls === "implicit",
     backlog: BACKLOG,
+    // PROXY protocol: read before the session exists, so the factory below already sees the client's address.
+    ...(lc.proxyProtocol
+      ? { preface: proxyPreface(lc.name, () => (config.listeners.find((l) => l.name === lc.name) ?? lc).proxyFrom, log) }
+      : {}),
   });
   try {
     for (const lc of config.listeners) {
@@ -443,9 +448,10 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         const nextTls = next.listeners.some((l) => l.tls !== "none") ? readTls(next) : null;
         const certChanged = nextTls?.cert !== tls?.cert || nextTls?.key !== tls?.key;
         const same = (a: ListenerConfig[], b: ListenerConfig[]): boolean =>
-          a.length === b.length && a.every((l, i) => l.host === b[i]!.host && l.port === b[i]!.port && l.tls === b[i]!.tls);
+          a.length === b.length &&
+          a.every((l, i) => l.host === b[i]!.host && l.port === b[i]!.port && l.tls === b[i]!.tls && l.proxyProtocol === b[i]!.proxyProtocol);
         if (!same(config.listeners, next.listeners)) {
-          log.warn("config.listeners_changed", { note: "listener addresses apply at the next restart" });
+          log.warn("config.listeners_changed", { note: "listener addresses, TLS modes and proxy_protocol apply at the next restart" });
         }
         const nextRemote = remoteSettings(next);
         policy = policyOf(next, u);
