@@ -17,7 +17,8 @@ export type Peer =
   | "postfix"
   | "unbound"
   | "ldns-keygen"
-  | "ldns-signzone";
+  | "ldns-signzone"
+  | "haproxy";
 
 /** Debian package that brings each program (the ones .ci/run installs). */
 export const PEER_PACKAGE: Record<Peer, string> = {
@@ -32,6 +33,7 @@ export const PEER_PACKAGE: Record<Peer, string> = {
   unbound: "unbound",
   "ldns-keygen": "ldnsutils",
   "ldns-signzone": "ldnsutils",
+  haproxy: "haproxy",
 };
 
 const found = new Map<Peer, string | null>();
