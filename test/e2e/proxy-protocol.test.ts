@@ -88,6 +88,9 @@ describe("PROXY protocol (listeners lb, lbtls and far behind it; mx plain)", () 
     config: [
       "[limits]",
       "max_connections_per_ip = 2",
+      "auth_ip_delay_after = 2",
+      "auth_ip_block_after = 2",
+      'auth_ip_block = "1m"',
       "[relay]",
       'networks = ["127.0.0.66/32"]',
       "[relay.routes]",
@@ -237,6 +240,25 @@ describe("PROXY protocol (listeners lb, lbtls and far behind it; mx plain)", () 
         for (const c of open) c.destroy();
       }
     });
+
+    peerTest("haproxy", "AUTH brute-force records are kept per proxied address: 127.0.0.50 is blocked after 2 failures, 127.0.0.51 is not", async () => {
+      const plain = (pass: string): string => Buffer.from(`\0alice@example.test\0${pass}`).toString("base64");
+      const attempt = async (from: string, pass: string): Promise<string> => {
+        const c = await SmtpClient.connect(ports.v2tls, { tls: true, localAddress: from });
+        try {
+          await c.hello("auth.client.test");
+          const r = await c.cmd(`AUTH PLAIN ${plain(pass)}`, 30_000);
+          return `${r.code} ${r.enhanced}`;
+        } finally {
+          c.destroy();
+        }
+      };
+      expect(await attempt("127.0.0.50", "wrong-1")).toBe("535 5.7.8");
+      expect(await attempt("127.0.0.50", "wrong-2")).toBe("535 5.7.8");
+      expect(await attempt("127.0.0.50", "secret-alice")).toBe("454 4.7.0");
+      // Same real peer (HAProxy on 127.0.0.1), another client: not affected.
+      expect(await attempt("127.0.0.51", "secret-alice")).toBe("235 2.7.0");
+    }, 30_000);
 
     peerTest(["haproxy", "python3"], "implicit TLS through HAProxy (send-proxy-v2, TLS passed through): Python smtplib.SMTP_SSL from 127.0.0.9", async () => {
       const mid = uniqueId("proxy-tls");
