@@ -66,6 +66,8 @@ describe("PROXY v1", () => {
     const longest = `PROXY UNKNOWN ${"ffff:".repeat(7)}ffff ${"ffff:".repeat(7)}ffff 65535 65535\r\n`;
     expect(longest.length).toBe(107);
     expect(one(longest + "x")).toMatchObject({ kind: "local" });
+    expect(one("PROXY UNKNOWN \x00\xff whatever\r\n")).toMatchObject({ kind: "local" });
+    expect(one("PROXY UNKNOWNISH\r\n").kind).toBe("error");
     expect(restText(one(longest + "x"))).toBe("x");
   });
 

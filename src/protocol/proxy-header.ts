@@ -147,15 +147,27 @@ type Decoded =
   | { kind: "local"; version: 1 | 2 }
   | { kind: "error"; reason: string };
 
+/** "PROXY UNKNOWN" */
+const UNKNOWN = [0x50, 0x52, 0x4f, 0x58, 0x59, 0x20, 0x55, 0x4e, 0x4b, 0x4e, 0x4f, 0x57, 0x4e];
+
+function startsWith(b: Uint8Array, prefix: number[]): boolean {
+  if (b.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (b[i] !== prefix[i]) return false;
+  return true;
+}
+
 /** §2.1: "PROXY TCP4|TCP6 src dst sport dport" (CRLF removed), or "PROXY UNKNOWN" and anything. */
 function parseV1(line: Uint8Array): Decoded {
+  // §2.1: after "UNKNOWN" the receiver "must ignore anything presented before the CRLF".
+  if (startsWith(line, UNKNOWN) && (line.length === UNKNOWN.length || line[UNKNOWN.length] === 0x20)) {
+    return { kind: "local", version: 1 };
+  }
   let text = "";
   for (const b of line) {
     if (b < 0x20 || b > 0x7e) return { kind: "error", reason: "v1 line has a byte outside printable US-ASCII" };
     text += String.fromCharCode(b);
   }
   const parts = text.split(" ");
-  if (parts[1] === "UNKNOWN") return { kind: "local", version: 1 };
   if (parts.length !== 6) return { kind: "error", reason: "v1 line does not have six fields" };
   const [, proto, src, dst, sport, dport] = parts as [string, string, string, string, string, string];
   let srcBytes: Uint8Array | null;
