@@ -241,6 +241,23 @@ describe("PROXY protocol (listeners lb, lbtls and far behind it; mx plain)", () 
       }
     });
 
+    peerTest("haproxy", "a 190 kB message over implicit TLS through HAProxy arrives intact (the TLS tunnel's flow control)", async () => {
+      const c = await SmtpClient.connect(ports.v2tls, { tls: true, localAddress: "127.0.0.12" });
+      await c.hello("big.client.test");
+      const auth = await c.cmd(`AUTH PLAIN ${Buffer.from("\0alice@example.test\0secret-alice").toString("base64")}`);
+      expect(auth.code).toBe(235);
+      const mid = uniqueId("proxy-big");
+      const lines = Array.from({ length: 1900 }, (_, i) => `${String(i).padStart(5, "0")} ${"z".repeat(92)}`);
+      const msg = simpleMessage({ from: "alice@example.test", messageId: mid, lines });
+      const r = await sendMail(c, "alice@example.test", ["bob@example.test"], msg);
+      expect(r.final?.code).toBe(250);
+      c.destroy();
+      const file = await waitFor(() => findDelivered(srv().dataDir, "bob@example.test", `<${mid}>`)[0], 15_000);
+      const got = readDelivered(file);
+      expect(got.body.equals(msg)).toBe(true);
+      expect(got.trace.received).toContain("[127.0.0.12]");
+    }, 30_000);
+
     peerTest("haproxy", "AUTH brute-force records are kept per proxied address: 127.0.0.50 is blocked after 2 failures, 127.0.0.51 is not", async () => {
       const plain = (pass: string): string => Buffer.from(`\0alice@example.test\0${pass}`).toString("base64");
       const attempt = async (from: string, pass: string): Promise<string> => {
@@ -277,7 +294,9 @@ describe("PROXY protocol (listeners lb, lbtls and far behind it; mx plain)", () 
       expect(r.stderr).toBe("");
       expect(r.stdout.trim()).toMatch(/^TLSv1\.[23]$/);
       const file = await waitFor(() => findDelivered(srv().dataDir, "bob@example.test", `<${mid}>`)[0], 15_000);
-      expect(readDelivered(file).trace.received).toContain("[127.0.0.9]");
+      const received = readDelivered(file).trace.received;
+      expect(received).toContain("[127.0.0.9]");
+      expect(received).toMatch(/ with ESMTPSA /); // TLS and AUTH on the tunnelled session (RFC 3848)
     }, 40_000);
   });
 });
