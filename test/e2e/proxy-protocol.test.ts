@@ -6,9 +6,11 @@
  * what HAProxy never does: no header, a malformed one, one sent byte by byte, one that never completes.
  */
 import { spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
 import { connect as netConnect, type Socket } from "node:net";
 import { Duplex } from "node:stream";
 import { connect as tlsConnect } from "node:tls";
+import { parse, stringify } from "smol-toml";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
   SmtpClient,
@@ -298,5 +300,32 @@ describe("PROXY protocol (listeners lb, lbtls and far behind it; mx plain)", () 
       expect(received).toContain("[127.0.0.9]");
       expect(received).toMatch(/ with ESMTPSA /); // TLS and AUTH on the tunnelled session (RFC 3848)
     }, 40_000);
+  });
+});
+
+describe("SIGHUP re-reads proxy_from", () => {
+  const srv = useServer({
+    listeners: [
+      { name: "mx", tls: "starttls", auth: "optional" },
+      { name: "lb", tls: "none", auth: "off", proxy: { from: ["192.0.2.0/24"] } },
+    ],
+  });
+
+  test("127.0.0.1 refused while outside proxy_from; after it is added and SIGHUP, its header is read", async () => {
+    const first = await raw(srv().ports.lb);
+    await first.closedAfter(Date.now(), 3000);
+    expect(first.received().length).toBe(0);
+
+    const cfg = parse(readFileSync(srv().configPath, "utf8")) as { listeners: Array<Record<string, unknown>> };
+    cfg.listeners.find((l) => l.name === "lb")!.proxy_from = ["192.0.2.0/24", "127.0.0.1"];
+    writeFileSync(srv().configPath, stringify(cfg) + "\n");
+    const before = srv().logs().split("config.reloaded").length;
+    process.kill(srv().pid, "SIGHUP");
+    await waitFor(() => srv().logs().split("config.reloaded").length > before, 10_000);
+
+    const r = await raw(srv().ports.lb);
+    r.sock.write(v1Header("127.0.0.88"));
+    expect(await readUntil(r, "\r\n")).toMatch(/^220 /);
+    r.sock.destroy();
   });
 });
