@@ -19,7 +19,8 @@ export type Peer =
   | "ldns-keygen"
   | "ldns-signzone"
   | "dkimverify"
-  | "opendkim";
+  | "opendkim"
+  | "haproxy";
 
 /** Debian package that brings each program (the ones .ci/run installs). */
 export const PEER_PACKAGE: Record<Peer, string> = {
@@ -36,6 +37,7 @@ export const PEER_PACKAGE: Record<Peer, string> = {
   "ldns-signzone": "ldnsutils",
   dkimverify: "python3-dkim",
   opendkim: "opendkim",
+  haproxy: "haproxy",
 };
 
 const found = new Map<Peer, string | null>();
