@@ -5,19 +5,21 @@
  */
 import { readFileSync } from "node:fs";
 import { Authenticator, loadUsers, type AuthLimits } from "../auth/index.ts";
+import { loadKeyring, type DkimKeyring } from "../dkim/index.ts";
 import { ensureCertificate } from "../certs/index.ts";
 import { splitHostPort, type Config, type ConfigResult, type ListenerConfig } from "../config/index.ts";
-import { serveObserve, type Logger } from "../observe/index.ts";
-import { hopCounterStage } from "../inbound/index.ts";
 import type { Stage } from "../mail/index.ts";
+import { serveObserve, type Logger } from "../observe/index.ts";
 import { Policy } from "../policy/index.ts";
 import type { Spool } from "../queue/index.ts";
 import { passwordHasher } from "../runtime/index.ts";
 import type { Listener, ListenerSpec, TlsOptions, Transport } from "../transport/types.ts";
 import { startBackOffice } from "./back-office.ts";
+import { buildStages } from "./stages.ts";
 import { Connections } from "./connections.ts";
 import { dropPrivileges } from "./privileges.ts";
 import { serverMetrics } from "./metrics.ts";
+import { proxyPreface } from "./proxy-preface.ts";
 import { queueStats } from "./queue-stats.ts";
 
 export interface ServerOptions {
@@ -25,6 +27,11 @@ export interface ServerOptions {
   log: Logger;
   /** Re-read the config for SIGHUP (the same source the server started from). */
   reloadConfig?: () => ConfigResult;
+  /**
+   * The DKIM keys of config.dkim.selectors, when the caller already read them (serve and check-config do, to
+   * report a bad key as a config error); else they are read here and a bad key throws.
+   */
+  dkimKeyring?: DkimKeyring;
   /** Inbound stages run after the built-in ones (embedding and tests add theirs here). */
   extraStages?: ReadonlyArray<Stage>;
 }
@@ -55,6 +62,13 @@ function authLimits(c: Config): AuthLimits {
 
 function readTls(c: Config): TlsOptions {
   return { cert: readFileSync(c.tls.cert, "utf8"), key: readFileSync(c.tls.key, "utf8") };
+}
+
+/** The keys of config.dkim.selectors; a bad key throws with the config error lines. */
+function keyringOrThrow(c: Config): DkimKeyring {
+  const k = loadKeyring(c.dataDir, c.dkim.selectors);
+  if (!k.ok) throw new Error(k.errors.map((e) => `config error: ${e}`).join("\n"));
+  return k.keyring;
 }
 
 export async function startServer(initial: Config, opts: ServerOptions): Promise<RunningServer> {
@@ -94,13 +108,21 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   const metrics = serverMetrics(stats, () => ringDepth());
 
   let spool: Spool | null = null;
-  // The inbound stages, in order: loop detection first (it reads limits.max_hops at each message, so SIGHUP applies).
-  const stages: Stage[] = [hopCounterStage(() => config.limits.maxHops), ...(opts.extraStages ?? [])];
+  const inbound = buildStages({
+    config: () => config,
+    policy: () => policy,
+    log,
+    defenceReject: metrics.defenceReject,
+    dkimSigned: metrics.dkimSigned,
+    // CONTRACT "DKIM": a missing or unreadable key is a config error at start (and on SIGHUP, below).
+    keyring: opts.dkimKeyring ?? keyringOrThrow(config),
+    extra: opts.extraStages ?? [],
+  });
   const connections = new Connections({
     config: () => config,
     policy: () => policy,
     auth,
-    stages: () => stages,
+    stages: () => inbound.stages,
     spool: () => spool,
     log,
     metrics,
@@ -115,6 +137,10 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     port: lc.port,
     implicitTls: lc.tls === "implicit",
     backlog: BACKLOG,
+    // PROXY protocol: read before the session exists, so the factory below already sees the client's address.
+    ...(lc.proxyProtocol
+      ? { preface: proxyPreface(lc.name, () => (config.listeners.find((l) => l.name === lc.name) ?? lc).proxyFrom, log) }
+      : {}),
   });
   try {
     for (const lc of config.listeners) {
@@ -148,6 +174,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   };
 
   // The back office (as the unprivileged user from here on): spool, delivery, DSNs, recovery.
+  inbound.start();
   const office = await startBackOffice({ config: () => config, policy: () => policy, log, stats, metrics });
   spool = office.spool;
   const pool = office.pool;
@@ -183,16 +210,23 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       }
       try {
         const next = r.config;
+        const k = loadKeyring(next.dataDir, next.dkim.selectors);
+        if (!k.ok) {
+          log.error("config.reload_failed", { errors: k.errors, note: "keeping the running config" });
+          return false;
+        }
         const u = loadUsers(next.local.usersFile);
         const nextTls = next.listeners.some((l) => l.tls !== "none") ? readTls(next) : null;
         const certChanged = nextTls?.cert !== tls?.cert || nextTls?.key !== tls?.key;
         const same = (a: ListenerConfig[], b: ListenerConfig[]): boolean =>
-          a.length === b.length && a.every((l, i) => l.host === b[i]!.host && l.port === b[i]!.port && l.tls === b[i]!.tls);
+          a.length === b.length &&
+          a.every((l, i) => l.host === b[i]!.host && l.port === b[i]!.port && l.tls === b[i]!.tls && l.proxyProtocol === b[i]!.proxyProtocol);
         if (!same(config.listeners, next.listeners)) {
-          log.warn("config.listeners_changed", { note: "listener addresses apply at the next restart" });
+          log.warn("config.listeners_changed", { note: "listener addresses, TLS modes and proxy_protocol apply at the next restart" });
         }
         const nextPolicy = policyOf(next, u);
         office.reload(next);
+        inbound.reload(next, k.keyring);
         policy = nextPolicy;
         auth.update(u.users, authLimits(next));
         connections.setConnectionRate(next.limits.maxConnectionRatePerIp);
@@ -214,6 +248,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       for (const l of listeners) l.stop();
       await connections.drain(DRAIN_MS);
       clearInterval(sweeper);
+      inbound.stop();
       metricsServer?.close();
       await office.stop();
       log.info("server.stopped", {});

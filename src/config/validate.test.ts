@@ -29,7 +29,9 @@ describe("example.toml", () => {
     expect(c.dataDir).toBe("/var/lib/ringmta");
     expect(c.configPath).toBe(file);
     expect(c.tls).toEqual({ cert: join(here, "certs/server.crt"), key: join(here, "certs/server.key") });
-    expect(c.listeners).toEqual([{ name: "mx", host: "0.0.0.0", port: 25, tls: "starttls", auth: "optional" }]);
+    expect(c.listeners).toEqual([
+      { name: "mx", host: "0.0.0.0", port: 25, tls: "starttls", auth: "optional", proxyProtocol: false, proxyFrom: ["127.0.0.1/32"] },
+    ]);
     expect(c.local).toEqual({
       domains: ["example.test"],
       usersFile: join(here, "users.txt"),
@@ -38,6 +40,8 @@ describe("example.toml", () => {
     });
     expect(c.relay.routes).toEqual({ "remote.test": "127.0.0.1:2600" });
     expect(c.relay.smarthostTls).toBe("starttls");
+    expect(c.defence).toEqual({ dnsbl: [], dnswl: [], pregreetMs: 0, greylist: false, greylistDelayMs: 300_000 });
+    expect(c.rateLimits).toEqual([{ key: "ip", rate: "60/1m", count: 60, windowMs: 60_000 }]);
     expect(c.queue).toEqual({
       retryIntervalsMs: [60_000, 300_000, 1_800_000, 7_200_000, 21_600_000],
       maxAgeMs: 432_000_000,
@@ -47,6 +51,7 @@ describe("example.toml", () => {
     expect(c.limits.maxMessageSize).toBe(26_214_400);
     expect([c.limits.errorDelayAfter, c.limits.maxErrors, c.limits.maxConnectionRatePerIp]).toEqual([10, 20, 0]);
     expect(c.metrics.listen).toBe("127.0.0.1:9025");
+    expect(c.dkim).toEqual({ sign: true, selectors: { "example.test": ["rsa2026", "ed2026"] } });
   });
   test("an empty file equals the embedded defaults resolved against the file's directory", () => {
     const c = valid("");
@@ -64,12 +69,13 @@ describe("defaultConfig", () => {
     expect(c.tls).toEqual({ cert: "/srv/mta/certs/server.crt", key: "/srv/mta/certs/server.key" });
     expect(c.local).toEqual({ domains: ["localhost"], usersFile: "/srv/mta/users.txt", catchAll: true, aliases: {} });
     expect(c.listeners).toEqual([
-      { name: "mx", host: "127.0.0.1", port: 2525, tls: "starttls", auth: "optional" },
-      { name: "submission", host: "127.0.0.1", port: 2587, tls: "starttls", auth: "required" },
-      { name: "submissions", host: "127.0.0.1", port: 2465, tls: "implicit", auth: "required" },
+      { name: "mx", host: "127.0.0.1", port: 2525, tls: "starttls", auth: "optional", proxyProtocol: false, proxyFrom: ["127.0.0.1/32"] },
+      { name: "submission", host: "127.0.0.1", port: 2587, tls: "starttls", auth: "required", proxyProtocol: false, proxyFrom: ["127.0.0.1/32"] },
+      { name: "submissions", host: "127.0.0.1", port: 2465, tls: "implicit", auth: "required", proxyProtocol: false, proxyFrom: ["127.0.0.1/32"] },
     ]);
     expect(c.metrics.listen).toBe("127.0.0.1:9025");
     expect(c.relay.networks).toEqual([]);
+    expect(c.dkim).toEqual({ sign: true, selectors: {} }); // CONTRACT: sign true with no selectors
     expect(c.delivery.workers).toBe(availableParallelism());
   });
   test("without an argument, paths resolve against the process's working directory", () => {
@@ -151,9 +157,18 @@ port = 0
 tls = "none"
 auth = "required"`);
     expect(c.listeners).toEqual([
-      { name: "a", host: "0.0.0.0", port: 0, tls: "starttls", auth: "optional" },
-      { name: "b", host: "0.0.0.0", port: 0, tls: "none", auth: "required" },
+      { name: "a", host: "0.0.0.0", port: 0, tls: "starttls", auth: "optional", proxyProtocol: false, proxyFrom: ["127.0.0.1/32"] },
+      { name: "b", host: "0.0.0.0", port: 0, tls: "none", auth: "required", proxyProtocol: false, proxyFrom: ["127.0.0.1/32"] },
     ]);
+  });
+  test("proxy_protocol and proxy_from per listener; a bare address becomes /32 or /128", () => {
+    const c = valid(`
+[[listeners]]
+name = "lb"
+port = 0
+proxy_protocol = true
+proxy_from = ["10.1.0.0/16", "192.0.2.9", "::1"]`);
+    expect(c.listeners[0]).toMatchObject({ proxyProtocol: true, proxyFrom: ["10.1.0.0/16", "192.0.2.9/32", "::1/128"] });
   });
   test("metrics.listen may be empty (off) or use port 0", () => {
     expect(valid(`[metrics]\nlisten = ""`).metrics.listen).toBe("");
@@ -219,6 +234,21 @@ port = 25`),
       'listeners.1.name: "mx" is already the name of listeners.0',
       "listeners.2.port: 0.0.0.0 port 25 is already used by listeners.0",
     ]);
+    expect(
+      errorsOf(`
+[[listeners]]
+name = "lb"
+port = 25
+proxy_protocol = "yes"
+proxy_from = ["127.0.0.1/32", "10.0.0.0/33", 7]`),
+    ).toEqual([
+      "listeners.0.proxy_protocol: expected true or false",
+      'listeners.0.proxy_from.1: "10.0.0.0/33" is not a CIDR',
+      'listeners.0.proxy_from.2: expected a CIDR block such as "10.0.0.0/8"',
+    ]);
+    expect(errorsOf(`[[listeners]]\nname = "lb"\nport = 25\nproxy_from = "127.0.0.1"`)).toEqual([
+      "listeners.0.proxy_from: expected a list of CIDR blocks",
+    ]);
     expect(errorsOf(`listeners = []`)).toEqual(["listeners: expected at least one listener"]);
     expect(errorsOf(`listeners = 5`)).toEqual(["listeners: expected an array of tables ([[listeners]])"]);
   });
@@ -277,7 +307,73 @@ port = 25`),
     expect(errorsOf(`[local]\ncatch_all = "yes"`)).toEqual(["local.catch_all: expected true or false"]);
     expect(errorsOf(`data_dir = ""`)).toEqual(["data_dir: expected a non-empty string"]);
   });
+  test("[dkim]: sign and selectors per domain, errors naming the key path", () => {
+    expect(valid(`[dkim]\nsign = false`).dkim).toEqual({ sign: false, selectors: {} });
+    expect(valid(`[dkim.selectors]\n"Example.TEST" = ["rsa2026", "ed_1", "rsa2026"]`).dkim.selectors).toEqual({
+      "example.test": ["rsa2026", "ed_1"],
+    });
+    expect(errorsOf(`[dkim.selectors]\n"example.test" = []`)).toEqual(["dkim.selectors.example.test: expected at least one selector"]);
+    expect(errorsOf(`[dkim.selectors]\n"example.test" = ["../x"]`)).toEqual([
+      'dkim.selectors.example.test.0: "../x" is not a selector (letters, digits, "-", "_", dot-separated labels)',
+    ]);
+    expect(errorsOf(`[dkim.selectors]\n"bad domain" = ["s"]`)).toEqual(['dkim.selectors.bad domain: "bad domain" is not a valid domain name']);
+    expect(errorsOf(`[dkim]\nsign = "yes"\nkeys = 1`)).toEqual(["dkim.sign: expected true or false", "dkim.keys: unknown key"]);
+  });
   test("every problem is reported, not just the first", () => {
     expect(errorsOf(`hostname = "-"\n[limits]\nmax_hops = 0\n[metrics]\nport = 1`)).toHaveLength(3);
+  });
+});
+
+describe("[defence] and [[rate_limits]]", () => {
+  test("absent: no defence, no limits", () => {
+    const c = valid(`hostname = "mx.example.test"`);
+    expect(c.defence).toEqual({ dnsbl: [], dnswl: [], pregreetMs: 0, greylist: false, greylistDelayMs: 300_000 });
+    expect(c.rateLimits).toEqual([]);
+  });
+  test("the CONTRACT's keys convert to ms, counts and lower-case zones", () => {
+    const c = valid(`
+[defence]
+dnsbl = ["Zen.Spamhaus.org", "bl.test."]
+dnswl = ["list.dnswl.org"]
+pregreet_ms = 3000
+greylist = "on"
+greylist_delay = "2s"
+
+[[rate_limits]]
+key = "ip"
+rate = "60/1m"
+
+[[rate_limits]]
+key = "auth_user"
+rate = "500/1d"
+`);
+    expect(c.defence).toEqual({
+      dnsbl: ["zen.spamhaus.org", "bl.test"],
+      dnswl: ["list.dnswl.org"],
+      pregreetMs: 3000,
+      greylist: true,
+      greylistDelayMs: 2000,
+    });
+    expect(c.rateLimits).toEqual([
+      { key: "ip", rate: "60/1m", count: 60, windowMs: 60_000 },
+      { key: "auth_user", rate: "500/1d", count: 500, windowMs: 86_400_000 },
+    ]);
+  });
+  test("errors name the key path", () => {
+    expect(errorsOf(`[[rate_limits]]\nkey = "ip"\nrate = "0/1m"`)).toEqual([
+      'rate_limits.0.rate: "0/1m" is not a rate (expected "N/window" with N > 0, e.g. "60/1m")',
+    ]);
+    expect(errorsOf(`[[rate_limits]]\nkey = "ip"\nrate = "60/1m"\n[[rate_limits]]\nkey = "helo"\nrate = "60"`)).toEqual([
+      'rate_limits.1.key: expected one of "ip", "sender", "sender_domain", "recipient", "auth_user"',
+      'rate_limits.1.rate: "60" is not a rate (expected "N/window" with N > 0, e.g. "60/1m")',
+    ]);
+    expect(errorsOf(`[[rate_limits]]\nkey = "ip"`)).toEqual(["rate_limits.0.rate: is required"]);
+    expect(errorsOf(`[[rate_limits]]\nkey = "ip"\nrate = "1/1m"\nburst = 3`)).toEqual(["rate_limits.0.burst: unknown key"]);
+    expect(errorsOf(`[defence]\ndnsbl = ["not a zone"]`)).toEqual(['defence.dnsbl.0: "not a zone" is not a DNS zone']);
+    expect(errorsOf(`[defence]\ngreylist = true`)).toEqual(['defence.greylist: expected one of "off", "on"']);
+    expect(errorsOf(`[defence]\ngreylist_delay = "5 minutes"`)).toEqual([
+      'defence.greylist_delay: "5 minutes" is not a duration (use e.g. 30s, 5m, 2h, 5d)',
+    ]);
+    expect(errorsOf(`[defence]\npregreet_ms = -1`)).toEqual(["defence.pregreet_ms: expected an integer from 0 to 60000 (milliseconds)"]);
   });
 });

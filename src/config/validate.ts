@@ -1,6 +1,6 @@
 import { resolve } from "node:path";
 import type * as z from "zod";
-import { cpuCount, defaultConfig, defaultListeners } from "./defaults.ts";
+import { cpuCount, defaultConfig, defaultListeners, DEFAULT_PROXY_FROM } from "./defaults.ts";
 import { fileSchema, type FileConfig } from "./schema.ts";
 import type { Config, ConfigResult, ListenerConfig } from "./types.ts";
 
@@ -57,6 +57,8 @@ function toConfig(f: FileConfig, baseDir: string, configPath: string | null): Co
         port: l.port,
         tls: l.tls ?? "starttls",
         auth: l.auth ?? "optional",
+        proxyProtocol: l.proxy_protocol ?? false,
+        proxyFrom: l.proxy_from ?? [...DEFAULT_PROXY_FROM],
       })) ?? defaultListeners(),
     // Without a [local] table the embedded "localhost, catch-all" applies; with one, only what it says: an
     // operator who names domains does not silently get a catch-all.
@@ -84,6 +86,18 @@ function toConfig(f: FileConfig, baseDir: string, configPath: string | null): Co
       routes: f.relay?.routes ?? d.relay.routes,
     },
     dns: { servers: f.dns?.servers ?? d.dns.servers },
+    defence: {
+      dnsbl: [...new Set(f.defence?.dnsbl ?? d.defence.dnsbl)],
+      dnswl: [...new Set(f.defence?.dnswl ?? d.defence.dnswl)],
+      pregreetMs: f.defence?.pregreet_ms ?? d.defence.pregreetMs,
+      greylist: f.defence?.greylist === undefined ? d.defence.greylist : f.defence.greylist === "on",
+      greylistDelayMs: f.defence?.greylist_delay ?? d.defence.greylistDelayMs,
+    },
+    rateLimits: (f.rate_limits ?? []).map((r) => ({ key: r.key, ...r.rate })),
+    dkim: {
+      sign: f.dkim?.sign ?? d.dkim.sign,
+      selectors: Object.fromEntries(Object.entries(f.dkim?.selectors ?? d.dkim.selectors).map(([k, v]) => [k, [...new Set(v)]])),
+    },
     queue: {
       retryIntervalsMs: f.queue?.retry_intervals ?? d.queue.retryIntervalsMs,
       maxAgeMs: f.queue?.max_age ?? d.queue.maxAgeMs,

@@ -17,7 +17,10 @@ export type Peer =
   | "postfix"
   | "unbound"
   | "ldns-keygen"
-  | "ldns-signzone";
+  | "ldns-signzone"
+  | "dkimverify"
+  | "opendkim"
+  | "haproxy";
 
 /** Debian package that brings each program (the ones .ci/run installs). */
 export const PEER_PACKAGE: Record<Peer, string> = {
@@ -32,6 +35,9 @@ export const PEER_PACKAGE: Record<Peer, string> = {
   unbound: "unbound",
   "ldns-keygen": "ldnsutils",
   "ldns-signzone": "ldnsutils",
+  dkimverify: "python3-dkim",
+  opendkim: "opendkim",
+  haproxy: "haproxy",
 };
 
 const found = new Map<Peer, string | null>();

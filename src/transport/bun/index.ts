@@ -13,12 +13,14 @@ import {
   type ConnHandler,
   type Listener,
   type ListenerSpec,
+  type PrefaceReader,
   type SessionFactory,
   type TlsInfo,
   type TlsOptions,
   type Transport,
 } from "../types.ts";
 import { raiseBacklog } from "./backlog.ts";
+import { TlsTunnelConn } from "./tls-tunnel.ts";
 import { WriteQueue } from "./write-queue.ts";
 
 declare const Bun: any;
@@ -41,6 +43,9 @@ function tlsInfoOf(s: BunSocket): TlsInfo {
   return { version: String(s.getTLSVersion?.() ?? "TLS"), cipher: String(cipher?.standardName ?? cipher?.name ?? "") };
 }
 
+/** After end(): how long a client that goes on sending is read (and its bytes dropped) before the socket closes. */
+const LINGER_MS = 2000;
+
 class BunConn implements Conn {
   handler: ConnHandler | null = null;
   tls: TlsInfo | null = null;
@@ -48,11 +53,17 @@ class BunConn implements Conn {
   private readonly out = new WriteQueue();
   private ending = false;
   private closed = false;
+  private linger: ReturnType<typeof setTimeout> | null = null;
   /** Set once upgradeTLS ran: the raw socket's data handler then sees ciphertext only. */
   upgraded = false;
   private tlsWaiter: { resolve(i: TlsInfo): void; reject(e: Error): void } | null = null;
-  readonly remoteAddress: string;
-  readonly remotePort: number;
+  /** Reading the listener's preface (PROXY header): the reader and its deadline. */
+  preface: { reader: PrefaceReader; timer: ReturnType<typeof setTimeout> } | null = null;
+  /** Implicit TLS after a preface: every raw event goes to this connection instead. */
+  tunnel: TlsTunnelConn | null = null;
+  /** The peer; a preface may replace it with the client it names. */
+  remoteAddress: string;
+  remotePort: number;
   readonly localAddress: string;
   readonly localPort: number;
 
@@ -77,14 +88,34 @@ class BunConn implements Conn {
   /** drain: push queued bytes until the kernel stops taking them. */
   flushQueue(): void {
     if (this.closed || !this.out.flush(this.sock)) return;
-    if (this.ending) this.sock.end();
+    if (this.ending) this.finish();
     else this.handler?.onDrain();
   }
 
   end(): void {
     if (this.ending || this.closed) return;
     this.ending = true;
-    if (this.out.queued === 0) this.sock.end();
+    if (this.out.queued === 0) this.finish();
+  }
+
+  /** Input for the session; nothing once we are closing (a lingering close reads only to drop). */
+  receive(chunk: Uint8Array): void {
+    if (!this.ending) this.handler?.onData(chunk);
+  }
+
+  /**
+   * A lingering close: FIN after our last reply, then what the client still sends is read and dropped until it
+   * closes too, or LINGER_MS. Closing with unread input would reset the connection, and the reset can destroy our
+   * last reply (a 421 after max_errors, say) before the client reads it.
+   */
+  private finish(): void {
+    if (typeof this.sock.shutdown !== "function") {
+      this.sock.end();
+      return;
+    }
+    this.sock.shutdown();
+    this.sock.resume?.();
+    this.linger = setTimeout(() => this.sock.end(), LINGER_MS);
   }
 
   pause(): void {
@@ -127,8 +158,11 @@ class BunConn implements Conn {
   }
 
   gone(): void {
+    if (this.preface !== null) clearTimeout(this.preface.timer);
+    this.preface = null;
     if (this.closed) return;
     this.closed = true;
+    if (this.linger !== null) clearTimeout(this.linger);
     this.out.clear();
     const w = this.tlsWaiter;
     this.tlsWaiter = null;
@@ -144,7 +178,7 @@ const TLS_HANDLERS = {
     (s.data as BunConn).handshakeDone(success, err);
   },
   data(s: BunSocket, chunk: Uint8Array) {
-    (s.data as BunConn).handler?.onData(chunk);
+    (s.data as BunConn).receive(chunk);
   },
   drain(s: BunSocket) {
     (s.data as BunConn).flushQueue();
@@ -161,8 +195,43 @@ export function createBunTransport(): Transport {
   return {
     listen(spec: ListenerSpec, tlsSource: () => TlsOptions | null, factory: SessionFactory): Listener {
       const implicit = spec.implicitTls;
-      const tls = implicit ? tlsSource() : null;
-      if (implicit && tls === null) throw new Error(`listener ${spec.name}: implicit TLS needs a certificate`);
+      const preface = spec.preface ?? null;
+      if (implicit && tlsSource() === null) throw new Error(`listener ${spec.name}: implicit TLS needs a certificate`);
+      // With a preface the header comes in clear before the handshake: the listener accepts plain TCP and
+      // TLS starts after the header (tls-tunnel.ts).
+      const tls = implicit && preface === null ? tlsSource() : null;
+
+      /** The preface is read: go on as the client it names, in clear or through TLS. */
+      const afterPreface = (s: BunSocket, conn: BunConn, peer: { address: string; port: number } | null, rest: Uint8Array): void => {
+        if (peer !== null) {
+          conn.remoteAddress = peer.address;
+          conn.remotePort = peer.port;
+        }
+        if (!implicit) {
+          const h = factory(conn, spec);
+          conn.handler = h;
+          if (rest.length > 0) h.onData(rest);
+          return;
+        }
+        const t = tlsSource();
+        if (t === null) {
+          s.end();
+          return;
+        }
+        conn.tunnel = new TlsTunnelConn(s, conn, t, rest, (tc) => {
+          tc.handler = factory(tc, spec);
+        });
+      };
+
+      const readPreface = (s: BunSocket, conn: BunConn, chunk: Uint8Array): void => {
+        const p = conn.preface!;
+        const v = p.reader.push(chunk);
+        if (v.kind === "more") return;
+        clearTimeout(p.timer);
+        conn.preface = null;
+        if (v.kind === "close") s.end();
+        else afterPreface(s, conn, v.peer, v.rest);
+      };
       const server = Bun.listen({
         hostname: spec.host,
         port: spec.port,
@@ -175,12 +244,27 @@ export function createBunTransport(): Transport {
           open(s: BunSocket) {
             const conn = new BunConn(s, tlsSource);
             s.data = conn;
+            if (preface !== null) {
+              const reader = preface.open(conn.remoteAddress);
+              if (reader === null) {
+                s.end();
+                return;
+              }
+              const timer = setTimeout(() => {
+                if (conn.preface === null) return;
+                conn.preface = null;
+                reader.timedOut();
+                s.end();
+              }, preface.timeoutMs);
+              conn.preface = { reader, timer };
+              return;
+            }
             // Implicit TLS (RFC 8314): the greeting comes after the handshake.
             if (!implicit) conn.handler = factory(conn, spec);
           },
           handshake(s: BunSocket, success: boolean) {
             const conn = s.data as BunConn;
-            if (!implicit || conn.handler) return;
+            if (!implicit || preface !== null || conn.handler) return;
             if (!success) {
               s.end();
               return;
@@ -190,11 +274,17 @@ export function createBunTransport(): Transport {
           },
           data(s: BunSocket, chunk: Uint8Array) {
             const conn = s.data as BunConn;
-            if (conn.upgraded) return; // ciphertext of the upgraded socket
-            conn.handler?.onData(chunk);
+            if (conn.tunnel !== null) conn.tunnel.feed(chunk);
+            else if (conn.upgraded) return; // ciphertext of the upgraded socket
+            else if (conn.preface !== null) readPreface(s, conn, chunk);
+            else conn.receive(chunk);
           },
           drain(s: BunSocket) {
             const conn = s.data as BunConn;
+            if (conn.tunnel !== null) {
+              conn.tunnel.rawDrain();
+              return;
+            }
             if (conn.upgraded) return;
             if (conn.afterFlush) {
               conn.flushQueue();
@@ -209,10 +299,12 @@ export function createBunTransport(): Transport {
           },
           close(s: BunSocket) {
             const conn = s.data as BunConn | undefined;
+            if (conn?.tunnel) conn.tunnel.rawClosed();
             if (conn && !conn.upgraded) conn.gone();
           },
           error(s: BunSocket) {
             const conn = s.data as BunConn | undefined;
+            if (conn?.tunnel) conn.tunnel.rawClosed();
             if (conn && !conn.upgraded) conn.gone();
           },
         },
