@@ -84,6 +84,16 @@ describe("defaultConfig", () => {
 });
 
 describe("values and conversions", () => {
+  test("outbound TLS policy keys (relay.dane, mta_sts, tls_ca, tls_rpt): defaults, values, errors by key path", () => {
+    expect(valid("").relay).toMatchObject({ dane: "on", mtaSts: "on", tlsCa: "", tlsRpt: false });
+    const c = valid(`[relay]\ndane = "off"\nmta_sts = "off"\ntls_ca = "ca/test.pem"\ntls_rpt = true`);
+    expect(c.relay).toMatchObject({ dane: "off", mtaSts: "off", tlsCa: "/etc/ringmta/ca/test.pem", tlsRpt: true });
+    expect(errorsOf(`[relay]\ndane = "yes"`)).toEqual([expect.stringMatching(/^relay\.dane: /)]);
+    expect(errorsOf(`[relay]\nmta_sts = true`)).toEqual([expect.stringMatching(/^relay\.mta_sts: /)]);
+    expect(errorsOf(`[relay]\ntls_rpt = "on"`)).toEqual(["relay.tls_rpt: expected true or false"]);
+    expect(errorsOf(`[relay]\ntls_ca = 5`)).toEqual([expect.stringMatching(/^relay\.tls_ca: /)]);
+  });
+
   test("relative paths resolve against the config's directory, absolute ones stay", () => {
     const c = valid(`
 data_dir = "spool"
