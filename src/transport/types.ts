@@ -27,7 +27,6 @@ export interface TlsInfo {
   cipher: string; // "TLS_AES_256_GCM_SHA384"
   /**
    * Client side only: the certificates the server presented, DER, leaf first (DANE, RFC 7672, matches them).
-   * Bun exposes only the leaf; node:tls (the Deno adapter) the whole chain as sent.
    */
   peerChain?: Uint8Array[];
 }

@@ -52,11 +52,11 @@ describe("DANE with a validating resolver and a real Postfix MX", () => {
     if (!PEERS.every(havePeer)) return;
     ca = makeTestCa();
     other = makeTestCa("not the MX's CA");
-    const leaf = ca.leaf(["mx.dane.test", "mxbad.dane.test"]);
+    const leaf = ca.leaf(["mx.dane.test", "mxbad.dane.test", "mxta.dane.test"]);
     const stranger = other.leaf(["mx.dane.test"]);
     pf = await startPostfix("dane", {
-      virtualDomains: ["dane.test", "bad.dane.test"],
-      mailboxes: ["bob@dane.test", "bob@bad.dane.test"],
+      virtualDomains: ["dane.test", "bad.dane.test", "ta.dane.test", "tan.dane.test"],
+      mailboxes: ["bob@dane.test", "bob@bad.dane.test", "bob@ta.dane.test", "bob@tan.dane.test"],
       extra: [
         `smtpd_tls_chain_files = ${leaf.keyFile}, ${leaf.chainFile}`,
         "smtpd_tls_security_level = may",
@@ -74,6 +74,13 @@ describe("DANE with a validating resolver and a real Postfix MX", () => {
           "mxbad IN A 127.0.0.1",
           // The key of another certificate: Postfix's certificate does not match (RFC 7672 §2.2: defer).
           `_${port}._tcp.mxbad IN TLSA 3 1 1 ${tlsaData(stranger.cert, 1, 1)}`,
+          // DANE-TA (2 0 1): the CA that Postfix sends in its chain; the leaf names mxta but not mxtan (§3.2.2).
+          "ta IN MX 10 mxta.dane.test.",
+          "mxta IN A 127.0.0.1",
+          `_${port}._tcp.mxta IN TLSA 2 0 1 ${tlsaData(ca.cert, 0, 1)}`,
+          "tan IN MX 10 mxtan.dane.test.",
+          "mxtan IN A 127.0.0.1",
+          `_${port}._tcp.mxtan IN TLSA 2 0 1 ${tlsaData(ca.cert, 0, 1)}`,
         ],
       },
     });
@@ -118,6 +125,18 @@ retry_intervals = ["1h"]
     expect(r.last_reply).toContain("DANE");
     expect(r.last_reply).toContain("no TLSA record matches");
     expect(pf!.delivered("bad.dane.test", "bob")).toEqual([]);
+  }, 40_000);
+
+  peerTest(PEERS, "DANE-TA: the CA of the chain Postfix sends matches, the MX name is in the certificate: delivered", async () => {
+    await relay(validating!, "bob@ta.dane.test", "dane-ta");
+    await waitFor(() => pf!.delivered("ta.dane.test", "bob").length === 1, 20_000);
+  }, 40_000);
+
+  peerTest(PEERS, "DANE-TA with an MX name the certificate does not carry: deferred with 4.7.5", async () => {
+    await relay(validating!, "bob@tan.dane.test", "dane-ta-name");
+    await waitFor(() => recipient(validating!, "bob@tan.dane.test")?.state === "deferred", 20_000);
+    expect(recipient(validating!, "bob@tan.dane.test")!.last_reply).toMatch(/^4\d\d 4\.7\.5 .*not for mxtan\.dane\.test.*DANE/);
+    expect(pf!.delivered("tan.dane.test", "bob")).toEqual([]);
   }, 40_000);
 
   peerTest(PEERS, "the same zone through a non-validating resolver (no AD): opportunistic TLS, delivered", async () => {

@@ -29,13 +29,19 @@ function bunClientTls(o: ClientTlsOptions): object {
 
 function tlsInfoOf(s: BunSocket): TlsInfo {
   const cipher = s.getCipher?.();
-  // Bun's getPeerCertificate(true) carries no issuerCertificate: the leaf is all we can hand to DANE.
-  const raw = s.getPeerCertificate?.(true)?.raw;
-  return {
-    version: String(s.getTLSVersion?.() ?? "TLS"),
-    cipher: String(cipher?.standardName ?? cipher?.name ?? ""),
-    ...(raw instanceof Uint8Array ? { peerChain: [new Uint8Array(raw)] } : {}),
-  };
+  const info: TlsInfo = { version: String(s.getTLSVersion?.() ?? "TLS"), cipher: String(cipher?.standardName ?? cipher?.name ?? "") };
+  // The native socket's argument is "abbreviated" (node:tls's `detailed` negated): false gives the chain as the
+  // server sent it, through issuerCertificate, leaf first (DANE-TA needs it, RFC 7671 §5.2.2).
+  const chain: Uint8Array[] = [];
+  let cert = (s.getPeerCertificate?.(false) ?? null) as { raw?: Uint8Array; issuerCertificate?: unknown } | null;
+  while (cert !== null && cert.raw instanceof Uint8Array && chain.length < 10) {
+    chain.push(new Uint8Array(cert.raw));
+    const next = cert.issuerCertificate as typeof cert | undefined;
+    if (next === undefined || next === cert) break;
+    cert = next;
+  }
+  if (chain.length > 0) info.peerChain = chain;
+  return info;
 }
 
 /**
