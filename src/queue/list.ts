@@ -25,6 +25,8 @@ export interface QueueListEntry {
     attempts: number;
     next_attempt: string | null;
     last_reply: string;
+    /** The outbound TLS policy that governed the last attempt (dane, mta-sts, mta-sts-testing), when one did. */
+    tls_policy?: string;
   }>;
 }
 
@@ -80,6 +82,7 @@ function entryOf(item: StoredItem): QueueListEntry {
         next_attempt: s.status === "deferred" && s.nextAttempt > 0 ? new Date(s.nextAttempt).toISOString() : null,
         // CONTRACT: the reply shape "451 4.3.0 text", made from the structured outcome.
         last_reply: s.last === null ? "" : replyLine(s.last),
+        ...(s.last?.tlsPolicy !== undefined ? { tls_policy: s.last.tlsPolicy } : {}),
       };
     }),
   };

@@ -2,7 +2,7 @@
  * Per-recipient delivery state, `<id>.state`: an append-only log, one JSON object per line:
  *   {"i":<recipient index>,"s":"delivered"|"deferred"|"failed","a":<attempts>,"n":<next attempt, ms or 0>,
  *    "c":<reply code>,"e":"<enhanced status>","t":"<text>","m":"<remote MTA>"?, "w":1? (a delay DSN was sent),
- *    "l":1? (relayed to a server without DSN)}
+ *    "l":1? (relayed to a server without DSN), "p":"dane"|"mta-sts"|"mta-sts-testing"? (the outbound TLS policy)}
  * The outcome is stored as its parts (mail/ Outcome), never as a reply line to be parsed again. Lines written by
  * earlier versions carry "r":"<last reply>" instead of c/e/t: those are converted once, as they are read.
  * The last record for an index wins. Lines are appended and fsync'd by the delivery worker; a crash can leave the
@@ -85,7 +85,7 @@ export function applyStateLog(text: string, states: RecipientState[]): void {
       continue;
     }
     if (typeof rec !== "object" || rec === null) continue;
-    const r = rec as { i?: unknown; s?: unknown; a?: unknown; n?: unknown; c?: unknown; e?: unknown; t?: unknown; r?: unknown; m?: unknown; w?: unknown; l?: unknown };
+    const r = rec as { i?: unknown; s?: unknown; a?: unknown; n?: unknown; c?: unknown; e?: unknown; t?: unknown; r?: unknown; m?: unknown; w?: unknown; l?: unknown; p?: unknown };
     if (typeof r.i !== "number" || !Number.isInteger(r.i) || r.i < 0 || r.i >= states.length) continue;
     if (r.s !== "delivered" && r.s !== "deferred" && r.s !== "failed") continue;
     const remoteMta = typeof r.m === "string" ? r.m : undefined;
@@ -94,6 +94,7 @@ export function applyStateLog(text: string, states: RecipientState[]): void {
       last = { kind: r.s, code: r.c, enhanced: typeof r.e === "string" ? r.e : "", text: typeof r.t === "string" ? r.t : "" };
       if (remoteMta !== undefined) last.remoteMta = remoteMta;
       if (r.l === 1) last.relayed = true;
+      if (r.p === "dane" || r.p === "mta-sts" || r.p === "mta-sts-testing") last.tlsPolicy = r.p;
     } else {
       last = legacyOutcome(r.s, typeof r.r === "string" ? r.r : "", remoteMta, r.l === 1);
     }
@@ -128,6 +129,7 @@ export function encodeStateRecords(records: readonly StateRecord[]): string {
     const oc = r.outcome;
     const o: Record<string, unknown> = { i: r.index, s: oc.kind, a: r.attempts, n: r.nextAttempt, c: oc.code, e: oc.enhanced, t: oc.text };
     if (oc.remoteMta !== undefined) o.m = oc.remoteMta;
+    if (oc.tlsPolicy !== undefined) o.p = oc.tlsPolicy;
     if (r.warned) o.w = 1;
     if (oc.relayed) o.l = 1;
     s += JSON.stringify(o) + "\n";

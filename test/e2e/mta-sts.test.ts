@@ -27,7 +27,8 @@ const POLICIES: Record<string, string> = {
 };
 
 interface QueueEntry {
-  recipients: Array<{ address: string; state: string; last_reply: string }>;
+  id: string;
+  recipients: Array<{ address: string; state: string; last_reply: string; tls_policy?: string }>;
 }
 
 function recipient(srv: Srv, address: string) {
@@ -120,6 +121,13 @@ retry_intervals = ["1h"]
     await waitFor(() => recipient(srv!, "bob@enf.test")?.state === "deferred", 20_000);
     const r = recipient(srv!, "bob@enf.test")!;
     expect(r.last_reply).toMatch(/^4\d\d 4\.7\.5 .*MTA-STS/);
+    expect(r.tls_policy).toBe("mta-sts");
+    // `queue show` names the policy that deferred it.
+    const list = spawnSync(BUN, [MAIN, "queue", "list", "--json", "--config", srv!.configPath], { encoding: "utf8" });
+    const id = (JSON.parse(list.stdout) as QueueEntry[]).find((e) => e.recipients.some((x) => x.address === "bob@enf.test"))!.id;
+    const show = spawnSync(BUN, [MAIN, "queue", "show", id, "--config", srv!.configPath], { encoding: "utf8" });
+    expect(show.status, show.stderr).toBe(0);
+    expect(JSON.parse(show.stdout).recipients[0]).toMatchObject({ state: "deferred", tls_policy: "mta-sts", last_reply: expect.stringContaining("4.7.5") });
     expect(fetched).toContain("mta-sts.enf.test/.well-known/mta-sts.txt");
     expect(plainMx!.messages).toEqual([]);
   }, 40_000);

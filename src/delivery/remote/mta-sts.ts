@@ -31,6 +31,8 @@ export interface StsSource {
 export const MAX_POLICY_BYTES = 64 * 1024;
 /** §3.2: max_age is at most a year. */
 const MAX_AGE_LIMIT = 31_557_600;
+/** Domains remembered in memory per worker (policies and absences); then the memo starts over from the files. */
+const MAX_MEMO = 10_000;
 /** More mx patterns than any real policy has; the rest are ignored, so matching stays cheap. */
 const MAX_MX = 100;
 
@@ -95,7 +97,8 @@ export interface MtaStsOptions {
 
 /** The worker's MTA-STS policies: in memory, backed by DATA/mta-sts/<domain>.json. */
 export class MtaStsCache implements StsSource {
-  private readonly mem = new Map<string, Cached>();
+  /** null: no file for the domain (checked once; a fetch that succeeds replaces it). */
+  private readonly mem = new Map<string, Cached | null>();
   private readonly inflight = new Map<string, Promise<StsPolicy | null>>();
   private readonly now: () => number;
 
@@ -135,6 +138,8 @@ export class MtaStsCache implements StsSource {
   private load(domain: string): Cached | null {
     const hit = this.mem.get(domain);
     if (hit !== undefined) return hit;
+    if (this.mem.size >= MAX_MEMO) this.mem.clear();
+    this.mem.set(domain, null);
     try {
       const c = JSON.parse(readFileSync(this.file(domain), "utf8")) as Cached & { domain?: string };
       if (c.domain !== domain || typeof c.id !== "string" || typeof c.fetched !== "number") return null;
