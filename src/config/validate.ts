@@ -69,6 +69,7 @@ function toConfig(f: FileConfig, baseDir: string, configPath: string | null): Co
             catchAll: local.catch_all ?? false,
             aliases: Object.fromEntries(Object.entries(local.aliases ?? {}).map(([k, v]) => [k, [...new Set(v)]])),
           },
+    directory: { kind: f.directory?.kind ?? d.directory.kind, url: f.directory?.url ?? d.directory.url },
     relay: {
       networks: f.relay?.networks ?? d.relay.networks,
       smarthost: f.relay?.smarthost ?? d.relay.smarthost,
