@@ -7,6 +7,7 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Authenticator, loadUsers, type AuthLimits } from "../auth/index.ts";
 import { ensureCertificate } from "../certs/index.ts";
+import { FileDirectory, PostgresDirectory, type Directory } from "../directory/index.ts";
 import { splitHostPort, type Config, type ConfigResult, type ListenerConfig } from "../config/index.ts";
 import {
   DeliveryPool,
@@ -98,6 +99,33 @@ function readTls(c: Config): TlsOptions {
   return { cert: readFileSync(c.tls.cert, "utf8"), key: readFileSync(c.tls.key, "utf8") };
 }
 
+/** The file/config source's lists. */
+function fileLists(c: Config, users: Iterable<{ address: string; hash: string }>) {
+  return { domains: c.local.domains, users, aliases: Object.entries(c.local.aliases) };
+}
+
+/**
+ * [directory]: the file/config source, or PostgreSQL (then local.domains, users_file and [local.aliases] are
+ * ignored, said once at start). A database that is down at start does not stop the server: RCPT and AUTH
+ * answer 451/454 until it answers.
+ */
+async function openDirectory(c: Config, log: Logger): Promise<Directory> {
+  if (c.directory.kind === "postgres") {
+    const ignored = [
+      ...(c.local.domains.length > 0 ? ["local.domains"] : []),
+      ...(c.local.usersFile !== "" ? ["local.users_file"] : []),
+      ...(Object.keys(c.local.aliases).length > 0 ? ["local.aliases"] : []),
+    ];
+    if (ignored.length > 0) log.warn("directory.ignored_keys", { keys: ignored, note: 'ignored: [directory] kind = "postgres"' });
+    const d = await PostgresDirectory.open({ url: c.directory.url, log });
+    if (d.snapshot() === null) log.warn("directory.not_loaded", { note: "RCPT answers 451 and AUTH 454 until the database answers" });
+    return d;
+  }
+  const users = loadUsers(c.local.usersFile);
+  for (const e of users.errors) log.warn("users.bad_line", { file: c.local.usersFile, problem: e });
+  return new FileDirectory(fileLists(c, users.users.values()));
+}
+
 export async function startServer(initial: Config, opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log;
   let config = initial;
@@ -116,21 +144,14 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     tls = readTls(config);
   }
 
-  // Users, policy, authentication.
+  // Directory (domains, users, aliases), policy, authentication.
   const hasher = passwordHasher();
   dummyHash ??= await hasher.hash("ringmta-dummy-password");
-  const users = loadUsers(config.local.usersFile);
-  for (const e of users.errors) log.warn("users.bad_line", { file: config.local.usersFile, problem: e });
-  const policyOf = (c: Config, u: typeof users): Policy =>
-    new Policy({
-      domains: c.local.domains,
-      users: [...u.users.values()].map((e) => e.address),
-      aliases: c.local.aliases,
-      catchAll: c.local.catchAll,
-      relayNetworks: c.relay.networks,
-    });
-  let policy = policyOf(config, users);
-  const auth = new Authenticator(users.users, hasher, authLimits(config), Date.now, dummyHash);
+  const directory = await openDirectory(config, log);
+  const policyOf = (c: Config): Policy =>
+    new Policy({ directory, catchAll: c.local.catchAll, relayNetworks: c.relay.networks });
+  let policy = policyOf(config);
+  const auth = new Authenticator(directory, hasher, authLimits(config), Date.now, dummyHash);
 
   // Metrics (CONTRACT: at least these families).
   const registry = new Registry();
@@ -234,6 +255,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     }
   } catch (e) {
     for (const l of listeners) l.stop();
+    await directory.close();
     throw e;
   }
 
@@ -300,6 +322,8 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       clientAddress: "127.0.0.1",
       authUser: `MAILER-DAEMON@${config.hostname}`, // our own notice may go anywhere (relay permission)
     });
+    // The directory is down: keep the item (the pool logs this and leaves it; the next start bounces it).
+    if (decision.kind === "tempfail") throw new Error("the directory is unavailable: the DSN waits");
     if (decision.kind !== "accept") {
       log.warn("dsn.undeliverable", { id, sender: env.sender, reason: decision.kind });
       return;
@@ -439,7 +463,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       }
       try {
         const next = r.config;
-        const u = loadUsers(next.local.usersFile);
+        const u = directory instanceof FileDirectory ? loadUsers(next.local.usersFile) : null;
         const nextTls = next.listeners.some((l) => l.tls !== "none") ? readTls(next) : null;
         const certChanged = nextTls?.cert !== tls?.cert || nextTls?.key !== tls?.key;
         const same = (a: ListenerConfig[], b: ListenerConfig[]): boolean =>
@@ -447,15 +471,23 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         if (!same(config.listeners, next.listeners)) {
           log.warn("config.listeners_changed", { note: "listener addresses apply at the next restart" });
         }
+        if (next.directory.kind !== directory.kind || next.directory.url !== config.directory.url) {
+          log.warn("config.directory_changed", { note: "[directory] applies at the next restart" });
+        }
         const nextRemote = remoteSettings(next);
-        policy = policyOf(next, u);
+        if (u !== null && directory instanceof FileDirectory) {
+          for (const e of u.errors) log.warn("users.bad_line", { file: next.local.usersFile, problem: e });
+          directory.replace(fileLists(next, u.users.values()));
+        }
+        policy = policyOf(next);
         pool.updateRemote(nextRemote);
-        auth.update(u.users, authLimits(next));
+        auth.update(authLimits(next));
         tls = nextTls;
         // Listener addresses stay as bound; their tls/auth settings and limits apply to new connections.
         config = { ...next, listeners: config.listeners.map((l) => next.listeners.find((n) => n.name === l.name) ?? l) };
         if (certChanged && !opts.transport.tlsPerConnection) await rebindImplicit();
-        log.info("config.reloaded", { users: u.users.size, domains: next.local.domains });
+        const view = directory.snapshot();
+        log.info("config.reloaded", { users: view?.users.size, domains: view === null ? undefined : [...view.domains] });
         return true;
       } catch (e) {
         log.error("config.reload_failed", { error: String(e), note: "keeping the running config" });
@@ -475,6 +507,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       metricsServer?.close();
       await spool?.close();
       await pool.stop();
+      await directory.close();
       log.info("server.stopped", {});
     },
   };

@@ -1,10 +1,10 @@
 /**
- * Checks SMTP AUTH credentials against the users file and keeps the per-client-address failure record that
- * slows, then refuses, brute force (CONTRACT: auth_ip_delay_after, auth_ip_block_after, auth_ip_block).
+ * Checks SMTP AUTH credentials against the directory's users (users file or PostgreSQL) and keeps the
+ * per-client-address failure record that slows, then refuses, brute force (CONTRACT: auth_ip_delay_after, auth_ip_block_after, auth_ip_block).
  * Failures are counted over a sliding 10-minute window; other addresses are never affected.
  */
+import type { DirectoryView } from "../directory/index.ts";
 import type { AuthPort } from "../session/index.ts";
-import type { UserEntry } from "./users-file.ts";
 
 export interface PasswordVerifier {
   verify(password: string, hash: string): Promise<boolean>;
@@ -29,7 +29,7 @@ export class Authenticator implements AuthPort {
   private readonly failures = new Map<string, FailureRecord>();
 
   constructor(
-    private users: Map<string, UserEntry>,
+    private readonly directory: DirectoryView,
     private readonly hasher: PasswordVerifier,
     private limits: AuthLimits,
     private readonly now: () => number,
@@ -37,14 +37,16 @@ export class Authenticator implements AuthPort {
     private readonly dummyHash: string,
   ) {}
 
-  /** SIGHUP: new users and limits; the failure record is kept. */
-  update(users: Map<string, UserEntry>, limits: AuthLimits): void {
-    this.users = users;
+  /** SIGHUP: new limits (users come from the directory); the failure record is kept. */
+  update(limits: AuthLimits): void {
     this.limits = limits;
   }
 
   async verify(user: string, password: string): Promise<string | null> {
-    const entry = this.users.get(user.toLowerCase());
+    const view = this.directory.snapshot();
+    // CONTRACT: directory unavailable → 454 4.7.0 (the session answers a rejection so); never a 535 for it.
+    if (view === null) throw new Error("the user directory is unavailable");
+    const entry = view.users.get(user.toLowerCase());
     const ok = await this.hasher.verify(password, entry ? entry.hash : this.dummyHash);
     return ok && entry ? entry.address : null;
   }

@@ -545,6 +545,8 @@ export class Session {
         return this.reject(Reply.unknownUser);
       case "relayDenied":
         return this.reject(Reply.relayDenied);
+      case "tempfail":
+        return this.reject(Reply.localError);
       case "accept":
         break;
     }
