@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Authenticator, loadUsers, type AuthLimits } from "../auth/index.ts";
 import { ensureCertificate } from "../certs/index.ts";
-import { FileDirectory, PostgresDirectory, type Directory } from "../directory/index.ts";
+import { FileDirectory, PostgresDirectory, SharedAuthFailures, type Directory } from "../directory/index.ts";
 import { splitHostPort, type Config, type ConfigResult, type ListenerConfig } from "../config/index.ts";
 import {
   DeliveryPool,
@@ -151,7 +151,16 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   const policyOf = (c: Config): Policy =>
     new Policy({ directory, catchAll: c.local.catchAll, relayNetworks: c.relay.networks });
   let policy = policyOf(config);
-  const auth = new Authenticator(directory, hasher, authLimits(config), Date.now, dummyHash);
+  // A fleet on one database shares the AUTH brute-force records through it, too.
+  const sharedFailures =
+    config.directory.kind === "postgres"
+      ? new SharedAuthFailures({
+          url: config.directory.url,
+          log,
+          threshold: () => Math.min(config.limits.authIpDelayAfter, config.limits.authIpBlockAfter - 1),
+        })
+      : null;
+  const auth = new Authenticator(directory, hasher, authLimits(config), Date.now, dummyHash, sharedFailures);
 
   // Metrics (CONTRACT: at least these families).
   const registry = new Registry();
@@ -256,6 +265,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   } catch (e) {
     for (const l of listeners) l.stop();
     await directory.close();
+    await sharedFailures?.close();
     throw e;
   }
 
@@ -508,6 +518,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       await spool?.close();
       await pool.stop();
       await directory.close();
+      await sharedFailures?.close();
       log.info("server.stopped", {});
     },
   };

@@ -4,3 +4,4 @@ export { FileDirectory, fileDirectory } from "./file-directory.ts";
 export { PostgresDirectory, connect, stripScheme, type PostgresDirectoryOptions } from "./postgres-directory.ts";
 export { migrate, NOTIFY_CHANNEL, SCHEMA_VERSION, type MigrateResult } from "./schema.ts";
 export { deleteUser, listUsers, upsertUser } from "./admin.ts";
+export { SharedAuthFailures, type SharedAuthFailuresOptions } from "./auth-failures.ts";

@@ -9,7 +9,9 @@ import { afterAll, beforeAll, expect } from "vitest";
 import { peerTest } from "../../test/helpers/peers.ts";
 import { startPostgres, type Postgres } from "../../test/helpers/postgres.ts";
 import { waitFor } from "../../test/helpers/wait.ts";
+import { Authenticator } from "../auth/index.ts";
 import { deleteUser, listUsers, upsertUser } from "./admin.ts";
+import { SharedAuthFailures } from "./auth-failures.ts";
 import { connect, PostgresDirectory, stripScheme } from "./postgres-directory.ts";
 import { migrate, SCHEMA_VERSION } from "./schema.ts";
 import type { DirectoryLog } from "./types.ts";
@@ -53,7 +55,14 @@ peerTest("initdb", "directory migrate creates the tables and triggers; a second 
   expect(await migrate(sql!)).toEqual({ from: 0, to: SCHEMA_VERSION });
   expect(await migrate(sql!)).toEqual({ from: SCHEMA_VERSION, to: SCHEMA_VERSION });
   const tables = await sql!<Array<{ t: string }>>`SELECT tablename AS t FROM pg_tables WHERE tablename LIKE 'ringmta_%' ORDER BY 1`;
-  expect(tables.map((r) => r.t)).toEqual(["ringmta_aliases", "ringmta_directory_state", "ringmta_domains", "ringmta_users"]);
+  expect(tables.map((r) => r.t)).toEqual([
+    "ringmta_aliases",
+    "ringmta_auth_blocks",
+    "ringmta_auth_failures",
+    "ringmta_directory_state",
+    "ringmta_domains",
+    "ringmta_users",
+  ]);
   const triggers = await sql!<Array<{ t: string }>>`SELECT tgname AS t FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1`;
   expect(triggers.map((r) => r.t)).toEqual(["ringmta_aliases_changed", "ringmta_domains_changed", "ringmta_users_changed"]);
 });
@@ -114,6 +123,45 @@ peerTest(
   },
   30_000,
 );
+
+peerTest("initdb", "AUTH brute-force records are shared: failures spread over two nodes delay, then block, on both", async () => {
+  const limits = { delayAfter: 2, blockAfter: 4, blockMs: 600_000 };
+  const node = () => {
+    const shared = new SharedAuthFailures({ url: pg!.url, log, threshold: () => 2, pollMs: 3_600_000 });
+    const auth = new Authenticator({ snapshot: () => null }, { verify: async () => false }, limits, Date.now, "", shared);
+    return { shared, auth };
+  };
+  const a = node();
+  const b = node();
+  const ip = "192.0.2.7";
+  const settled = async (n: { shared: SharedAuthFailures }, want: () => boolean): Promise<void> => {
+    // Writes go out in the background: fetch until they are visible.
+    await waitFor(async () => {
+      await n.shared.refresh();
+      return want();
+    }, 5000, 20);
+  };
+  try {
+    a.auth.recordFailure(ip);
+    a.auth.recordFailure(ip);
+    expect(a.auth.ipStatus(ip)).toBe("delay");
+    await settled(b, () => b.auth.ipStatus(ip) === "delay"); // no failure on b itself
+    b.auth.recordFailure(ip);
+    await settled(b, () => b.shared.get(ip)?.failures === 3);
+    expect(b.auth.ipStatus(ip)).toBe("delay");
+    b.auth.recordFailure(ip); // the fourth over the fleet: b blocks, and tells a
+    expect(b.auth.ipStatus(ip)).toBe("blocked");
+    await settled(a, () => a.auth.ipStatus(ip) === "blocked");
+    expect(a.auth.ipStatus("192.0.2.8")).toBe("ok");
+    expect(b.auth.ipStatus("192.0.2.8")).toBe("ok");
+    // The block replaced the counted failures.
+    const [row] = await sql!<Array<{ n: number }>>`SELECT count(*)::int AS n FROM ringmta_auth_failures WHERE ip = ${ip}`;
+    expect(row!.n).toBe(0);
+  } finally {
+    await a.shared.close();
+    await b.shared.close();
+  }
+});
 
 peerTest("initdb", "stripScheme: {ARGON2ID}$argon2id$… → $argon2id$…; a bare PHC string is kept", () => {
   expect(stripScheme("{ARGON2ID}$argon2id$v=19$x")).toBe("$argon2id$v=19$x");

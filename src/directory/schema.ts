@@ -49,6 +49,23 @@ CREATE TRIGGER ringmta_aliases_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNC
   FOR EACH STATEMENT EXECUTE FUNCTION ringmta_directory_changed();
 `,
   },
+  {
+    // AUTH brute-force records shared by the nodes (auth-failures.ts): one row per failed AUTH, expired after the
+    // 10-minute window; one row per blocked client address until its block ends.
+    version: 2,
+    sql: `
+CREATE TABLE IF NOT EXISTS ringmta_auth_failures (
+  ip text NOT NULL,
+  at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS ringmta_auth_failures_ip_at ON ringmta_auth_failures (ip, at);
+CREATE INDEX IF NOT EXISTS ringmta_auth_failures_at ON ringmta_auth_failures (at);
+CREATE TABLE IF NOT EXISTS ringmta_auth_blocks (
+  ip text PRIMARY KEY,
+  until timestamptz NOT NULL
+);
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = STEPS[STEPS.length - 1]!.version;
