@@ -250,6 +250,9 @@ port = 25`),
       kind: "postgres",
       url: "postgres://ringmta@127.0.0.1:5432/mail",
     });
+    // No [local] table: the embedded catch-all would accept every local part of the database's domains; it is off.
+    expect(valid(`[directory]\nkind = "postgres"\nurl = "postgres://db/mail"`).local.catchAll).toBe(false);
+    expect(valid(`[directory]\nkind = "postgres"\nurl = "postgres://db/mail"\n[local]\ncatch_all = true`).local.catchAll).toBe(true);
     expect(errorsOf(`[directory]\nkind = "ldap"`)).toEqual(['directory.kind: expected one of "file", "postgres"']);
     expect(errorsOf(`[directory]\nkind = "postgres"`)).toEqual(['directory.url: is required when kind = "postgres"']);
     expect(errorsOf(`[directory]\nurl = "mysql://x/y"`)).toEqual([
