@@ -99,6 +99,13 @@ function readTls(c: Config): TlsOptions {
   return { cert: readFileSync(c.tls.cert, "utf8"), key: readFileSync(c.tls.key, "utf8") };
 }
 
+/** A DSN cannot be routed now: the directory is unavailable (the item waits in the spool). */
+class DsnWaits extends Error {
+  constructor() {
+    super("the directory is unavailable: the DSN waits for it");
+  }
+}
+
 /** The file/config source's lists. */
 function fileLists(c: Config, users: Iterable<{ address: string; hash: string }>) {
   return { domains: c.local.domains, users, aliases: Object.entries(c.local.aliases) };
@@ -332,8 +339,8 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       clientAddress: "127.0.0.1",
       authUser: `MAILER-DAEMON@${config.hostname}`, // our own notice may go anywhere (relay permission)
     });
-    // The directory is down: keep the item (the pool logs this and leaves it; the next start bounces it).
-    if (decision.kind === "tempfail") throw new Error("the directory is unavailable: the DSN waits");
+    // The directory is down: the item stays in the spool and the DSN waits for the directory (dsnWaiting).
+    if (decision.kind === "tempfail") throw new DsnWaits();
     if (decision.kind !== "accept") {
       log.warn("dsn.undeliverable", { id, sender: env.sender, reason: decision.kind });
       return;
@@ -358,6 +365,31 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     log.info("dsn.queued", { id: sink.id, about: id, to: env.sender, actions: list.map((n) => n.action) });
   };
 
+  /**
+   * DSNs whose routing met an unavailable directory (kind = "postgres" and the database down): sent when the
+   * directory is back; a finished item is deleted once its DSN is in the spool.
+   */
+  const dsnWaiting = new Map<string, { notices: Array<{ index: number; action: DsnAction }>; remove: boolean }>();
+  const sendWaitingDsns = async (): Promise<void> => {
+    for (const [id, w] of [...dsnWaiting]) {
+      if (directory.snapshot() === null) return;
+      try {
+        await sendDsn(id, w.notices);
+        dsnWaiting.delete(id);
+        if (w.remove) deleteItem(queueDir, id);
+        log.info("dsn.sent_after_directory_outage", { id });
+      } catch (err) {
+        if (!(err instanceof DsnWaits)) {
+          dsnWaiting.delete(id);
+          log.error("dsn.failed", { id, error: String(err) });
+        }
+      }
+    }
+  };
+  directory.onChange(() => {
+    if (dsnWaiting.size > 0) void sendWaitingDsns();
+  });
+
   const pool = new DeliveryPool({
     // One entry per runtime: a worker must import its Dialer statically (see delivery-worker.ts), and the Bun
     // adapter loads bun:ffi, which Deno cannot.
@@ -374,7 +406,16 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     delayWarningMs: config.queue.delayWarningMs,
     remote: remoteSettings(config),
     log,
-    onFinished: (r: DeliveryResult) => sendDsn(r.id, r.notices),
+    onFinished: async (r: DeliveryResult) => {
+      try {
+        await sendDsn(r.id, r.notices);
+      } catch (e) {
+        // Rethrown either way: the pool then keeps the item (a final one is bounced and deleted below, or at the
+        // next start at the latest).
+        if (e instanceof DsnWaits) dsnWaiting.set(r.id, { notices: r.notices, remove: r.done });
+        throw e;
+      }
+    },
     onReleased: (ref: string) => spool?.release(ref),
     onResult: (r: DeliveryResult) => {
       for (const o of r.outcomes) {

@@ -154,8 +154,13 @@ export class PostgresDirectory implements Directory {
           // Changes between the reload and LISTEN would have no notification: look once more.
           this.again = true;
         }
-        if (this.failures > 0) this.opts.log.info("directory.reconnected", { after_failures: this.failures });
+        const failed = this.failures;
         this.failures = 0;
+        if (failed > 0) {
+          this.opts.log.info("directory.reconnected", { after_failures: failed });
+          // Available again even when nothing changed meanwhile: readers that waited may go on.
+          for (const l of this.listeners) l();
+        }
       } catch (e) {
         if (this.failures === 0) this.opts.log.warn("directory.unreachable", { error: String(e), note: "RCPT 451, AUTH 454 once the cache is stale" });
         this.failures++;

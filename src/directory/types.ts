@@ -28,7 +28,8 @@ export interface DirectoryView {
 
 export interface Directory extends DirectoryView {
   readonly kind: "file" | "postgres";
-  /** Called after every change of the view (a reload, or becoming available/unavailable); returns an unsubscribe. */
+  /** Called after every reload of the view and when the source answers again after an outage; returns an
+   *  unsubscribe. */
   onChange(listener: () => void): () => void;
   /** Stop timers and close connections. */
   close(): Promise<void>;

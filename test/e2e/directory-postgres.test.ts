@@ -41,6 +41,7 @@ let nodeA: Srv | null = null;
 let nodeB: Srv | null = null;
 let cliConfig = "";
 let remotePort = 0;
+let gonePort = 0;
 let migrateRuns: Run[] = [];
 const CAROL = "carol@example.test";
 const CAROL_PW = "carol-db-pass";
@@ -114,7 +115,7 @@ beforeAll(async () => {
   if (!usable) return;
   pg = await startPostgres();
   sql = postgres(pg.url, { onnotice: () => {} });
-  [remotePort] = await freePorts(1);
+  [remotePort, gonePort] = await freePorts(2);
   const dir = tempDir("ringmta-dirpg-");
   cliConfig = join(dir, "ringmta.toml");
   writeFileSync(cliConfig, `[directory]\nkind = "postgres"\nurl = "${pg.url}"\n`);
@@ -135,6 +136,7 @@ beforeAll(async () => {
     'retry_intervals = ["1s"]',
     "[relay.routes]",
     `"remote.test" = "127.0.0.1:${remotePort}"`,
+    `"gone.test" = "127.0.0.1:${gonePort}"`,
     "",
   ].join("\n");
   nodeA = await startServer({ config });
@@ -211,14 +213,17 @@ peerTest("initdb", "a domain and an alias inserted by SQL take effect on both no
 
 peerTest(
   "initdb",
-  "database stopped: RCPT 451 4.3.0, AUTH 454 4.7.0 (never 5xx), mail accepted before is delivered; started: normal again",
+  "database stopped: RCPT 451 4.3.0, AUTH 454 4.7.0 (never 5xx), mail accepted before is delivered, its bounce waits; started: normal again, the bounce arrives",
   async () => {
-    // Accepted now, deferred: nothing listens on remote.test's port yet.
+    // Accepted now, deferred: nothing listens on remote.test's or gone.test's port yet.
     const c = await secured(nodeA!);
     expect(codeOf(await c.cmd(`AUTH PLAIN ${b64(`\0${CAROL}\0${CAROL_PW}`)}`))).toBe("235 2.7.0");
     const mid = uniqueId("outage");
     const r = await sendMail(c, CAROL, ["dave@remote.test"], simpleMessage({ messageId: mid, from: CAROL, to: "dave@remote.test" }));
     expect(r.final?.code).toBe(250);
+    const bounced = uniqueId("bounced");
+    const r2 = await sendMail(c, CAROL, ["x@gone.test"], simpleMessage({ messageId: bounced, from: CAROL, to: "x@gone.test" }));
+    expect(r2.final?.code).toBe(250);
     c.destroy();
     await waitFor(() => nodeA!.logs().includes('"outcome":"deferred"') || nodeA!.logs().includes("outcome=deferred"), 10_000);
 
@@ -232,17 +237,35 @@ peerTest(
     expect(await authReply(nodeA!, CAROL, "wrong")).toBe("454 4.7.0");
     expect(Date.now() - t0).toBeLessThan(10_000);
 
-    // The message accepted before the outage is delivered during it.
+    // The message accepted before the outage is delivered during it; the other one is refused (550) there, and
+    // its bounce to carol (a local address: routing it needs the directory) waits in the spool.
     const remote = await CaptureServer.start({}, remotePort);
+    const gone = await CaptureServer.start({ script: { RCPT: Array(10).fill("550 5.1.1 no such user") } }, gonePort);
     try {
       await waitFor(() => remote.messages.length === 1, 15_000);
       expect(remote.messages[0]!.data.toString()).toContain(mid);
+      await waitFor(() => nodeA!.logs().includes("the DSN waits"), 15_000);
     } finally {
       await remote.close();
+      await gone.close();
     }
+    expect(maildirFiles(nodeA!.dataDir, "example.test", "carol")).toEqual([]);
     expect(await authReply(nodeA!, CAROL, CAROL_PW)).toBe("454 4.7.0");
 
     pg!.start();
+    const dsn = await waitFor(() => {
+      const f = maildirFiles(nodeA!.dataDir, "example.test", "carol");
+      return f.length === 1 ? f[0] : null;
+    }, 15_000);
+    const text = readFileSync(dsn!, "utf8");
+    expect(text).toContain("Return-Path: <>");
+    expect(text).toContain(bounced);
+    expect(nodeA!.logs()).toContain("dsn.sent_after_directory_outage");
+    // The bounced item left the spool once its DSN was in it (and that one is delivered).
+    await waitFor(async () => {
+      const q = await cli(["queue", "list", "--json"], nodeA!.configPath);
+      return q.code === 0 && (JSON.parse(q.stdout) as unknown[]).length === 0;
+    }, 10_000);
     await until(() => rcptReply(nodeA!, CAROL), "250 2.1.5", 10_000);
     await until(() => rcptReply(nodeB!, "sales@new.test"), "250 2.1.5", 10_000);
     expect(await authReply(nodeB!, CAROL, CAROL_PW)).toBe("235 2.7.0");
