@@ -124,6 +124,29 @@ peerTest(
   30_000,
 );
 
+peerTest(
+  "initdb",
+  "database hung (SIGSTOP): the poll times out and the view goes unavailable within the bound; SIGCONT: back",
+  async () => {
+    const d = await open();
+    expect(d.snapshot()).not.toBeNull();
+    const seen = events.length;
+    pg!.freeze(true);
+    try {
+      const down = await within(8000, () => d.snapshot() === null);
+      expect(down).toBeLessThan(5000);
+      // The poll's own timeout (1.5 s), not a connection error: nothing answers at all.
+      await within(8000, () => events.slice(seen).includes("directory.unreachable"));
+    } finally {
+      pg!.freeze(false);
+    }
+    await sql!`INSERT INTO ringmta_domains (domain) VALUES ('thawed.test')`;
+    await within(10_000, () => d.snapshot()?.domains.has("thawed.test") === true);
+    expect(events.slice(seen)).toContain("directory.reconnected");
+  },
+  30_000,
+);
+
 peerTest("initdb", "AUTH brute-force records are shared: failures spread over two nodes delay, then block, on both", async () => {
   const limits = { delayAfter: 2, blockAfter: 4, blockMs: 600_000 };
   const node = () => {

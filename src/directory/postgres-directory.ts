@@ -46,10 +46,13 @@ export function stripScheme(hash: string): string {
   return hash.startsWith("{") ? hash.slice(hash.indexOf("}") + 1) : hash;
 }
 
+/** The database did not answer in time: its connection may be hung (a stopped peer, a dead TCP path). */
+class NoAnswer extends Error {}
+
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer from the database within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new NoAnswer(`no answer from the database within ${ms} ms`)), ms);
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
@@ -166,7 +169,7 @@ export class PostgresDirectory implements Directory {
       } catch (e) {
         if (this.failures === 0) this.opts.log.warn("directory.unreachable", { error: String(e), note: "RCPT 451, AUTH 454 once the cache is stale" });
         this.failures++;
-        if (String(e).includes("no answer from the database")) this.reconnect();
+        if (e instanceof NoAnswer) this.reconnect();
       }
     })();
     this.running = run.finally(() => {

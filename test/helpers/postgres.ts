@@ -19,6 +19,8 @@ export interface Postgres {
   log(): string;
   stop(): void;
   start(): void;
+  /** SIGSTOP (true) or SIGCONT (false) to the server and all its processes: a database that hangs. */
+  freeze(on: boolean): void;
   /** Stop and remove the cluster. Idempotent. */
   dispose(): void;
 }
@@ -79,7 +81,17 @@ export async function startPostgres(): Promise<Postgres> {
       run("pg_ctl", ["-D", data, "-m", "fast", "-w", "-t", "30", "stop"]);
       running = false;
     },
+    freeze(on: boolean) {
+      const main = Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0]);
+      const children = spawnSync("pgrep", ["-P", String(main)], { encoding: "utf8" }).stdout.split("\n").filter(Boolean).map(Number);
+      for (const pid of [main, ...children]) process.kill(pid, on ? "SIGSTOP" : "SIGCONT");
+    },
     dispose() {
+      try {
+        pg.freeze(false);
+      } catch {
+        // not running
+      }
       try {
         pg.stop();
       } finally {
