@@ -3,7 +3,8 @@
  * PostgreSQL 15 started by this file). `directory migrate` creates the tables; `user add` through one node's
  * config authenticates on the other node within 2 s; a domain and an alias inserted by plain SQL take effect on
  * both within 2 s; the database stopped: RCPT 451 4.3.0 and AUTH 454 4.7.0 (never 5xx) while mail accepted
- * earlier is still delivered; the database back: normal again. Dovecot (passdb sql, Debian dovecot-pgsql)
+ * earlier is still delivered (its bounce waits for the database), and a node started meanwhile comes up and
+ * answers 451; the database back: normal again on all three. Dovecot (passdb sql, Debian dovecot-pgsql)
  * authenticates the same user from the same table.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -39,6 +40,8 @@ let pg: Postgres | null = null;
 let sql: postgres.Sql | null = null;
 let nodeA: Srv | null = null;
 let nodeB: Srv | null = null;
+let nodeC: Srv | null = null;
+let nodeConfig = "";
 let cliConfig = "";
 let remotePort = 0;
 let gonePort = 0;
@@ -124,7 +127,7 @@ beforeAll(async () => {
   await sql`INSERT INTO ringmta_domains (domain) VALUES ('example.test')`;
   // Both nodes: the test config's local.* stays in the file (and is ignored, with a warning). The AUTH
   // brute-force limits are raised out of the way: the tests poll AUTH until a change arrives.
-  const config = [
+  nodeConfig = [
     "[directory]",
     'kind = "postgres"',
     `url = "${pg.url}"`,
@@ -139,13 +142,14 @@ beforeAll(async () => {
     `"gone.test" = "127.0.0.1:${gonePort}"`,
     "",
   ].join("\n");
-  nodeA = await startServer({ config });
-  nodeB = await startServer({ config });
+  nodeA = await startServer({ config: nodeConfig });
+  nodeB = await startServer({ config: nodeConfig });
 }, 120_000);
 
 afterAll(async () => {
   await nodeA?.dispose();
   await nodeB?.dispose();
+  await nodeC?.dispose();
   await sql?.end({ timeout: 1 });
   pg?.dispose();
 }, 60_000);
@@ -251,6 +255,10 @@ peerTest(
     }
     expect(maildirFiles(nodeA!.dataDir, "example.test", "carol")).toEqual([]);
     expect(await authReply(nodeA!, CAROL, CAROL_PW)).toBe("454 4.7.0");
+    // A node started while the database is down comes up, and answers 451 until it can load the directory.
+    nodeC = await startServer({ config: nodeConfig });
+    expect(nodeC.logs()).toContain("directory.not_loaded");
+    expect(await rcptReply(nodeC, CAROL)).toBe("451 4.3.0");
 
     pg!.start();
     const dsn = await waitFor(() => {
@@ -268,6 +276,7 @@ peerTest(
     }, 10_000);
     await until(() => rcptReply(nodeA!, CAROL), "250 2.1.5", 10_000);
     await until(() => rcptReply(nodeB!, "sales@new.test"), "250 2.1.5", 10_000);
+    await until(() => rcptReply(nodeC!, "sales@new.test"), "250 2.1.5", 10_000);
     expect(await authReply(nodeB!, CAROL, CAROL_PW)).toBe("235 2.7.0");
     expect(await rcptReply(nodeB!, "nobody@example.test")).toBe("550 5.1.1");
     for (const n of [nodeA!, nodeB!]) {
