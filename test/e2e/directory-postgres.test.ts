@@ -168,7 +168,7 @@ peerTest("initdb", "directory migrate creates the tables, a second run changes n
     "ringmta_users",
   ]);
   for (const n of [nodeA!, nodeB!]) {
-    expect(n.logs()).toContain("directory.ignored_keys");
+    await waitFor(() => n.logs().includes("directory.ignored_keys"), 5000);
     expect(n.logs()).toMatch(/local\.domains.*local\.users_file.*local\.aliases/);
   }
   // alice is in the node's users file, which kind = "postgres" ignores.
@@ -257,7 +257,7 @@ peerTest(
     expect(await authReply(nodeA!, CAROL, CAROL_PW)).toBe("454 4.7.0");
     // A node started while the database is down comes up, and answers 451 until it can load the directory.
     nodeC = await startServer({ config: nodeConfig });
-    expect(nodeC.logs()).toContain("directory.not_loaded");
+    await waitFor(() => nodeC!.logs().includes("directory.not_loaded"), 5000);
     expect(await rcptReply(nodeC, CAROL)).toBe("451 4.3.0");
 
     pg!.start();
@@ -268,7 +268,8 @@ peerTest(
     const text = readFileSync(dsn!, "utf8");
     expect(text).toContain("Return-Path: <>");
     expect(text).toContain(bounced);
-    expect(nodeA!.logs()).toContain("dsn.sent_after_directory_outage");
+    // The log line may trail the delivery of the DSN it announces (stderr is read asynchronously).
+    await waitFor(() => nodeA!.logs().includes("dsn.sent_after_directory_outage"), 5000);
     // The bounced item left the spool once its DSN was in it (and that one is delivered).
     await waitFor(async () => {
       const q = await cli(["queue", "list", "--json"], nodeA!.configPath);
@@ -281,7 +282,7 @@ peerTest(
     expect(await rcptReply(nodeB!, "nobody@example.test")).toBe("550 5.1.1");
     for (const n of [nodeA!, nodeB!]) {
       expect(n.logs()).toContain("directory.unreachable");
-      expect(n.logs()).toContain("directory.reconnected");
+      await waitFor(() => n.logs().includes("directory.reconnected"), 5000);
     }
   },
   90_000,
