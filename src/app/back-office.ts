@@ -49,6 +49,8 @@ export interface BackOffice {
   readonly pool: DeliveryPool;
   /** SIGHUP: new relay settings for the workers (each rebuilds only what they change). */
   reload(next: Config): void;
+  /** The directory changed (e.g. its database answers again): DSNs that waited for it go out. */
+  directoryChanged(): void;
   stop(): Promise<void>;
 }
 
@@ -77,7 +79,7 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
     remote: remoteSettings(config),
     log,
     // Notices: a DSN from the queue; then a kept item is deleted by the pool.
-    onFinished: (r) => notifier.notify(r.id, r.notices),
+    onFinished: (r) => notifier.notify(r.id, r.notices, r.done),
     onReleased: (ref: string) => spool?.release(ref),
     onResult: resultReporter(log, metrics.delivery),
   });
@@ -119,6 +121,9 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
     spool: s,
     pool,
     reload: (next) => pool.updateRemote(remoteSettings(next)),
+    directoryChanged: () => {
+      if (notifier.waitingCount > 0) void notifier.retryWaiting();
+    },
     async stop() {
       await s.close();
       await pool.stop();

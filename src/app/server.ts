@@ -4,9 +4,10 @@
  * SIGHUP reload and SIGTERM drain. Wiring only; the only module that knows every concrete type.
  */
 import { readFileSync } from "node:fs";
-import { Authenticator, loadUsers, type AuthLimits } from "../auth/index.ts";
+import { Authenticator, type AuthLimits } from "../auth/index.ts";
 import { loadKeyring, type DkimKeyring } from "../dkim/index.ts";
 import { ensureCertificate } from "../certs/index.ts";
+import { SharedAuthFailures } from "../directory/index.ts";
 import { splitHostPort, type Config, type ConfigResult, type ListenerConfig } from "../config/index.ts";
 import type { Stage } from "../mail/index.ts";
 import { serveObserve, type Logger } from "../observe/index.ts";
@@ -16,6 +17,7 @@ import { passwordHasher } from "../runtime/index.ts";
 import type { Listener, ListenerSpec, TlsOptions, Transport } from "../transport/types.ts";
 import { startBackOffice } from "./back-office.ts";
 import { buildStages } from "./stages.ts";
+import { openDirectory, reloadDirectory } from "./directory.ts";
 import { Connections } from "./connections.ts";
 import { dropPrivileges } from "./privileges.ts";
 import { serverMetrics } from "./metrics.ts";
@@ -87,21 +89,23 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     tls = readTls(config);
   }
 
-  // Users, policy, authentication.
+  // Directory (domains, users, aliases), policy, authentication.
   const hasher = passwordHasher();
   dummyHash ??= await hasher.hash("ringmta-dummy-password");
-  const users = loadUsers(config.local.usersFile);
-  for (const e of users.errors) log.warn("users.bad_line", { file: config.local.usersFile, problem: e });
-  const policyOf = (c: Config, u: typeof users): Policy =>
-    new Policy({
-      domains: c.local.domains,
-      users: [...u.users.values()].map((e) => e.address),
-      aliases: c.local.aliases,
-      catchAll: c.local.catchAll,
-      relayNetworks: c.relay.networks,
-    });
-  let policy = policyOf(config, users);
-  const auth = new Authenticator(users.users, hasher, authLimits(config), Date.now, dummyHash);
+  const directory = await openDirectory(config, log);
+  const policyOf = (c: Config): Policy =>
+    new Policy({ directory, catchAll: c.local.catchAll, relayNetworks: c.relay.networks });
+  let policy = policyOf(config);
+  // A fleet on one database shares the AUTH brute-force records through it, too.
+  const sharedFailures =
+    config.directory.kind === "postgres"
+      ? new SharedAuthFailures({
+          url: config.directory.url,
+          log,
+          threshold: () => Math.min(config.limits.authIpDelayAfter, config.limits.authIpBlockAfter - 1),
+        })
+      : null;
+  const auth = new Authenticator(directory, hasher, authLimits(config), Date.now, dummyHash, sharedFailures);
 
   const stats = queueStats();
   let ringDepth = (): number => 0;
@@ -150,6 +154,8 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     }
   } catch (e) {
     for (const l of listeners) l.stop();
+    await directory.close();
+    await sharedFailures?.close();
     throw e;
   }
 
@@ -176,6 +182,8 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   // The back office (as the unprivileged user from here on): spool, delivery, DSNs, recovery.
   inbound.start();
   const office = await startBackOffice({ config: () => config, policy: () => policy, log, stats, metrics });
+  // DSNs that waited for an unavailable directory go out when it answers again.
+  directory.onChange(() => office.directoryChanged());
   spool = office.spool;
   const pool = office.pool;
   ringDepth = () => pool.depth;
@@ -215,7 +223,6 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
           log.error("config.reload_failed", { errors: k.errors, note: "keeping the running config" });
           return false;
         }
-        const u = loadUsers(next.local.usersFile);
         const nextTls = next.listeners.some((l) => l.tls !== "none") ? readTls(next) : null;
         const certChanged = nextTls?.cert !== tls?.cert || nextTls?.key !== tls?.key;
         const same = (a: ListenerConfig[], b: ListenerConfig[]): boolean =>
@@ -224,17 +231,18 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         if (!same(config.listeners, next.listeners)) {
           log.warn("config.listeners_changed", { note: "listener addresses, TLS modes and proxy_protocol apply at the next restart" });
         }
-        const nextPolicy = policyOf(next, u);
+        reloadDirectory(directory, config, next, log);
         office.reload(next);
         inbound.reload(next, k.keyring);
-        policy = nextPolicy;
-        auth.update(u.users, authLimits(next));
+        policy = policyOf(next);
+        auth.update(authLimits(next));
         connections.setConnectionRate(next.limits.maxConnectionRatePerIp);
         tls = nextTls;
         // Listener addresses stay as bound; their tls/auth settings and limits apply to new connections.
         config = { ...next, listeners: config.listeners.map((l) => next.listeners.find((n) => n.name === l.name) ?? l) };
         if (certChanged && !opts.transport.tlsPerConnection) await rebindImplicit();
-        log.info("config.reloaded", { users: u.users.size, domains: next.local.domains });
+        const view = directory.snapshot();
+        log.info("config.reloaded", { users: view?.users.size, domains: view === null ? undefined : [...view.domains] });
         return true;
       } catch (e) {
         log.error("config.reload_failed", { error: String(e), note: "keeping the running config" });
@@ -251,6 +259,8 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       inbound.stop();
       metricsServer?.close();
       await office.stop();
+      await directory.close();
+      await sharedFailures?.close();
       log.info("server.stopped", {});
     },
   };

@@ -8,6 +8,7 @@ import { certsCommand } from "./certs.ts";
 import { checkConfigCommand } from "./check-config.ts";
 import { dkimCommand } from "./dkim.ts";
 import { dnsRecordsCommand } from "./dns-records.ts";
+import { directoryCommand } from "./directory.ts";
 import { queueCommand } from "./queue.ts";
 import { serveCommand } from "./serve.ts";
 import { userCommand } from "./user.ts";
@@ -29,6 +30,7 @@ const USAGE = `usage: ringmta <command> [options]
   certs generate --host NAME [--out DIR] [--rsa]
   dkim keygen --domain D --selector S [--algo rsa|ed25519] [--bits 2048] [--config FILE]
   dns-records [--domain D] [--config FILE]
+  directory migrate [--config FILE]
 `;
 
 export async function run(argv: string[], rt: CliRuntime): Promise<number> {
@@ -49,6 +51,8 @@ export async function run(argv: string[], rt: CliRuntime): Promise<number> {
         return dkimCommand(rest);
       case "dns-records":
         return dnsRecordsCommand(rest);
+      case "directory":
+        return await directoryCommand(rest);
       case "help":
       case "--help":
       case "-h":

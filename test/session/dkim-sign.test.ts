@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 import { dkimRecordLine, generateKeyFile, keyFile, loadKeyring, MAX_HEADER_FIELDS, type DkimKeyring, type SignOutcome } from "../../src/dkim/index.ts";
 import { dkimSignStage } from "../../src/inbound/index.ts";
+import { fileDirectory } from "../../src/directory/index.ts";
 import { Policy } from "../../src/policy/index.ts";
 import { mailauthVerify, recordsOf } from "../helpers/dkim.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -35,7 +36,7 @@ const RELAY_NETWORKS = ["192.0.2.0/24"];
 /** The stage as app/ builds it: trusted = authenticated or inside relay.networks (Policy.mayRelay). */
 function tier(o: { listener?: string; remoteAddress?: string; maxMessageSize?: number } = {}) {
   const outcomes: SignOutcome[] = [];
-  const policy = new Policy({ domains: ["example.test"], users: [], aliases: {}, catchAll: true, relayNetworks: RELAY_NETWORKS });
+  const policy = new Policy({ directory: fileDirectory({ domains: ["example.test"], users: [], aliases: {} }), catchAll: true, relayNetworks: RELAY_NETWORKS });
   const stage = dkimSignStage({
     keyring: () => keyring,
     trusted: (view) => policy.mayRelay({ clientAddress: view.clientAddress, authUser: view.authUser }),
