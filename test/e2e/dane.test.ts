@@ -53,10 +53,12 @@ describe("DANE with a validating resolver and a real Postfix MX", () => {
     ca = makeTestCa();
     other = makeTestCa("not the MX's CA");
     const leaf = ca.leaf(["mx.dane.test", "mxbad.dane.test", "mxta.dane.test"]);
+    // Absurd records: a "SHA-256" of 1,000 bytes, a 4,000-byte "full" key under an unknown selector, usage 255.
+    const absurd = [`3 1 1 ${"ab".repeat(1000)}`, `3 7 0 ${"cd".repeat(4000)}`, `255 1 1 ${"ef".repeat(32)}`];
     const stranger = other.leaf(["mx.dane.test"]);
     pf = await startPostfix("dane", {
-      virtualDomains: ["dane.test", "bad.dane.test", "ta.dane.test", "tan.dane.test"],
-      mailboxes: ["bob@dane.test", "bob@bad.dane.test", "bob@ta.dane.test", "bob@tan.dane.test"],
+      virtualDomains: ["dane.test", "bad.dane.test", "ta.dane.test", "tan.dane.test", "odd.dane.test"],
+      mailboxes: ["bob@dane.test", "bob@bad.dane.test", "bob@ta.dane.test", "bob@tan.dane.test", "bob@odd.dane.test"],
       extra: [
         `smtpd_tls_chain_files = ${leaf.keyFile}, ${leaf.chainFile}`,
         "smtpd_tls_security_level = may",
@@ -78,6 +80,9 @@ describe("DANE with a validating resolver and a real Postfix MX", () => {
           "ta IN MX 10 mxta.dane.test.",
           "mxta IN A 127.0.0.1",
           `_${port}._tcp.mxta IN TLSA 2 0 1 ${tlsaData(ca.cert, 0, 1)}`,
+          "odd IN MX 10 mxodd.dane.test.",
+          "mxodd IN A 127.0.0.1",
+          ...absurd.map((r) => `_${port}._tcp.mxodd IN TLSA ${r}`),
           "tan IN MX 10 mxtan.dane.test.",
           "mxtan IN A 127.0.0.1",
           `_${port}._tcp.mxtan IN TLSA 2 0 1 ${tlsaData(ca.cert, 0, 1)}`,
@@ -137,6 +142,13 @@ retry_intervals = ["1h"]
     await waitFor(() => recipient(validating!, "bob@tan.dane.test")?.state === "deferred", 20_000);
     expect(recipient(validating!, "bob@tan.dane.test")!.last_reply).toMatch(/^4\d\d 4\.7\.5 .*not for mxtan\.dane\.test.*DANE/);
     expect(pf!.delivered("tan.dane.test", "bob")).toEqual([]);
+  }, 40_000);
+
+  peerTest(PEERS, "absurd TLSA records are unusable: TLS is still required (RFC 7672 §2.2), the message delivered over TLS", async () => {
+    const before = (pf!.log().match(/TLS connection established from/g) ?? []).length;
+    await relay(validating!, "bob@odd.dane.test", "dane-absurd");
+    await waitFor(() => pf!.delivered("odd.dane.test", "bob").length === 1, 20_000);
+    expect((pf!.log().match(/TLS connection established from/g) ?? []).length).toBeGreaterThan(before);
   }, 40_000);
 
   peerTest(PEERS, "the same zone through a non-validating resolver (no AD): opportunistic TLS, delivered", async () => {

@@ -174,6 +174,12 @@ retry_intervals = ["1h"]
     await relay(srv!, "carol@enf.test", "sts-after-restart");
     await waitFor(() => recipient(srv!, "carol@enf.test")?.state === "deferred", 20_000);
     expect(recipient(srv!, "carol@enf.test")!.last_reply).toMatch(/^4\d\d 4\.7\.5 .*MTA-STS/);
+    // A SIGHUP (the config re-read) keeps it too.
+    process.kill(srv!.pid, "SIGHUP");
+    await waitFor(() => srv!.logs().split("carol@enf.test").pop()!.includes("config.reloaded"), 10_000);
+    await relay(srv!, "dave@enf.test", "sts-after-sighup");
+    await waitFor(() => recipient(srv!, "dave@enf.test")?.state === "deferred", 20_000);
+    expect(recipient(srv!, "dave@enf.test")!.last_reply).toMatch(/^4\d\d 4\.7\.5 .*MTA-STS/);
     expect(plainMx!.messages.filter((m) => m.rcptTo.some((a) => a.includes("@enf.test")))).toEqual([]);
   }, 60_000);
 });
