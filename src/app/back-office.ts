@@ -6,7 +6,8 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../config/index.ts";
-import { DeliveryPool, RFC5321_TIMEOUTS, resultReporter, type RemoteSettings } from "../delivery/index.ts";
+import { DeliveryPool, RFC5321_TIMEOUTS, resultReporter, TlsRptLog, TlsRptSender, type RemoteSettings } from "../delivery/index.ts";
+import { Resolver } from "../dns/index.ts";
 import type { Logger } from "../observe/index.ts";
 import type { Policy } from "../policy/index.ts";
 import { Notifier, recover, resumeRecovered, Spool } from "../queue/index.ts";
@@ -27,6 +28,7 @@ export function remoteSettings(c: Config): RemoteSettings {
     mxPort: c.relay.mxPort,
     dnsServers: c.dns.servers,
     dane: c.relay.dane === "on",
+    tlsRpt: c.relay.tlsRpt,
     mtaSts: c.relay.mtaSts === "on",
     stsDir: join(c.dataDir, "mta-sts"),
     tlsCa: c.relay.tlsCa === "" ? "" : readFileSync(c.relay.tlsCa, "utf8"),
@@ -62,6 +64,10 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
   mkdirSync(queueDir, { recursive: true, mode: 0o700 });
   mkdirSync(mailDir, { recursive: true, mode: 0o700 });
   let spool: Spool | null = null;
+  // TLS-RPT (relay.tls_rpt, read at start): results kept per day under DATA/tls-rpt, reports sent once a day is over.
+  const rptDir = join(config.dataDir, "tls-rpt");
+  const rptLog = config.relay.tlsRpt ? new TlsRptLog(rptDir) : null;
+  const observer = rptLog === null ? metrics.delivery : { ...metrics.delivery, tlsRpt: (r: Parameters<TlsRptLog["record"]>[0]) => rptLog.record(r) };
   const pool = new DeliveryPool({
     // One entry per runtime: a worker must import its Dialer statically (see delivery-worker.ts), and the Bun
     // adapter loads bun:ffi, which Deno cannot.
@@ -81,7 +87,7 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
     // Notices: a DSN from the queue; then a kept item is deleted by the pool.
     onFinished: (r) => notifier.notify(r.id, r.notices, r.done),
     onReleased: (ref: string) => spool?.release(ref),
-    onResult: resultReporter(log, metrics.delivery),
+    onResult: resultReporter(log, observer),
   });
   spool = new Spool({
     dir: queueDir,
@@ -117,6 +123,24 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
     log,
   );
   const s = spool;
+  let rptTimer: ReturnType<typeof setInterval> | null = null;
+  if (rptLog !== null) {
+    const sender = new TlsRptSender({
+      dir: rptDir,
+      hostname: () => o.config().hostname,
+      dns: new Resolver({ servers: config.dns.servers }),
+      spool: s,
+      routeOwn: (address) => o.policy().routeOwn(address),
+      log,
+    });
+    const run = (): void => {
+      rptLog.flush();
+      sender.run().catch((err) => log.warn("tlsrpt.error", { error: String(err) }));
+    };
+    run();
+    rptTimer = setInterval(run, 3_600_000);
+    (rptTimer as { unref?: () => void }).unref?.();
+  }
   return {
     spool: s,
     pool,
@@ -125,6 +149,8 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
       if (notifier.waitingCount > 0) void notifier.retryWaiting();
     },
     async stop() {
+      if (rptTimer !== null) clearInterval(rptTimer);
+      rptLog?.close();
       await s.close();
       await pool.stop();
     },

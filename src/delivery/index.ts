@@ -1,6 +1,7 @@
 export { DeliveryPool } from "./pool.ts";
 export type { DeliveryPoolOptions, DeliveryResult, PoolLog } from "./pool.ts";
 export { resultReporter } from "./report.ts";
+export { TlsRptLog, TlsRptSender } from "./tls-rpt.ts";
 export type { DeliveryObserver } from "./report.ts";
 export { runDeliveryWorker } from "./worker.ts";
 export type { WorkerDeps } from "./worker.ts";

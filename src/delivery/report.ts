@@ -4,7 +4,7 @@
  * the spool; and the counts behind the delivery metrics, through callbacks so this module knows no registry.
  */
 import { replyLine } from "../mail/index.ts";
-import type { Outcome } from "../mail/index.ts";
+import type { Outcome, TlsRptResult } from "../mail/index.ts";
 import type { PoolLog } from "./pool.ts";
 import type { DeliveryResult } from "./worker-protocol.ts";
 
@@ -13,13 +13,22 @@ export interface DeliveryObserver {
   attempt(courier: string, outcome: Outcome["kind"]): void;
   /** One attempt governed by an outbound TLS policy (ringmta_tls_policy_total{policy,result}). */
   tlsPolicy?(policy: string, result: "success" | "failure"): void;
+  /** One TLS session (or failure) under a policy, for TLS-RPT; once per attempt, not per recipient. */
+  tlsRpt?(r: TlsRptResult): void;
   /** Item `id` is delivered completely and gone from the spool. */
   done(id: string): void;
 }
 
 export function resultReporter(log: PoolLog, observer: DeliveryObserver): (r: DeliveryResult) => void {
   return (r) => {
+    // The recipients of one transaction share one TLS session: count it once.
+    let counted: TlsRptResult | undefined;
     for (const o of r.outcomes) {
+      const rpt = o.outcome.tlsRpt;
+      if (rpt !== undefined && observer.tlsRpt !== undefined && !sameSession(counted, rpt)) {
+        observer.tlsRpt(rpt);
+        counted = rpt;
+      }
       observer.attempt(o.courier, o.outcome.kind);
       const policy = o.outcome.tlsPolicy;
       if (policy !== undefined) observer.tlsPolicy?.(policy, o.outcome.kind === "delivered" ? "success" : "failure");
@@ -41,4 +50,8 @@ export function resultReporter(log: PoolLog, observer: DeliveryObserver): (r: De
       log.info("queue.done", { id: r.id });
     }
   };
+}
+
+function sameSession(a: TlsRptResult | undefined, b: TlsRptResult): boolean {
+  return a !== undefined && a.domain === b.domain && a.mxHost === b.mxHost && a.failure === b.failure && a.receivingIp === b.receivingIp;
 }

@@ -5,6 +5,7 @@ export type {
   EnvelopeRecipient,
   MessageSink,
   Outcome,
+  TlsRptResult,
   OwnRoute,
   OutcomeReport,
   Route,

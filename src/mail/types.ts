@@ -82,6 +82,21 @@ export interface Outcome {
    * MTA-STS enforce, or MTA-STS testing (delivered whatever the TLS, but counted and logged).
    */
   tlsPolicy?: "dane" | "mta-sts" | "mta-sts-testing";
+  /** What TLS-RPT (RFC 8460) counts of this attempt, when relay.tls_rpt is on and a policy applied. */
+  tlsRpt?: TlsRptResult;
+}
+
+/** One TLS session (or failure to have one) under a policy, as RFC 8460 §4.4 reports it. */
+export interface TlsRptResult {
+  /** The policy domain: the recipient domain whose policy applied. */
+  domain: string;
+  policyType: "sts" | "tlsa";
+  /** §4.4 policy-string: the MTA-STS policy lines, or the TLSA records in presentation form. */
+  policyString: string[];
+  mxHost: string;
+  receivingIp?: string;
+  /** §4.3 result-type of a failure (starttls-not-supported, certificate-host-mismatch, …); absent = success. */
+  failure?: string;
 }
 
 /** Per-recipient outcomes as they come: `indices` into the recipients handed to Courier.deliver. */

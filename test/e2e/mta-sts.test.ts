@@ -7,6 +7,9 @@
  * HTTPS server stopped.
  */
 import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync, renameSync } from "node:fs";
+import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
 import { createServer, type Server } from "node:https";
 import { afterAll, beforeAll, describe, expect } from "vitest";
 import { BUN, canConnect, MAIN, sendMail, simpleMessage, SmtpClient, startServer, waitFor, type Srv } from "../helpers/index.ts";
@@ -15,6 +18,7 @@ import { startDnsmasq, type Dnsmasq } from "../helpers/dnsmasq.ts";
 import { havePeer, peerTest, type Peer } from "../helpers/peers.ts";
 import { makeTestCa, type TestCa } from "../helpers/test-ca.ts";
 import { scrape, valueOf } from "../helpers/prometheus.ts";
+import { schemaViolations } from "../helpers/tlsrpt-schema.ts";
 
 const PEERS: Peer[] = ["dnsmasq", "openssl"];
 
@@ -53,6 +57,7 @@ describe("MTA-STS policies over HTTPS", () => {
   let tlsMx: CaptureServer | null = null;
   let dns: Dnsmasq | null = null;
   let srv: Srv | null = null;
+  let reports: CaptureServer | null = null;
   const fetched: string[] = [];
 
   beforeAll(async () => {
@@ -89,8 +94,12 @@ describe("MTA-STS policies over HTTPS", () => {
         "mx.wrongname.test,127.0.0.2",
         ...domains.map((d) => `mta-sts.${d},127.0.0.1`),
       ],
-      txt: domains.map((d) => `_mta-sts.${d},v=STSv1; id=2026120201`),
+      txt: [
+        ...domains.map((d) => `_mta-sts.${d},v=STSv1; id=2026120201`),
+        ...domains.map((d) => `_smtp._tls.${d},v=TLSRPTv1; rua=mailto:tlsrpt@reports.test`),
+      ],
     });
+    reports = await CaptureServer.start();
     srv = await startServer({
       config: `
 [dns]
@@ -101,6 +110,9 @@ mx_port = ${plainMx.port}
 mta_sts = "on"
 dane = "off"
 tls_ca = "${ca.certFile}"
+tls_rpt = true
+[relay.routes]
+"reports.test" = "127.0.0.1:${reports.port}"
 [queue]
 retry_intervals = ["1h"]
 `,
@@ -111,6 +123,7 @@ retry_intervals = ["1h"]
     await srv?.dispose();
     await dns?.stop();
     await plainMx?.close();
+    await reports?.close();
     await tlsMx?.close();
     await new Promise((r) => (https ? https.close(r) : r(null)));
     ca?.remove();
@@ -181,5 +194,42 @@ retry_intervals = ["1h"]
     await waitFor(() => recipient(srv!, "dave@enf.test")?.state === "deferred", 20_000);
     expect(recipient(srv!, "dave@enf.test")!.last_reply).toMatch(/^4\d\d 4\.7\.5 .*MTA-STS/);
     expect(plainMx!.messages.filter((m) => m.rcptTo.some((a) => a.includes("@enf.test")))).toEqual([]);
+  }, 60_000);
+
+  peerTest(PEERS, "TLS-RPT: once the day is over, one gzip'd RFC 8460 report per policy domain reaches the rua mailto:", async () => {
+    const dir = join(srv!.dataDir, "tls-rpt");
+    const today = new Date().toISOString().slice(0, 10);
+    const file = join(dir, `${today}.jsonl`);
+    await waitFor(() => existsSync(file) && readFileSync(file, "utf8").includes("wrongname.test"), 10_000);
+    expect(reports!.messages).toEqual([]); // the day is not over
+    // The results of today's real sessions become yesterday's: the next start finds a finished day and reports it.
+    await srv!.stop();
+    const yesterday = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
+    renameSync(file, join(dir, `${yesterday}.jsonl`));
+    await srv!.restart();
+    await waitFor(() => reports!.messages.length >= 5, 20_000);
+    const byDomain = new Map<string, Record<string, any>>();
+    for (const m of reports!.messages) {
+      const text = m.data.toString("latin1");
+      expect(m.mailFrom).toMatch(/^<>/);
+      expect(m.rcptTo.join(" ")).toContain("tlsrpt@reports.test");
+      expect(text).toMatch(/^Content-Type: multipart\/report; report-type="tlsrpt"/m);
+      const b64 = /Content-Type: application\/tlsrpt\+gzip;[\s\S]*?\r\n\r\n([\s\S]*?)--tlsrpt-/.exec(text)![1];
+      const report = JSON.parse(gunzipSync(Buffer.from(b64.replace(/\r\n/g, ""), "base64")).toString());
+      expect(schemaViolations(report)).toEqual([]);
+      expect(report["date-range"]["start-datetime"]).toBe(`${yesterday}T00:00:00Z`);
+      byDomain.set(report.policies[0].policy["policy-domain"], report);
+    }
+    const enf = byDomain.get("enf.test")!.policies[0];
+    expect(enf.policy["policy-type"]).toBe("sts");
+    expect(enf.policy["policy-string"]).toContain("mode: enforce");
+    expect(enf.summary["total-failure-session-count"]).toBeGreaterThanOrEqual(2);
+    expect(enf["failure-details"][0]).toMatchObject({ "result-type": "starttls-not-supported", "receiving-mx-hostname": "mx.enf.test", "receiving-ip": "127.0.0.1" });
+    expect(byDomain.get("good.test")!.policies[0].summary).toEqual({ "total-successful-session-count": 1, "total-failure-session-count": 0 });
+    expect(byDomain.get("wrongname.test")!.policies[0]["failure-details"][0]["result-type"]).toBe("certificate-host-mismatch");
+    expect(byDomain.get("nomatch.test")!.policies[0]["failure-details"][0]["result-type"]).toBe("validation-failure");
+    expect(byDomain.get("tst.test")!.policies[0].policy["policy-string"]).toContain("mode: testing");
+    // The day is marked sent: a further start sends nothing again.
+    expect(existsSync(join(dir, `${yesterday}.jsonl.sent`))).toBe(true);
   }, 60_000);
 });

@@ -11,7 +11,7 @@
 import type { Dialer } from "../../transport/types.ts";
 import type { DnsLookup } from "../../dns/index.ts";
 import { localOutcome } from "../../mail/index.ts";
-import type { Courier, DeliveryAttempt, EnvelopeRecipient, Outcome, OutcomeReport, StoredMessage } from "../../mail/index.ts";
+import type { Courier, DeliveryAttempt, EnvelopeRecipient, Outcome, OutcomeReport, StoredMessage, TlsRptResult } from "../../mail/index.ts";
 import { Router } from "./route.ts";
 import { tlsRequiredNo } from "./tls-required.ts";
 import type { Destination, Hop, RouteSettings } from "./route.ts";
@@ -29,6 +29,8 @@ export interface RemoteSettings extends RouteSettings {
   smarthostCa: string;
   /** PEM of extra CAs for verified TLS to MX hosts under MTA-STS (relay.tls_ca); "" or absent = the system's. */
   tlsCa?: string;
+  /** Record TLS-RPT results (relay.tls_rpt) in the outcomes. */
+  tlsRpt?: boolean;
   /** Honour MTA-STS (relay.mta_sts); the worker builds the policy cache in `stsDir` (DATA/mta-sts) when set. */
   mtaSts?: boolean;
   stsDir?: string;
@@ -61,6 +63,13 @@ export function defaultRemoteSettings(hostname: string, over: Partial<RemoteSett
 }
 
 type Dest = Extract<Destination, { kind: "hops" }> & { requireTls?: boolean };
+
+/** What TLS-RPT needs from an attempt: the MX host and address tried last, and the failure type if TLS failed. */
+interface SessionSeen {
+  mxHost?: string;
+  ip?: string;
+  failure?: string;
+}
 
 /**
  * The part of a destination a REQUIRETLS message may take (RFC 8689 §4.2.1, CONTRACT "REQUIRETLS"): the verified
@@ -167,6 +176,10 @@ export class RemoteCourier implements Courier {
         if (dest.kind !== "hops") {
           const o = localOutcome(dest.kind, dest.code, dest.enhanced, dest.text);
           if (dest.policy !== undefined && dest.policy !== "none") o.tlsPolicy = dest.policy;
+          if (this.s.tlsRpt === true && dest.report !== undefined) {
+            const r = dest.report;
+            o.tlsRpt = { domain: r.domain, policyType: r.type, policyString: r.policyString, mxHost: r.mxHost, failure: r.failure };
+          }
           early.push(Promise.resolve(report(indices, indices.map(() => o))));
           return;
         }
@@ -218,14 +231,22 @@ export class RemoteCourier implements Courier {
       }
       dest = verified;
     }
-    const outcomes = await this.transact(dest, message, rcpts);
+    const seen: SessionSeen = {};
+    const outcomes = await this.transact(dest, message, rcpts, seen);
     const policy = dest.policy;
     if (policy === undefined || policy === "none") return outcomes;
+    let rpt: TlsRptResult | undefined;
+    if (this.s.tlsRpt === true && dest.report !== undefined && seen.mxHost !== undefined) {
+      const r = dest.report;
+      rpt = { domain: r.domain, policyType: r.type, policyString: r.policyString, mxHost: seen.mxHost };
+      if (seen.ip !== undefined) rpt.receivingIp = seen.ip;
+      if (seen.failure !== undefined) rpt.failure = seen.failure;
+    }
     // Outcomes may be shared objects (one per group): stamp copies.
-    return outcomes.map((o) => ({ ...o, tlsPolicy: policy }));
+    return outcomes.map((o) => (rpt === undefined ? { ...o, tlsPolicy: policy } : { ...o, tlsPolicy: policy, tlsRpt: rpt }));
   }
 
-  private async transact(dest: Dest, message: StoredMessage, rcpts: EnvelopeRecipient[]): Promise<Outcome[]> {
+  private async transact(dest: Dest, message: StoredMessage, rcpts: EnvelopeRecipient[], seen: SessionSeen): Promise<Outcome[]> {
     const p = this.pool(dest.key);
     const all = (o: Outcome): Outcome[] => rcpts.map(() => o);
     if (Date.now() < p.deadUntil && p.deadOutcome !== null) return all(p.deadOutcome);
@@ -240,7 +261,7 @@ export class RemoteCourier implements Courier {
           clearTimeout(idle.timer);
           session = idle.s;
         } else {
-          const opened = await this.open(dest);
+          const opened = await this.open(dest, seen);
           if (opened instanceof SessionError) {
             // Hosts that do not answer at all cost a connect timeout each: spare the next deliveries that wait.
             if (opened.unreachable) {
@@ -251,6 +272,10 @@ export class RemoteCourier implements Courier {
           }
           session = opened;
         }
+        // A TLS session under the policy (new or reused): what TLS-RPT counts as a success.
+        seen.mxHost = session.host;
+        seen.ip = session.target.address;
+        delete seen.failure;
         try {
           return await session.send(message, rcpts);
         } catch (err) {
@@ -308,7 +333,7 @@ export class RemoteCourier implements Courier {
   }
 
   /** Try each host and address in order; an opportunistic STARTTLS that fails is retried in plain text. */
-  private async open(dest: Dest): Promise<SmtpSession | SessionError> {
+  private async open(dest: Dest, seen: SessionSeen = {}): Promise<SmtpSession | SessionError> {
     let last = new SessionError(localOutcome("deferred", 451, "4.4.4", `no host to deliver to for ${dest.key}`));
     for (const hop of dest.hops) {
       for (const address of hop.addresses.length > 0 ? hop.addresses : [hop.name]) {
@@ -320,6 +345,11 @@ export class RemoteCourier implements Courier {
             return await SmtpSession.open(this.dialer, target, this.options(dest, tls, hop));
           } catch (err) {
             last = err instanceof SessionError ? err : new SessionError(localOutcome("deferred", 451, "4.4.2", String(err)));
+            if (last.tlsFailure !== undefined) {
+              seen.mxHost = hop.name;
+              seen.ip = address;
+              seen.failure = last.tlsFailure;
+            }
             if (last.tlsFailed && tls === "opportunistic") {
               tls = "none";
               continue;

@@ -52,8 +52,29 @@ export interface Hop {
 
 /** Where one domain's mail goes this attempt. `key` names the destination for connection reuse and limits. */
 export type Destination =
-  | { kind: "hops"; key: string; hops: Hop[]; tls: ClientTlsPolicy; smarthost: boolean; policy?: PolicyName }
+  | { kind: "hops"; key: string; hops: Hop[]; tls: ClientTlsPolicy; smarthost: boolean; policy?: PolicyName; report?: PolicyReport }
   | Refusal;
+
+/** The policy as TLS-RPT (RFC 8460 §4.4) names it: domain, type and policy-string. */
+export interface PolicyReport {
+  domain: string;
+  type: "sts" | "tlsa";
+  policyString: string[];
+}
+
+/** RFC 8460 §4.4: an MTA-STS policy-string is the policy's lines; a TLSA one, the records in presentation form. */
+function stsPolicyString(p: StsPolicy): string[] {
+  return ["version: STSv1", `mode: ${p.mode}`, ...p.mx.map((m) => `mx: ${m}`), `max_age: ${p.maxAge}`];
+}
+
+function tlsaPolicyString(hops: Hop[]): string[] {
+  const out: string[] = [];
+  for (const h of hops) {
+    if (h.policy?.kind !== "dane") continue;
+    for (const r of h.policy.tlsa) out.push(`${r.usage} ${r.selector} ${r.matchingType} ${Buffer.from(r.data).toString("hex")}`);
+  }
+  return out.slice(0, 100);
+}
 
 /** No destination this attempt: an outcome of our own (RFC 3463 status; never a Remote-MTA, nothing was sent). */
 export interface Refusal {
@@ -63,6 +84,8 @@ export interface Refusal {
   text: string;
   /** The TLS policy that refused, when one did (`queue show` names it). */
   policy?: PolicyName;
+  /** For TLS-RPT: the policy, and the RFC 8460 §4.3 result-type of this failure. */
+  report?: PolicyReport & { failure: string; mxHost: string };
 }
 
 function refusal(kind: Refusal["kind"], code: number, enhanced: string, text: string): Refusal {
@@ -170,6 +193,7 @@ export class Router {
     const hops: Hop[] = [];
     let lastFailure: DnsResult | null = null;
     let tlsaFailure: string | null = null;
+    let tlsaFailedHost = "";
     for (const name of names) {
       const host = name.replace(/\.$/, "").toLowerCase();
       const got = await this.addresses(host);
@@ -182,6 +206,7 @@ export class Router {
           else if (tlsa.status === "servfail" || tlsa.status === "timeout") {
             // §2.2: a failed (or bogus) TLSA lookup of a secure host: that host must not be used this time.
             tlsaFailure = `TLSA lookup of _${this.s.mxPort}._tcp.${host} failed: ${tlsa.status}`;
+            tlsaFailedHost = host;
             continue;
           }
         }
@@ -190,7 +215,13 @@ export class Router {
     }
     const sts = stsPending === undefined ? null : await stsPending;
     if (hops.length > 0) return this.withPolicy(domain, hops, sts);
-    if (tlsaFailure !== null) return { ...refusal("deferred", 451, "4.7.5", `${tlsaFailure} (DANE)`), policy: "dane" };
+    if (tlsaFailure !== null) {
+      return {
+        ...refusal("deferred", 451, "4.7.5", `${tlsaFailure} (DANE)`),
+        policy: "dane",
+        report: { domain, type: "tlsa", policyString: [], failure: "dnssec-invalid", mxHost: tlsaFailedHost },
+      };
+    }
     if (lastFailure !== null) return lookupFailed(`the addresses of the mail hosts of ${domain}`, lastFailure);
     if (records.length === 0) {
       return refusal("failed", 550, "5.1.2", `${domain} has no MX and no A/AAAA record`);
@@ -206,16 +237,23 @@ export class Router {
    */
   private withPolicy(domain: string, hops: Hop[], sts: StsPolicy | null): Destination {
     const base = { kind: "hops" as const, tls: "opportunistic" as const, smarthost: false };
-    if (hops.some((h) => h.policy?.kind === "dane")) return { ...base, key: `mx:${domain}:dane`, hops, policy: "dane" };
+    if (hops.some((h) => h.policy?.kind === "dane")) {
+      const report: PolicyReport = { domain, type: "tlsa", policyString: tlsaPolicyString(hops) };
+      return { ...base, key: `mx:${domain}:dane`, hops, policy: "dane", report };
+    }
     if (sts !== null && sts.mode === "enforce") {
+      const report: PolicyReport = { domain, type: "sts", policyString: stsPolicyString(sts) };
       const allowed = hops.filter((h) => mxMatches(sts.mx, h.name)).map((h): Hop => ({ ...h, policy: { kind: "mta-sts" } }));
       if (allowed.length === 0) {
         const text = `no MX host of ${domain} matches its MTA-STS policy (mx: ${sts.mx.slice(0, 5).join(", ")})`;
-        return { ...refusal("deferred", 451, "4.7.5", text), policy: "mta-sts" };
+        return { ...refusal("deferred", 451, "4.7.5", text), policy: "mta-sts", report: { ...report, failure: "validation-failure", mxHost: hops[0].name } };
       }
-      return { ...base, key: `mx:${domain}:mta-sts`, hops: allowed, policy: "mta-sts" };
+      return { ...base, key: `mx:${domain}:mta-sts`, hops: allowed, policy: "mta-sts", report };
     }
-    if (sts !== null && sts.mode === "testing") return { ...base, key: `mx:${domain}`, hops, policy: "mta-sts-testing" };
+    if (sts !== null && sts.mode === "testing") {
+      const report: PolicyReport = { domain, type: "sts", policyString: stsPolicyString(sts) };
+      return { ...base, key: `mx:${domain}`, hops, policy: "mta-sts-testing", report };
+    }
     return { ...base, key: `mx:${domain}`, hops };
   }
 

@@ -80,6 +80,9 @@ export interface SessionOptions {
  * itself timed out (the courier then spares the destination for a while).
  */
 export class SessionError extends Error {
+  /** Under a TLS policy: the RFC 8460 §4.3 result-type of the failure, for TLS-RPT. */
+  tlsFailure?: string;
+
   constructor(
     readonly outcome: Outcome,
     readonly tlsFailed = false,
@@ -87,6 +90,18 @@ export class SessionError extends Error {
   ) {
     super(replyLine(outcome));
   }
+}
+
+function withTlsFailure(e: SessionError, type: string): SessionError {
+  e.tlsFailure = type;
+  return e;
+}
+
+/** RFC 8460 §4.3 result-type of a failed verified handshake (Node/OpenSSL error codes in the message). */
+function certificateFailure(why: string): string {
+  if (/ALTNAME|hostname|Host:|does not match/i.test(why)) return "certificate-host-mismatch";
+  if (/EXPIRED|NOT_YET_VALID/i.test(why)) return "certificate-expired";
+  return "certificate-not-trusted";
 }
 
 /** The RSET that checks a reused connection failed: nothing was sent for this message, try a fresh one. */
@@ -200,7 +215,10 @@ export class SmtpSession {
         throw new SessionError(localOutcome("failed", 550, "5.7.30", `${where} does not offer STARTTLS, which REQUIRETLS needs`));
       }
       if (policy !== undefined) {
-        throw new SessionError(localOutcome("deferred", 451, "4.7.5", `${where} does not offer STARTTLS, which its ${policyLabel(policy)} policy requires`));
+        throw withTlsFailure(
+          new SessionError(localOutcome("deferred", 451, "4.7.5", `${where} does not offer STARTTLS, which its ${policyLabel(policy)} policy requires`)),
+          "starttls-not-supported",
+        );
       }
       throw new SessionError(localOutcome("deferred", 451, "4.7.4", `TLS is required, but ${where} does not offer STARTTLS`));
     }
@@ -215,14 +233,19 @@ export class SmtpSession {
         try {
           info = await this.conn.startTls({ servername: this.target.name, verify: this.opts.verify, ca: this.opts.ca });
         } catch (err) {
-          const why = policy === undefined ? "" : ` (${policyLabel(policy)} policy)`;
-          throw new SessionError(localOutcome("deferred", 451, "4.7.5", `TLS with ${where} failed: ${(err as Error).message}${why}`), true);
+          const msg = (err as Error).message;
+          const e = new SessionError(localOutcome("deferred", 451, "4.7.5", `TLS with ${where} failed: ${msg}${policy === undefined ? "" : ` (${policyLabel(policy)} policy)`}`), true);
+          if (policy === "mta-sts") e.tlsFailure = certificateFailure(msg);
+          else if (policy === "dane") e.tlsFailure = "validation-failure";
+          throw e;
         }
         const tlsa = this.opts.tlsa;
         if (policy === "dane" && tlsa !== undefined && tlsa.length > 0) {
           // RFC 7672 §3: the certificate is authenticated by TLSA alone; a mismatch is never delivered to.
           const v = daneVerify(info.peerChain ?? [], tlsa, [this.target.name]);
-          if (!v.ok) throw new SessionError(localOutcome("deferred", 451, "4.7.5", `${where}: ${v.detail} (DANE policy)`));
+          if (!v.ok) {
+            throw withTlsFailure(new SessionError(localOutcome("deferred", 451, "4.7.5", `${where}: ${v.detail} (DANE policy)`)), "validation-failure");
+          }
           this.daneMatch = v.detail;
         }
         await this.hello();
