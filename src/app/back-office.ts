@@ -7,6 +7,7 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../config/index.ts";
 import { DeliveryPool, RFC5321_TIMEOUTS, resultReporter, TlsRptLog, TlsRptSender, type RemoteSettings } from "../delivery/index.ts";
+import { signMessage, type DkimKeyring } from "../dkim/index.ts";
 import { Resolver } from "../dns/index.ts";
 import type { Logger } from "../observe/index.ts";
 import type { Policy } from "../policy/index.ts";
@@ -41,6 +42,8 @@ export interface BackOfficeOptions {
   /** The current config and policy (SIGHUP replaces both). */
   config(): Config;
   policy(): Policy;
+  /** The DKIM keys in force when `[dkim] sign` is on (our TLS-RPT reports are signed with them), else null. */
+  keyring?(): DkimKeyring | null;
   log: Logger;
   stats: QueueStats;
   metrics: ServerMetrics;
@@ -132,6 +135,12 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
       spool: s,
       routeOwn: (address) => o.policy().routeOwn(address),
       log,
+      sign: (message) => {
+        const keyring = o.keyring?.() ?? null;
+        if (keyring === null) return null;
+        const r = signMessage(message, keyring, Date.now());
+        return r.kind === "signed" ? r.fields : null;
+      },
     });
     const run = (): void => {
       rptLog.flush();

@@ -112,6 +112,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   const metrics = serverMetrics(stats, () => ringDepth());
 
   let spool: Spool | null = null;
+  let keyring = opts.dkimKeyring ?? keyringOrThrow(config);
   const inbound = buildStages({
     config: () => config,
     policy: () => policy,
@@ -119,7 +120,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     defenceReject: metrics.defenceReject,
     dkimSigned: metrics.dkimSigned,
     // CONTRACT "DKIM": a missing or unreadable key is a config error at start (and on SIGHUP, below).
-    keyring: opts.dkimKeyring ?? keyringOrThrow(config),
+    keyring,
     extra: opts.extraStages ?? [],
   });
   const connections = new Connections({
@@ -181,7 +182,14 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
 
   // The back office (as the unprivileged user from here on): spool, delivery, DSNs, recovery.
   inbound.start();
-  const office = await startBackOffice({ config: () => config, policy: () => policy, log, stats, metrics });
+  const office = await startBackOffice({
+    config: () => config,
+    policy: () => policy,
+    keyring: () => (config.dkim.sign ? keyring : null),
+    log,
+    stats,
+    metrics,
+  });
   // DSNs that waited for an unavailable directory go out when it answers again.
   directory.onChange(() => office.directoryChanged());
   spool = office.spool;
@@ -234,6 +242,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         reloadDirectory(directory, config, next, log);
         office.reload(next);
         inbound.reload(next, k.keyring);
+        keyring = k.keyring;
         policy = policyOf(next);
         auth.update(authLimits(next));
         connections.setConnectionRate(next.limits.maxConnectionRatePerIp);

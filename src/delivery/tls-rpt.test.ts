@@ -7,10 +7,16 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
+import { generateKeyPairSync } from "node:crypto";
+import { existsSync, writeFileSync } from "node:fs";
 import { describe, expect, test } from "vitest";
+import { mailauthVerify } from "../../test/helpers/dkim.ts";
+import { DkimKeyring, publicRecord, signMessage, type DkimKey } from "../dkim/index.ts";
+import type { DnsLookup, DnsResult, RecordType } from "../dns/index.ts";
+import type { Envelope, MessageSink, OwnRoute } from "../mail/index.ts";
 import type { TlsRptResult } from "../mail/index.ts";
 import { schemaViolations } from "../../test/helpers/tlsrpt-schema.ts";
-import { buildReport, dueDays, parseTlsRptTxt, readDay, reportMessage, TlsRptLog } from "./tls-rpt.ts";
+import { buildReport, dueDays, parseTlsRptTxt, readDay, reportMessage, TlsRptLog, TlsRptSender } from "./tls-rpt.ts";
 
 const STS = ["version: STSv1", "mode: enforce", "mx: mx.a.test", "max_age: 86400"];
 const day: TlsRptResult[] = [
@@ -69,6 +75,66 @@ describe("TLS-RPT", () => {
       expect(dueDays(dir, now)).toEqual(["2026-12-01"]);
       expect(readDay(dir, "2026-12-02")).toEqual([day[7]]);
       log.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("the sender: finished days only, one report per domain with a rua, signed with our DKIM key, the day marked sent", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ringmta-tlsrpt-"));
+    try {
+      writeFileSync(join(dir, "2026-12-01.jsonl"), day.map((r) => JSON.stringify(r)).join("\n") + "\n{torn");
+      writeFileSync(join(dir, "2026-12-02.jsonl"), JSON.stringify(day[0]) + "\n");
+      const dns: DnsLookup = {
+        async lookup<T extends RecordType>(name: string, type: T): Promise<DnsResult<T>> {
+          const records = name === "_smtp._tls.a.test" && type === "TXT" ? ["v=TLSRPTv1; rua=mailto:rpt@reports.test"] : [];
+          return { status: records.length > 0 ? "ok" : "nxdomain", records, ad: false, ttl: 60, cnames: [] } as unknown as DnsResult<T>;
+        },
+      };
+      const committed: Array<{ bytes: Buffer; envelope: Envelope }> = [];
+      const spool = {
+        begin(): MessageSink {
+          const parts: Buffer[] = [];
+          return {
+            id: `q${committed.length}`,
+            get size() {
+              return parts.reduce((n, p) => n + p.length, 0);
+            },
+            write: (b: Uint8Array) => void parts.push(Buffer.from(b)),
+            commit: async (envelope: Envelope) => void committed.push({ bytes: Buffer.concat(parts), envelope }),
+            abort: () => undefined,
+          };
+        },
+      };
+      const key: DkimKey = { domain: "example.test", selector: "rpt", algorithm: "ed25519-sha256", key: generateKeyPairSync("ed25519").privateKey, file: "rpt.key" };
+      const keyring = new DkimKeyring(new Map([["example.test", [key]]]));
+      const events: string[] = [];
+      const sender = new TlsRptSender({
+        dir,
+        hostname: () => "mx.example.test",
+        dns,
+        spool,
+        routeOwn: (a): OwnRoute => ({ kind: "accept", targets: [{ address: a, route: { kind: "remote", domain: a.split("@")[1] } }] }),
+        log: { info: (e) => void events.push(e), warn: (e) => void events.push(e) },
+        sign: (m) => {
+          const r = signMessage(m, keyring, Date.UTC(2026, 11, 2));
+          return r.kind === "signed" ? r.fields : null;
+        },
+        now: () => Date.UTC(2026, 11, 2, 1),
+      });
+      await sender.run();
+      // a.test has a rua; b.test has none (skipped). Today's file waits.
+      expect(committed).toHaveLength(1);
+      expect(committed[0].envelope).toMatchObject({ sender: "", recipients: [{ address: "rpt@reports.test" }] });
+      expect(events).toEqual(["tlsrpt.queued", "tlsrpt.skipped"]);
+      const text = committed[0].bytes.toString("latin1");
+      expect(text).toMatch(/^DKIM-Signature: .*d=example\.test/);
+      const records = new Map([["rpt._domainkey.example.test", publicRecord(key.key)]]);
+      expect(await mailauthVerify(committed[0].bytes, records, new Date(Date.UTC(2026, 11, 2)))).toEqual(["rpt:pass"]);
+      expect(existsSync(join(dir, "2026-12-01.jsonl.sent"))).toBe(true);
+      expect(existsSync(join(dir, "2026-12-02.jsonl"))).toBe(true);
+      await sender.run();
+      expect(committed).toHaveLength(1);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

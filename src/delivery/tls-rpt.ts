@@ -200,6 +200,8 @@ export interface TlsRptSenderOptions {
   /** Where our own mail to `address` goes (Policy.routeOwn). */
   routeOwn(address: string): OwnRoute;
   log: { info(event: string, fields: Record<string, unknown>): void; warn(event: string, fields: Record<string, unknown>): void };
+  /** DKIM-Signature fields (CRLF-terminated) for a report, when we have a key for its From domain; else null. */
+  sign?(message: Uint8Array): string | null;
   now?: () => number;
 }
 
@@ -249,9 +251,13 @@ export class TlsRptSender {
       this.o.log.info("tlsrpt.skipped", { day, domain, reason: "no route to the rua addresses" });
       return;
     }
+    const message = reportMessage({ hostname, from, to: rua, domain, report, now });
+    // §5.3: reports should be DKIM-signed; with a key for our hostname's domain they are.
+    const signature = this.o.sign?.(message) ?? null;
     const sink = this.o.spool.begin();
     try {
-      sink.write(reportMessage({ hostname, from, to: rua, domain, report, now }));
+      if (signature !== null) sink.write(new TextEncoder().encode(signature.endsWith("\r\n") ? signature : `${signature}\r\n`));
+      sink.write(message);
       await sink.commit({
         // The null sender: a report that cannot be delivered is never bounced back to us (RFC 5321 §4.5.5).
         sender: "",
