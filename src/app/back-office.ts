@@ -7,11 +7,10 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../config/index.ts";
 import { DeliveryPool, RFC5321_TIMEOUTS, resultReporter, TlsRptLog, TlsRptSender, type RemoteSettings } from "../delivery/index.ts";
-import { signMessage, type DkimKeyring } from "../dkim/index.ts";
 import { Resolver } from "../dns/index.ts";
 import type { Logger } from "../observe/index.ts";
 import type { Policy } from "../policy/index.ts";
-import { Notifier, recover, resumeRecovered, Spool } from "../queue/index.ts";
+import { Notifier, recover, resumeRecovered, Spool, type DsnSigner } from "../queue/index.ts";
 import { runtimeName } from "../runtime/index.ts";
 import type { ServerMetrics } from "./metrics.ts";
 import type { QueueStats } from "./queue-stats.ts";
@@ -42,11 +41,11 @@ export interface BackOfficeOptions {
   /** The current config and policy (SIGHUP replaces both). */
   config(): Config;
   policy(): Policy;
-  /** The DKIM keys in force when `[dkim] sign` is on (our TLS-RPT reports are signed with them), else null. */
-  keyring?(): DkimKeyring | null;
   log: Logger;
   stats: QueueStats;
   metrics: ServerMetrics;
+  /** A signer for one DSN, or null (queue/ Notifier). */
+  dsnSigner?: () => DsnSigner | null;
 }
 
 export interface BackOffice {
@@ -111,6 +110,7 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
     },
     spool,
     routeOwn: (address) => o.policy().routeOwn(address),
+    ...(o.dsnSigner ? { signer: o.dsnSigner } : {}),
     log,
   });
   const recovered = recover(queueDir, log);
@@ -135,11 +135,12 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
       spool: s,
       routeOwn: (address) => o.policy().routeOwn(address),
       log,
+      // Signed like our DSNs (CONTRACT "DKIM"): for <hostname>'s domain when it has selectors.
       sign: (message) => {
-        const keyring = o.keyring?.() ?? null;
-        if (keyring === null) return null;
-        const r = signMessage(message, keyring, Date.now());
-        return r.kind === "signed" ? r.fields : null;
+        const signer = o.dsnSigner?.() ?? null;
+        if (signer === null) return null;
+        signer.write(message);
+        return signer.end();
       },
     });
     const run = (): void => {

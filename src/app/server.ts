@@ -112,7 +112,6 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   const metrics = serverMetrics(stats, () => ringDepth());
 
   let spool: Spool | null = null;
-  let keyring = opts.dkimKeyring ?? keyringOrThrow(config);
   const inbound = buildStages({
     config: () => config,
     policy: () => policy,
@@ -120,7 +119,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     defenceReject: metrics.defenceReject,
     dkimSigned: metrics.dkimSigned,
     // CONTRACT "DKIM": a missing or unreadable key is a config error at start (and on SIGHUP, below).
-    keyring,
+    keyring: opts.dkimKeyring ?? keyringOrThrow(config),
     extra: opts.extraStages ?? [],
   });
   const connections = new Connections({
@@ -185,10 +184,10 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   const office = await startBackOffice({
     config: () => config,
     policy: () => policy,
-    keyring: () => (config.dkim.sign ? keyring : null),
     log,
     stats,
     metrics,
+    dsnSigner: () => inbound.dsnSigner(),
   });
   // DSNs that waited for an unavailable directory go out when it answers again.
   directory.onChange(() => office.directoryChanged());
@@ -242,7 +241,6 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         reloadDirectory(directory, config, next, log);
         office.reload(next);
         inbound.reload(next, k.keyring);
-        keyring = k.keyring;
         policy = policyOf(next);
         auth.update(authLimits(next));
         connections.setConnectionRate(next.limits.maxConnectionRatePerIp);

@@ -101,7 +101,8 @@ describe("TLS-RPT", () => {
               return parts.reduce((n, p) => n + p.length, 0);
             },
             write: (b: Uint8Array) => void parts.push(Buffer.from(b)),
-            commit: async (envelope: Envelope) => void committed.push({ bytes: Buffer.concat(parts), envelope }),
+            commit: async (envelope: Envelope, prepend?: Uint8Array) =>
+              void committed.push({ bytes: Buffer.concat([...(prepend ? [Buffer.from(prepend)] : []), ...parts]), envelope }),
             abort: () => undefined,
           };
         },

@@ -256,7 +256,6 @@ export class TlsRptSender {
     const signature = this.o.sign?.(message) ?? null;
     const sink = this.o.spool.begin();
     try {
-      if (signature !== null) sink.write(new TextEncoder().encode(signature.endsWith("\r\n") ? signature : `${signature}\r\n`));
       sink.write(message);
       await sink.commit({
         // The null sender: a report that cannot be delivered is never bounced back to us (RFC 5321 §4.5.5).
@@ -266,7 +265,7 @@ export class TlsRptSender {
         smtputf8: false,
         client: { address: "127.0.0.1", helo: hostname, listener: "tls-rpt" },
         arrival: 0,
-      });
+      }, signature === null ? undefined : new TextEncoder().encode(signature.endsWith("\r\n") ? signature : `${signature}\r\n`));
     } catch (err) {
       sink.abort();
       throw err;
