@@ -228,7 +228,10 @@ retry_intervals = ["1h"]
     expect(byDomain.get("good.test")!.policies[0].summary).toEqual({ "total-successful-session-count": 1, "total-failure-session-count": 0 });
     expect(byDomain.get("wrongname.test")!.policies[0]["failure-details"][0]["result-type"]).toBe("certificate-host-mismatch");
     expect(byDomain.get("nomatch.test")!.policies[0]["failure-details"][0]["result-type"]).toBe("validation-failure");
-    expect(byDomain.get("tst.test")!.policies[0].policy["policy-string"]).toContain("mode: testing");
+    const tst = byDomain.get("tst.test")!.policies[0];
+    expect(tst.policy["policy-string"]).toContain("mode: testing");
+    // Testing mode delivered in clear (the MX has no STARTTLS), and says so in the report.
+    expect(tst["failure-details"][0]).toMatchObject({ "result-type": "starttls-not-supported", "receiving-mx-hostname": "mx.tst.test" });
     // The day is marked sent: a further start sends nothing again.
     expect(existsSync(join(dir, `${yesterday}.jsonl.sent`))).toBe(true);
   }, 60_000);

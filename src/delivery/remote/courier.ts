@@ -276,6 +276,8 @@ export class RemoteCourier implements Courier {
         seen.mxHost = session.host;
         seen.ip = session.target.address;
         delete seen.failure;
+        // MTA-STS testing (RFC 8461 §5): delivered whatever the TLS, but a session without TLS is reported.
+        if (dest.policy === "mta-sts-testing" && !session.tls) seen.failure = "starttls-not-supported";
         try {
           return await session.send(message, rcpts);
         } catch (err) {
