@@ -50,6 +50,28 @@ describe("Notifier: DSNs as our own mail", () => {
     expect(text).toContain("Diagnostic-Code: X-ringmta; 550 5.1.1 no such user\r\n");
   });
 
+  test("a DSN about a REQUIRETLS message is queued with REQUIRETLS too (RFC 8689 §4.2.3); others are not", async () => {
+    const dir = tempDir("notifier");
+    const rt = localEnvelope(["bob@example.test"], { sender: "x@far.test" });
+    rt.requireTls = true;
+    const [orig, plain] = await commitMessages(
+      dir,
+      [
+        { body: "Subject: rt\r\n\r\nbody\r\n", envelope: rt },
+        { body: "Subject: plain\r\n\r\nbody\r\n", envelope: localEnvelope(["bob@example.test"], { sender: "y@far.test" }) },
+      ],
+      { asFiles: true },
+    );
+    for (const m of [orig, plain]) {
+      await recordOutcomes(dir, m.id, [{ index: 0, attempts: 1, nextAttempt: 0, outcome: localOutcome("failed", 550, "5.7.30", "REQUIRETLS not supported") }], new SyncBatcher());
+    }
+    const notices: Notice[] = [{ index: 0, action: "failed" }];
+    const [dsnRt] = await withNotifier(dir, (n) => n.notify(orig.id, notices));
+    expect(openStored(dir, dsnRt)!.envelope.requireTls).toBe(true);
+    const [dsnPlain] = await withNotifier(dir, (n) => n.notify(plain.id, notices));
+    expect(openStored(dir, dsnPlain)!.envelope.requireTls).toBeUndefined();
+  });
+
   test("a finished item found at start: the DSN from its recorded state, then the item leaves the spool", async () => {
     const dir = tempDir("notifier");
     const env = localEnvelope(["bob@example.test", "carol@example.test"], { sender: "alice@example.test" });
