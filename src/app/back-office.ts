@@ -71,6 +71,7 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
     maxAgeMs: config.queue.maxAgeMs,
     delayWarningMs: config.queue.delayWarningMs,
     remote: remoteSettings(config),
+    ...(config.local.delivery === "lmtp" ? { lmtp: { target: config.local.lmtp, hostname: config.hostname, timeouts: RFC5321_TIMEOUTS } } : {}),
     log,
     // Notices: a DSN from the queue; then a kept item is deleted by the pool.
     onFinished: (r) => notifier.notify(r.id, r.notices),

@@ -13,6 +13,8 @@ export type Peer =
   | "python3"
   | "openssl"
   | "dovecot"
+  | "lmtp"
+  | "haproxy"
   | "dnsmasq"
   | "postfix"
   | "unbound"
@@ -27,6 +29,8 @@ export const PEER_PACKAGE: Record<Peer, string> = {
   python3: "python3",
   openssl: "openssl",
   dovecot: "dovecot-imapd",
+  lmtp: "dovecot-lmtpd", // Dovecot's LMTP service, /usr/lib/dovecot/lmtp
+  haproxy: "haproxy",
   dnsmasq: "dnsmasq-base",
   postfix: "postfix",
   unbound: "unbound",
@@ -40,7 +44,8 @@ const found = new Map<Peer, string | null>();
 export function peerPath(name: Peer): string | null {
   const cached = found.get(name);
   if (cached !== undefined) return cached;
-  const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/sbin", "/sbin", "/usr/local/sbin"];
+  // Dovecot's services (lmtp) live in /usr/lib/dovecot, which no PATH names.
+  const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/lib/dovecot"];
   let hit: string | null = null;
   for (const d of dirs) {
     if (!d) continue;
