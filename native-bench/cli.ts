@@ -1,6 +1,7 @@
-/** Subcommand dispatch: the load run (default), `compare`, `idle`. Returns the exit code. */
+/** Subcommand dispatch: the load run (default), `compare`, `idle`, `flood`. Returns the exit code. */
 import { LOAD_USAGE, parseLoadArgs, UsageError } from "./args.ts";
 import { runCompare } from "./compare.ts";
+import { runFlood } from "./flood.ts";
 import { runIdle } from "./idle.ts";
 import { runLoad } from "./load.ts";
 import { formatSummary } from "./report.ts";
@@ -10,6 +11,7 @@ export async function run(argv: string[]): Promise<number> {
     const [sub, ...rest] = argv;
     if (sub === "compare") return await runCompare(rest);
     if (sub === "idle") return await runIdle(rest);
+    if (sub === "flood") return await runFlood(rest);
     if (sub === "help" || sub === "--help" || sub === "-h") {
       console.log(LOAD_USAGE);
       return 0;

@@ -8,7 +8,9 @@ import type { Authenticator } from "../auth/index.ts";
 import type { Config, ListenerConfig } from "../config/index.ts";
 import type { Stage } from "../mail/index.ts";
 import type { Logger } from "../observe/index.ts";
-import type { Policy } from "../policy/index.ts";
+import { setImmediate } from "node:timers";
+import { ConnectionRateLimiter, type Policy } from "../policy/index.ts";
+import { Reply } from "../protocol/index.ts";
 import type { Spool } from "../queue/index.ts";
 import { Session, type SessionSettings } from "../session/index.ts";
 import type { Conn, ConnHandler, ListenerSpec } from "../transport/types.ts";
@@ -26,6 +28,8 @@ function sessionSettings(c: Config, l: ListenerConfig): SessionSettings {
     maxMessageSize: c.limits.maxMessageSize,
     maxRecipients: c.limits.maxRecipients,
     maxAuthFailures: c.limits.maxAuthFailures,
+    errorDelayAfter: c.limits.errorDelayAfter,
+    maxErrors: c.limits.maxErrors,
   };
 }
 
@@ -47,9 +51,23 @@ export class Connections {
   private readonly perIp = new Map<string, number>();
   private total = 0;
   private draining = false;
-  private readonly clock = { now: Date.now, delay: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)) };
+  private readonly clock = {
+    now: Date.now,
+    delay: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)),
+    // A later event-loop turn: the per-turn input cap continues a session here (fairness, issue 15).
+    defer: (fn: () => void): void => void setImmediate(fn),
+  };
+  /** CONTRACT max_connection_rate_per_ip: one limiter for all listeners (bounded memory: policy/connection-rate.ts). */
+  private readonly connRate: ConnectionRateLimiter;
 
-  constructor(private readonly d: ConnectionDeps) {}
+  constructor(private readonly d: ConnectionDeps) {
+    this.connRate = new ConnectionRateLimiter(d.config().limits.maxConnectionRatePerIp);
+  }
+
+  /** SIGHUP: a new limits.max_connection_rate_per_ip. */
+  setConnectionRate(perMinute: number): void {
+    this.connRate.setRate(perMinute);
+  }
 
   get isDraining(): boolean {
     return this.draining;
@@ -73,6 +91,13 @@ export class Connections {
     if (this.draining || this.total >= lim.maxConnections || (this.perIp.get(ip) ?? 0) >= lim.maxConnectionsPerIp) {
       d.metrics.refused("421");
       conn.write(enc.encode(this.draining ? "421 4.3.2 Server shutting down\r\n" : "421 4.7.0 Too many connections, try later\r\n"));
+      conn.end();
+      return NOOP_HANDLER;
+    }
+    if (!this.connRate.allow(ip, Date.now())) {
+      d.metrics.refused("421");
+      d.log.warn("connection.rate_limited", { client: ip, listener: spec.name, rate: lim.maxConnectionRatePerIp });
+      conn.write(enc.encode(`${Reply.connectionRate}\r\n`));
       conn.end();
       return NOOP_HANDLER;
     }

@@ -195,6 +195,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         office.reload(next);
         policy = nextPolicy;
         auth.update(u.users, authLimits(next));
+        connections.setConnectionRate(next.limits.maxConnectionRatePerIp);
         tls = nextTls;
         // Listener addresses stay as bound; their tls/auth settings and limits apply to new connections.
         config = { ...next, listeners: config.listeners.map((l) => next.listeners.find((n) => n.name === l.name) ?? l) };

@@ -61,6 +61,9 @@ export function defaultConfig(cwd?: string): Config {
       authIpBlockAfter: 10,
       authIpBlockMs: 600_000,
       idleTimeoutS: 300,
+      errorDelayAfter: 10,
+      maxErrors: 20,
+      maxConnectionRatePerIp: 0,
     },
     metrics: { listen: "127.0.0.1:9025" },
   };

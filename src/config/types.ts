@@ -64,6 +64,12 @@ export interface Config {
     authIpBlockAfter: number;
     authIpBlockMs: number;
     idleTimeoutS: number;
+    /** Errors in one session before each further error reply is delayed 1 s (Postfix smtpd_soft_error_limit). */
+    errorDelayAfter: number;
+    /** The max_errors-th error reply of a session is 421 4.7.0, then close (Postfix smtpd_hard_error_limit). */
+    maxErrors: number;
+    /** Connections per minute from one address, over all listeners; 0 = no limit. */
+    maxConnectionRatePerIp: number;
   };
   /** "host:port" or "" (off). */
   metrics: { listen: string };

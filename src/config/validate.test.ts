@@ -47,6 +47,7 @@ describe("example.toml", () => {
     });
     expect(c.limits.authIpBlockMs).toBe(600_000);
     expect(c.limits.maxMessageSize).toBe(26_214_400);
+    expect([c.limits.errorDelayAfter, c.limits.maxErrors, c.limits.maxConnectionRatePerIp]).toEqual([10, 20, 0]);
     expect(c.metrics.listen).toBe("127.0.0.1:9025");
   });
   test("an empty file equals the embedded defaults resolved against the file's directory", () => {
@@ -180,6 +181,14 @@ describe("error lines", () => {
     expect(errorsOf(`[limits]\nmax_recipients = 0`)).toEqual(["limits.max_recipients: expected a positive integer"]);
     expect(errorsOf(`[limits]\nmax_recipients = "100"`)).toEqual(["limits.max_recipients: expected a positive integer"]);
     expect(errorsOf(`[limits]\nidle_timeout_s = 1.5`)).toEqual(["limits.idle_timeout_s: expected a positive integer"]);
+    expect(errorsOf(`[limits]\nmax_errors = 0`)).toEqual(["limits.max_errors: expected a positive integer"]);
+    expect(errorsOf(`[limits]\nerror_delay_after = "10"`)).toEqual(["limits.error_delay_after: expected a positive integer"]);
+    expect(errorsOf(`[limits]\nmax_connection_rate_per_ip = -1`)).toEqual([
+      "limits.max_connection_rate_per_ip: expected an integer of 0 or more",
+    ]);
+    expect(errorsOf(`[limits]\nmax_connection_rate_per_ip = 2.5`)).toEqual([
+      "limits.max_connection_rate_per_ip: expected an integer of 0 or more",
+    ]);
     expect(errorsOf(`[delivery]\nworkers = -1`)).toEqual(["delivery.workers: expected an integer from 0 to 1024"]);
   });
   test("listeners: ports, enums, required keys, duplicates", () => {

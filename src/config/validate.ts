@@ -110,6 +110,9 @@ function toConfig(f: FileConfig, baseDir: string, configPath: string | null): Co
       authIpBlockAfter: f.limits?.auth_ip_block_after ?? d.limits.authIpBlockAfter,
       authIpBlockMs: f.limits?.auth_ip_block ?? d.limits.authIpBlockMs,
       idleTimeoutS: f.limits?.idle_timeout_s ?? d.limits.idleTimeoutS,
+      errorDelayAfter: f.limits?.error_delay_after ?? d.limits.errorDelayAfter,
+      maxErrors: f.limits?.max_errors ?? d.limits.maxErrors,
+      maxConnectionRatePerIp: f.limits?.max_connection_rate_per_ip ?? d.limits.maxConnectionRatePerIp,
     },
     metrics: { listen: f.metrics?.listen ?? d.metrics.listen },
   };

@@ -22,3 +22,4 @@ export type {
   Verdict,
 } from "./stage.ts";
 export { kindOfCode, localOutcome, replyLine } from "./outcome.ts";
+export { NAME_MAX, foldLocalPart, formatPath, isDotString, mailboxText, quoteLocalPart, splitAddress, utf8Length } from "./address.ts";

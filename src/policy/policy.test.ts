@@ -187,3 +187,44 @@ describe("routeOwn (our own mail: DSNs to envelope senders)", () => {
     expect(p.routeOwn("nobody@example.test")).toBeNull();
   });
 });
+
+describe("issue 15: addresses in RFC 5321 form, one folding rule, mailbox names that fit the file system", () => {
+  const authed = { clientAddress: "203.0.113.5", authUser: "alice@example.test" };
+  test("relayed and local addresses keep a quoted local part quoted", () => {
+    const p = policy({ catchAll: true });
+    for (const lp of ["x@evil.test", "a b", "y>", 'q"z', "x>y", "(c)", "a..b"]) {
+      const remote = p.recipient(lp, "remote.test", authed);
+      expect(remote.kind === "accept" && remote.targets[0]!.address).toBe(`"${lp.replace(/["\\]/g, "\\$&")}"@remote.test`);
+      const local = p.recipient(lp, "example.test", ANON);
+      expect(local.kind === "accept" && local.targets[0]!.address).toBe(`"${lp.replace(/["\\]/g, "\\$&")}"@example.test`);
+      // The Maildir name is the value itself (no quotes), folded.
+      expect(local.kind === "accept" && local.targets[0]!.route).toEqual({ kind: "local", domain: "example.test", localPart: lp.toLowerCase() });
+    }
+  });
+  test("NFC then lower case: José (NFC, NFD) is one mailbox, the Kelvin sign is k", () => {
+    const p = policy({ users: ["josé@example.test", "kim@example.test"] });
+    for (const lp of ["Jos\u00e9", "Jose\u0301", "JOSE\u0301"]) {
+      const d = p.recipient(lp, "example.test", ANON);
+      expect(d.kind === "accept" && d.targets[0]!.route, lp).toEqual({ kind: "local", domain: "example.test", localPart: "jos\u00e9" });
+    }
+    const k = p.recipient("\u212Aim", "example.test", ANON);
+    expect(k.kind === "accept" && k.targets[0]!.address).toBe("kim@example.test");
+  });
+  test("a name over 255 octets after folding is unwritable; at 255 it is accepted", () => {
+    const p = policy({ catchAll: true });
+    // İ is 2 octets, its lower case i̇ is 3: 120 of them fold to 360 octets (the issue's example).
+    expect(p.recipient("İ".repeat(120), "example.test", ANON).kind).toBe("unwritable");
+    expect(p.recipient("İ".repeat(85), "example.test", ANON).kind).toBe("accept"); // 255 octets folded
+    expect(p.recipient("İ".repeat(86), "example.test", ANON).kind).toBe("unwritable"); // 258
+    expect(p.recipient("a".repeat(255), "example.test", ANON).kind).toBe("accept");
+    expect(p.recipient("a".repeat(256), "example.test", ANON).kind).toBe("unwritable");
+    expect(p.recipient("é".repeat(128), "example.test", ANON).kind).toBe("unwritable"); // 256 octets
+    expect(p.recipient("é".repeat(127), "example.test", ANON).kind).toBe("accept");
+    // Remote mailboxes are not ours to judge.
+    expect(p.recipient("İ".repeat(120), "remote.test", authed).kind).toBe("accept");
+  });
+  test("an alias target that cannot be written refuses the recipient too", () => {
+    const p = policy({ aliases: { "list@example.test": ["alice@example.test", `${"x".repeat(300)}@example.test`] }, catchAll: true });
+    expect(p.recipient("list", "example.test", ANON).kind).toBe("unwritable");
+  });
+});

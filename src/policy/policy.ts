@@ -2,7 +2,7 @@
  * Who may send what to whom: local domains, users, aliases (chains, loops), catch-all, relay permission and
  * the sender/login match. Pure: built from config values and the users list, no I/O.
  */
-import type { Route } from "../mail/index.ts";
+import { NAME_MAX, foldLocalPart, formatPath, splitAddress as splitParts, utf8Length, type Route } from "../mail/index.ts";
 import type { PolicyPort, RcptContext, RcptDecision } from "../session/index.ts";
 import { cidrContains, parseCidr, parseIp, type Cidr } from "./cidr.ts";
 
@@ -20,13 +20,23 @@ export interface PolicySettings {
 const MAX_ALIAS_DEPTH = 20;
 
 function splitAddress(address: string): [string, string] {
-  const at = address.lastIndexOf("@");
-  return at < 0 ? [address, ""] : [address.slice(0, at), address.slice(at + 1)];
+  const p = splitParts(address);
+  return [p.localPart, p.domain];
+}
+
+/**
+ * Can DATA/mail/<domain>/<localPart>/ exist? Each is one path component, at most NAME_MAX octets (Linux ext4, xfs,
+ * btrfs, tmpfs); both are already folded. The whole path stays far below PATH_MAX (4096): two components of at
+ * most 255 octets, "/.Junk/tmp/" and a Maildir file name of about 80, under a data_dir of any sane length.
+ */
+export function mailboxFits(route: { domain: string; localPart: string }): boolean {
+  const fits = (s: string): boolean => s.length * 3 <= NAME_MAX || utf8Length(s) <= NAME_MAX;
+  return fits(route.localPart) && fits(route.domain);
 }
 
 /** Lookups are case-insensitive (as Postfix's maps are). */
 function key(localPart: string, domain: string): string {
-  return `${localPart}@${domain}`.toLowerCase();
+  return `${foldLocalPart(localPart)}@${domain.toLowerCase()}`;
 }
 
 /** A local part that is safe as one directory name under DATA/mail/<domain>/ (no traversal, no control bytes). */
@@ -42,8 +52,10 @@ export class Policy implements PolicyPort {
 
   constructor(private readonly s: PolicySettings) {
     this.domains = new Set(s.domains.map((d) => d.toLowerCase()));
-    this.users = new Set([...s.users].map((u) => u.toLowerCase()));
-    this.aliases = new Map(Object.entries(s.aliases).map(([k, v]) => [k.toLowerCase(), v]));
+    // Table keys are folded with the same rule as the addresses looked up (key()).
+    const fold = (a: string): string => key(...splitAddress(a));
+    this.users = new Set([...s.users].map(fold));
+    this.aliases = new Map(Object.entries(s.aliases).map(([k, v]) => [fold(k), v]));
     this.networks = s.relayNetworks.map((n) => parseCidr(n)).filter((c): c is Cidr => c !== null);
   }
 
@@ -76,11 +88,15 @@ export class Policy implements PolicyPort {
     }
     if (!this.isLocalDomain(domain)) {
       if (ctx !== null && !this.mayRelay(ctx)) return { kind: "relayDenied" };
-      return { kind: "accept", targets: [{ address: `${localPart}@${domain}`, route: this.remote(domain) }] };
+      return { kind: "accept", targets: [{ address: formatPath(localPart, domain), route: this.remote(domain) }] };
     }
     const targets: Array<{ address: string; route: Route }> = [];
     if (!this.expand(localPart, domain, targets, null, 0)) return { kind: "unknownUser" };
-    return targets.length > 0 ? { kind: "accept", targets } : { kind: "unknownUser" };
+    if (targets.length === 0) return { kind: "unknownUser" };
+    // Whatever is accepted must be deliverable: a mailbox name the file system cannot hold would defer until
+    // max_age (ENAMETOOLONG), a way to park mail in the queue. Refused now with 553 5.1.3 instead.
+    for (const t of targets) if (t.route.kind === "local" && !mailboxFits(t.route)) return { kind: "unwritable" };
+    return { kind: "accept", targets };
   }
 
   /**
@@ -97,7 +113,7 @@ export class Policy implements PolicyPort {
   ): boolean {
     // At depth 0 recipient() has checked the domain already; alias targets may be anywhere.
     if (depth > 0 && !this.isLocalDomain(domain)) {
-      out.push({ address: `${localPart}@${domain}`, route: this.remote(domain) });
+      out.push({ address: formatPath(localPart, domain), route: this.remote(domain) });
       return true;
     }
     // The lookup key is made only when a table needs it (no aliases and catch_all: none does).
@@ -142,10 +158,11 @@ export class Policy implements PolicyPort {
     return this.s.catchAll || this.users.has(k ?? key(localPart, domain));
   }
 
+  /** The mailbox, named with the one folding rule (mail/ foldLocalPart: NFC, then lower case). */
   private local(localPart: string, domain: string): { address: string; route: Route } {
-    const lp = localPart.toLowerCase();
+    const lp = foldLocalPart(localPart);
     const d = domain.toLowerCase();
-    return { address: `${lp}@${d}`, route: { kind: "local", domain: d, localPart: lp } };
+    return { address: formatPath(lp, d), route: { kind: "local", domain: d, localPart: lp } };
   }
 
   private remote(domain: string): Route {
@@ -173,7 +190,7 @@ export class Policy implements PolicyPort {
     const user = norm(authUser);
     const from = norm(sender);
     if (from === user) return true;
-    const targets = this.aliases.get(sender.toLowerCase());
+    const targets = this.aliases.get(key(...splitAddress(sender)));
     return targets !== undefined && targets.some((t) => norm(t) === user);
   }
 }

@@ -46,7 +46,8 @@ export type Command =
   | { verb: "BDAT"; size: number; last: boolean }
   | { verb: "AUTH"; mechanism: string; initial?: string };
 
-export type ParseError = "unknown" | "syntax" | "badSender" | "badRecipient" | "badParam";
+/** badDsn: a malformed ENVID or ORCPT (RFC 3461 §4), 501 5.5.4 at that command. */
+export type ParseError = "unknown" | "syntax" | "badSender" | "badRecipient" | "badParam" | "badDsn";
 
 export type ParsedCommand = { ok: true; command: Command } | { ok: false; error: ParseError };
 
@@ -93,6 +94,7 @@ const ok = (command: Command): ParsedCommand => ({ ok: true, command });
 const fail = (error: ParseError): ParsedCommand => ({ ok: false, error });
 const SYNTAX = fail("syntax");
 const BAD_PARAM = fail("badParam");
+const BAD_DSN = fail("badDsn");
 
 function text(line: Uint8Array, a: number, b: number): string {
   return utf8Strict.decode(line.subarray(a, b));
@@ -128,16 +130,21 @@ export function parseCommand(line: Uint8Array, start = 0, end = line.length): Pa
   }
   const aStart = vEnd + 1;
   // Control characters (a bare CR or LF inside the line, NUL, ...) never belong in an argument; non-ASCII must be
-  // valid UTF-8 (RFC 6531 §3.3) or nothing downstream can trust the strings.
+  // valid UTF-8 (RFC 6531 §3.3) or nothing downstream can trust the strings. MAIL and RCPT leave control bytes to
+  // their path and parameter scanners, which refuse them too but with the reply of the part they spoil (CONTRACT:
+  // a control byte in an address is a malformed address, 501 5.1.7 / 501 5.1.3).
+  const pathVerb = verb === K_MAIL || verb === K_RCPT;
   let nonAscii = false;
   for (let i = aStart; i < n; i++) {
     const b = line[i];
-    if (b < 32 || b === 127) {
+    if ((b < 32 || b === 127) && !pathVerb) {
       return verbKnown(verb) ? SYNTAX : fail("unknown");
     }
     if (b >= 128) nonAscii = true;
   }
-  if (nonAscii) {
+  // MAIL and RCPT decode their parts strictly where they read them (an invalid sequence in the address is a
+  // malformed address, in a parameter a syntax error): see commandPath and pathCommand.
+  if (nonAscii && !pathVerb) {
     try {
       utf8Strict.decode(line.subarray(aStart, n));
     } catch {
@@ -156,9 +163,9 @@ export function parseCommand(line: Uint8Array, start = 0, end = line.length): Pa
       return ok({ verb: verb === K_EHLO ? "EHLO" : "HELO", domain: text(line, a, b) });
     }
     case K_MAIL:
-      return parseMail(line, aStart, n);
+      return pathCommand(parseMail, line, aStart, n);
     case K_RCPT:
-      return parseRcpt(line, aStart, n);
+      return pathCommand(parseRcpt, line, aStart, n);
     case K_DATA:
       return blank(line, vEnd, n) ? ok({ verb: "DATA" }) : SYNTAX;
     case K_RSET:
@@ -430,7 +437,12 @@ function commandPath(
   if (!keyword(line, i, n, kw)) return "syntax";
   i += kw.length;
   if (i < n && line[i] === SP) i++;
-  const scan = scanPath(line, i, n, isMail, !isMail);
+  let scan: PathScan;
+  try {
+    scan = scanPath(line, i, n, isMail, !isMail);
+  } catch {
+    return null; // not UTF-8 (RFC 6531 §3.3): a malformed path
+  }
   // Parameters follow after a space; anything glued to ">" is a malformed path.
   if (scan !== null && scan.end < n && line[scan.end] !== SP) return null;
   return scan;
@@ -448,7 +460,7 @@ type Param = [key: string, vStart: number, vEnd: number];
  * (esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-"), ASCII only) comes back upper-cased; values stay bytes
  * until a parameter needs their text.
  */
-function esmtpParams(line: Uint8Array, i: number, n: number): Param[] | null {
+function esmtpParams(line: Uint8Array, i: number, n: number): Param[] | null | "control" {
   const out: Param[] = [];
   while (i < n) {
     if (line[i] === SP) {
@@ -458,21 +470,26 @@ function esmtpParams(line: Uint8Array, i: number, n: number): Param[] | null {
     const t = i;
     while (i < n && line[i] !== SP) i++;
     let k = t;
-    if (!isAsciiAlnum(line[k])) return null;
+    if (!isAsciiAlnum(line[k])) return line[k] < 32 || line[k] === 127 ? "control" : null;
     let key = String.fromCharCode(up(line[k++]));
     for (; k < i && line[k] !== 61; k++) {
       const b = line[k];
-      if (b !== 45 && !isAsciiAlnum(b)) return null;
+      if (b !== 45 && !isAsciiAlnum(b)) return b < 32 || b === 127 ? "control" : null;
       key += String.fromCharCode(up(b));
     }
     if (k === i) {
       out.push([key, -1, -1]);
       continue;
     }
-    // esmtp-value = 1*(%d33-60 / %d62-126), plus UTF-8 (RFC 6531 §3.3): no "=" and not empty.
+    // esmtp-value = 1*(%d33-60 / %d62-126), plus UTF-8 (RFC 6531 §3.3): no "=", no control byte, not empty.
     const v = k + 1;
     if (v === i) return null;
-    for (let j = v; j < i; j++) if (line[j] === 61) return null;
+    for (let j = v; j < i; j++) {
+      const b = line[j];
+      // A control byte (TAB included) is a syntax error, 501 5.5.4, whichever parameter it is in (CONTRACT).
+      if (b < 33 || b === 127) return "control";
+      if (b === 61) return null;
+    }
     out.push([key, v, i]);
   }
   return out;
@@ -483,9 +500,12 @@ function paramValue(line: Uint8Array, p: Param): string | undefined {
   return p[1] < 0 ? undefined : text(line, p[1], p[2]);
 }
 
-/** RFC 1870 §3 size-value = 1*20DIGIT (we take up to 15, exact in a double); -1 when it is not one. */
+/**
+ * RFC 1870 §3 size-value = 1*20DIGIT; -1 when it is not one. Past 15 digits a double is no longer exact, but such
+ * a value is far above any max_message_size, which is all it is compared with (552 5.3.4, not a syntax error).
+ */
 function sizeValue(line: Uint8Array, a: number, b: number): number {
-  if (a < 0 || b - a > 15) return -1;
+  if (a < 0 || b - a > 20) return -1;
   let v = 0;
   for (let i = a; i < b; i++) {
     const d = line[i] - 48;
@@ -495,11 +515,21 @@ function sizeValue(line: Uint8Array, a: number, b: number): number {
   return v;
 }
 
+/** MAIL or RCPT; a parameter value that is not UTF-8 (its strict decode throws) is a syntax error. */
+function pathCommand(parse: (line: Uint8Array, i: number, n: number) => ParsedCommand, line: Uint8Array, i: number, n: number): ParsedCommand {
+  try {
+    return parse(line, i, n);
+  } catch {
+    return SYNTAX;
+  }
+}
+
 function parseMail(line: Uint8Array, i: number, n: number): ParsedCommand {
   const scan = commandPath(line, i, n, "FROM:", true);
   if (scan === "syntax") return SYNTAX;
   if (scan === null) return fail("badSender");
   const params = esmtpParams(line, scan.end, n);
+  if (params === "control") return SYNTAX;
   if (params === null) return BAD_PARAM;
   const p: MailParams = { smtputf8: false };
   let seen = 0;
@@ -538,9 +568,9 @@ function parseMail(line: Uint8Array, i: number, n: number): ParsedCommand {
         break;
       }
       case "ENVID": {
-        // RFC 3461 §4.4
+        // RFC 3461 §4.4: xtext of printable US-ASCII, at most 100 characters (checked decoded, as stored).
         const d = v === undefined ? null : decodeXtext(v);
-        if (d === null) return BAD_PARAM;
+        if (d === null || d.length > MAX_ENVID || !printableAscii(d)) return BAD_DSN;
         p.envid = d;
         bit = 16;
         break;
@@ -560,6 +590,40 @@ function parseMail(line: Uint8Array, i: number, n: number): ParsedCommand {
 }
 
 const NOTIFY_VALUES = new Set(["NEVER", "SUCCESS", "FAILURE", "DELAY"]);
+/** RFC 3461 §4.4 and §4.2: the ENVID is at most 100 characters, the ORCPT address at most 500. */
+const MAX_ENVID = 100;
+const MAX_ORCPT = 500;
+
+/**
+ * RFC 3461 §4.2, §4.4: printable (graphic and white space) US-ASCII. Of the white space only SP: a TAB, CR or LF
+ * would end up in a DSN field or on the next hop's command line.
+ */
+function printableAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 32 || c > 126) return false;
+  }
+  return true;
+}
+
+/**
+ * The address of an ORCPT whose type is not rfc822 (e.g. utf-8, RFC 6533 §3: utf-8-addr-xtext, or unitext with
+ * raw UTF-8 under SMTPUTF8). It is kept as received, so it is only checked: every "+" starts a "+HH" that stands
+ * for printable ASCII (no control character hides in it); raw bytes are printable or UTF-8 (esmtpParams has
+ * already refused control bytes and "=").
+ */
+function otherOrcptOk(addr: string): boolean {
+  if (addr.length > MAX_ORCPT) return false;
+  for (let i = 0; i < addr.length; i++) {
+    if (addr.charCodeAt(i) !== 43) continue;
+    const hex = addr.slice(i + 1, i + 3);
+    if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return false;
+    const c = parseInt(hex, 16);
+    if (c < 32 || c > 126) return false;
+    i += 2;
+  }
+  return true;
+}
 const ADDR_TYPE = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+$/;
 
 function parseRcpt(line: Uint8Array, i: number, n: number): ParsedCommand {
@@ -567,6 +631,7 @@ function parseRcpt(line: Uint8Array, i: number, n: number): ParsedCommand {
   if (scan === "syntax") return SYNTAX;
   if (scan === null) return fail("badRecipient");
   const params = esmtpParams(line, scan.end, n);
+  if (params === "control") return SYNTAX;
   if (params === null) return BAD_PARAM;
   const p: RcptParams = {};
   for (const param of params) {
@@ -584,15 +649,22 @@ function parseRcpt(line: Uint8Array, i: number, n: number): ParsedCommand {
         break;
       }
       case "ORCPT": {
-        // RFC 3461 §4.2: addr-type ";" xtext; the address is decoded for rfc822, other types kept as sent.
-        if (p.orcpt !== undefined || v === undefined) return BAD_PARAM;
+        // RFC 3461 §4.2: addr-type ";" xtext; the address is decoded for rfc822, other types kept as sent (RFC
+        // 6533 §3 for utf-8: re-encoding it would change it). A malformed one is refused here, 501 5.5.4, not
+        // accepted to fail every later delivery.
+        if (p.orcpt !== undefined) return BAD_PARAM;
+        if (v === undefined) return BAD_DSN;
         const semi = v.indexOf(";");
-        if (semi <= 0 || semi === v.length - 1) return BAD_PARAM;
+        if (semi <= 0 || semi === v.length - 1) return BAD_DSN;
         const type = v.slice(0, semi);
-        if (!ADDR_TYPE.test(type)) return BAD_PARAM;
+        if (!ADDR_TYPE.test(type)) return BAD_DSN;
         let addr: string | null = v.slice(semi + 1);
-        if (type.toLowerCase() === "rfc822") addr = decodeXtext(addr);
-        if (addr === null) return BAD_PARAM;
+        if (type.toLowerCase() === "rfc822") {
+          addr = decodeXtext(addr);
+          if (addr === null || addr.length > MAX_ORCPT || !printableAscii(addr)) return BAD_DSN;
+        } else if (!otherOrcptOk(addr)) {
+          return BAD_DSN;
+        }
         p.orcpt = type + ";" + addr;
         break;
       }

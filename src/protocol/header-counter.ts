@@ -5,8 +5,11 @@
 
 const CR = 13;
 const LF = 10;
-/** "received:" lower-case; field names compare case-insensitively (RFC 5322 §1.2.2). */
-const NAME = [114, 101, 99, 101, 105, 118, 101, 100, 58];
+/** "received" lower-case; field names compare case-insensitively (RFC 5322 §1.2.2). */
+const NAME = [114, 101, 99, 101, 105, 118, 101, 100];
+const COLON = 58;
+const SP = 32;
+const HTAB = 9;
 
 /** Matched bytes of NAME at the start of the current line; SKIP: the rest of the line is not of interest. */
 const SKIP = -1;
@@ -46,14 +49,21 @@ export class ReceivedCounter {
         this.done = true;
         return;
       }
+      if (m === NAME.length) {
+        // RFC 5322 §4.5.3 obs-optional: field-name *WSP ":" — "Received :" is a Received field too, and
+        // whoever reads the message counts it as one, so the loop limit must.
+        if (b === SP || b === HTAB) {
+          i++;
+          continue;
+        }
+        if (b === COLON) this.n++;
+        m = SKIP;
+        continue;
+      }
       if (b >= 65 && b <= 90) b |= 32;
       if (b === NAME[m]) {
         m++;
         i++;
-        if (m === NAME.length) {
-          this.n++;
-          m = SKIP;
-        }
       } else {
         m = SKIP;
       }

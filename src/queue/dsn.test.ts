@@ -119,3 +119,23 @@ describe("DSN (RFC 3464)", () => {
     expect(ok).not.toContain("Remote-MTA");
   });
 });
+
+describe("issue 15: addresses and ORCPT in DSNs", () => {
+  test("Final-Recipient, the text part and To: keep quoted local parts; a utf-8 ORCPT is shown as received", () => {
+    const msg = text(
+      input(
+        {
+          recipients: [
+            { address: '"x@evil.test"@far.test', orcpt: "utf-8;a+2Bb", action: "failed", outcome: { ...localOutcome("failed", 550, "5.1.1", "no"), remoteMta: "mx1.far.test" }, lastAttempt: 0 },
+            { address: "a b@far.test", action: "failed", outcome: localOutcome("failed", 550, "5.1.3", "bad"), lastAttempt: 0 },
+          ],
+        },
+        { sender: '"s p"@example.test' },
+      ),
+    );
+    expect(msg).toContain('To: <"s p"@example.test>\r\n');
+    expect(msg).toContain('<"x@evil.test"@far.test>: host mx1.far.test said: 550 5.1.1 no');
+    expect(msg).toContain('Original-Recipient: utf-8; a+2Bb\r\nFinal-Recipient: rfc822; "x@evil.test"@far.test\r\n');
+    expect(msg).toContain('Final-Recipient: rfc822; "a b"@far.test\r\n');
+  });
+});

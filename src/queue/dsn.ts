@@ -13,7 +13,7 @@
  * (RFC 3464 §4, RFC 5321 §4.5.5). The bytes are produced as a sequence of chunks so that a returned message is
  * streamed from the spool, never held in memory whole.
  */
-import { replyLine } from "../mail/index.ts";
+import { mailboxText, replyLine } from "../mail/index.ts";
 import type { Envelope, Outcome } from "../mail/index.ts";
 
 export type DsnActionName = "failed" | "delayed" | "delivered" | "relayed";
@@ -115,7 +115,7 @@ function humanText(input: DsnInput, full: boolean): string {
         what = `delivered: ${reply}`;
         break;
     }
-    out.push(`<${oneLine(r.address)}>: ${oneLine(what)}`);
+    out.push(`<${oneLine(mailboxText(r.address))}>: ${oneLine(what)}`);
   }
   return out.join("\r\n") + "\r\n";
 }
@@ -132,7 +132,7 @@ function statusFields(input: DsnInput): string {
       const semi = r.orcpt.indexOf(";");
       f.push(`Original-Recipient: ${semi > 0 ? `${r.orcpt.slice(0, semi)}; ${oneLine(r.orcpt.slice(semi + 1))}` : `rfc822; ${oneLine(r.orcpt)}`}`);
     }
-    f.push(`Final-Recipient: rfc822; ${oneLine(r.address)}`);
+    f.push(`Final-Recipient: rfc822; ${oneLine(mailboxText(r.address))}`);
     f.push(`Action: ${r.action}`);
     f.push(`Status: ${statusOf(r.outcome, r.action)}`);
     // RFC 3464 §2.3.5: only a host that actually replied is a Remote-MTA.
@@ -198,7 +198,7 @@ export function* dsnChunks(input: DsnInput): Iterable<Uint8Array> {
   const head =
     `Received: by ${input.hostname} (ringmta) id ${input.dsnId};\r\n\t${date}\r\n` +
     `From: Mail Delivery System <MAILER-DAEMON@${input.hostname}>\r\n` +
-    `To: <${oneLine(e.sender)}>\r\n` +
+    `To: <${oneLine(mailboxText(e.sender))}>\r\n` +
     `Subject: ${subject}\r\n` +
     `Date: ${date}\r\n` +
     `Message-ID: <${input.dsnId}.dsn@${input.hostname}>\r\n` +

@@ -10,7 +10,8 @@ export type { MessageSink, SpoolPort } from "../mail/index.ts";
 export type RcptDecision =
   | { kind: "accept"; targets: Array<{ address: string; route: Route }> }
   | { kind: "unknownUser" } // 550 5.1.1
-  | { kind: "relayDenied" }; // 554 5.7.1
+  | { kind: "relayDenied" } // 554 5.7.1
+  | { kind: "unwritable" }; // 553 5.1.3: the folded mailbox name does not fit the file system
 
 export interface RcptContext {
   clientAddress: string;
@@ -41,8 +42,13 @@ export interface LogPort {
 
 export interface Clock {
   now(): number; // ms since epoch
-  /** Resolve after ms (the AUTH brute-force delay). */
+  /** Resolve after ms (the AUTH brute-force delay, the error delay). */
   delay(ms: number): Promise<void>;
+  /**
+   * Run fn on a later turn of the event loop, after pending I/O (setImmediate): a session that has had its share
+   * of bytes for this turn goes on there (CONTRACT "Fairness").
+   */
+  defer(fn: () => void): void;
 }
 
 /** Counters the session moves (observe/ implements them as Prometheus metrics). */

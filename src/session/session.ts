@@ -70,6 +70,10 @@ export interface SessionSettings {
   maxMessageSize: number;
   maxRecipients: number;
   maxAuthFailures: number;
+  /** Errors before each further error reply is delayed ERROR_DELAY_MS (CONTRACT [limits] error_delay_after). */
+  errorDelayAfter: number;
+  /** The maxErrors-th error reply is 421 4.7.0, then close (CONTRACT [limits] max_errors). */
+  maxErrors: number;
 }
 
 export interface SessionDeps {
@@ -100,6 +104,29 @@ const WRITE_HIGH_WATER = 64 * 1024;
 /** Bytes kept while an asynchronous step runs before the socket is paused. */
 const STASH_HIGH_WATER = 256 * 1024;
 const AUTH_DELAY_MS = 1000;
+/** Each error reply past error_delay_after waits this long, the session reading nothing meanwhile (Postfix smtpd). */
+const ERROR_DELAY_MS = 1000;
+/**
+ * At most this many bytes of input are processed per event-loop turn (CONTRACT "Fairness"): the rest waits for a
+ * later turn (Clock.defer) with the socket paused, so one connection that sends fast cannot hold the loop while
+ * others wait. A chunk of a socket read is rarely larger, so normal traffic pays one compare per chunk.
+ */
+const TURN_BYTES = 64 * 1024;
+/** An over-long line counts as one more error for each this many bytes it goes on without CRLF. */
+const DISCARD_ERROR_BYTES = 64 * 1024;
+
+/**
+ * Replies that count as a client error (Postfix smtpd's error count): unknown command (500), syntax (501, 555),
+ * bad sequence (503), unknown mechanism (504), AUTH refused or failed (530, 535, 538). Policy refusals (550, 554,
+ * 452 ...) do not: a client may legitimately try many recipients.
+ */
+function isClientError(line: string): boolean {
+  const c0 = line.charCodeAt(0);
+  if (c0 !== 53) return false; // "5"
+  const code = line.slice(0, 3);
+  return code === "500" || code === "501" || code === "503" || code === "504" || code === "555" ||
+    code === "530" || code === "535" || code === "538";
+}
 
 const PARSE_REPLY: Record<ParseError, string> = {
   unknown: Reply.unknownCommand,
@@ -107,6 +134,7 @@ const PARSE_REPLY: Record<ParseError, string> = {
   badSender: Reply.badSender,
   badRecipient: Reply.badRecipient,
   badParam: Reply.badParam,
+  badDsn: Reply.badDsnParam,
 };
 
 /** The mutable side of the SessionView that stages read. */
@@ -159,6 +187,16 @@ export class Session {
   private tlsPending = false;
   private pausedForWrite = false;
   private pausedForStash = false;
+  /** Over TURN_BYTES in one turn: `rest` waits for the next turn, the socket is paused. */
+  private pausedForTurn = false;
+  private rest: Uint8Array | null = null;
+  private continueFn: (() => void) | null = null;
+  /** An error reply is being delayed (error_delay_after): the socket is paused. */
+  private pausedForDelay = false;
+  /** Error replies so far (CONTRACT max_errors; NOOP and successful commands do not reset it). */
+  private errors = 0;
+  /** Bytes of the over-long line being discarded, towards its next error (DISCARD_ERROR_BYTES). */
+  private discarded = 0;
   /** SIGTERM: finish the current transaction, then 421 4.3.2. */
   private draining = false;
 
@@ -281,6 +319,11 @@ export class Session {
     this.lastByteAt = this.deps.clock.now();
     this.v.bytesReceived += chunk.length;
     if (this.phase === "closed" || this.tlsPending) return;
+    if (this.rest !== null) {
+      // Bytes that arrived before the pause took effect go after those still waiting for their turn.
+      this.rest = concat(this.rest, chunk);
+      return;
+    }
     if (this.phase === "busy") {
       this.stash = this.stash ? concat(this.stash, chunk) : chunk;
       if (this.stash.length > STASH_HIGH_WATER && !this.pausedForStash) {
@@ -291,14 +334,53 @@ export class Session {
     }
     const buf = this.stash ? concat(this.stash, chunk) : chunk;
     this.stash = null;
-    this.run(buf, 0, this.lastByteAt);
+    this.feed(buf, this.lastByteAt);
+  }
+
+  /** Process buf, at most TURN_BYTES of it now; the rest on a later turn (CONTRACT "Fairness"). */
+  private feed(buf: Uint8Array, now: number): void {
+    if (buf.length > TURN_BYTES) {
+      this.rest = buf.subarray(TURN_BYTES);
+      buf = buf.subarray(0, TURN_BYTES);
+      if (!this.pausedForTurn) {
+        this.pausedForTurn = true;
+        this.conn.pause();
+      }
+      this.deps.clock.defer((this.continueFn ??= (): void => this.nextTurn()));
+    }
+    this.run(buf, 0, now);
     this.flush();
+  }
+
+  /** A later turn: go on with what feed() left over. */
+  private nextTurn(): void {
+    const rest = this.rest;
+    this.rest = null;
+    if (rest === null || this.phase === "closed" || this.tlsPending) return;
+    if (this.phase === "busy") {
+      // An asynchronous step began meanwhile: the bytes wait for it like any that arrive while busy.
+      this.stash = this.stash ? concat(this.stash, rest) : rest;
+    } else {
+      const buf = this.stash ? concat(this.stash, rest) : rest;
+      this.stash = null;
+      this.feed(buf, this.deps.clock.now());
+    }
+    if (this.rest === null && this.pausedForTurn) {
+      this.pausedForTurn = false;
+      this.resumeIfFree();
+    }
+  }
+
+  /** The socket reads again once no reason to pause it is left. */
+  private resumeIfFree(): void {
+    if (this.phase === "closed") return;
+    if (!this.pausedForWrite && !this.pausedForStash && !this.pausedForTurn && !this.pausedForDelay) this.conn.resume();
   }
 
   onDrain(): void {
     if (this.pausedForWrite && this.conn.pendingWrite < WRITE_HIGH_WATER) {
       this.pausedForWrite = false;
-      if (!this.pausedForStash) this.conn.resume();
+      this.resumeIfFree();
     }
   }
 
@@ -369,13 +451,31 @@ export class Session {
           if (this.discarding) {
             const lf = findCrlf(buf, pos, end);
             if (lf < 0) {
+              // A line that never ends is an error for every DISCARD_ERROR_BYTES of it (as Postfix takes each
+              // line_length_limit piece for a line), so a stream without CRLF also ends at max_errors.
+              this.discarded += end - pos;
+              while (this.discarded >= DISCARD_ERROR_BYTES) {
+                this.discarded -= DISCARD_ERROR_BYTES;
+                if (++this.errors >= this.settings.maxErrors) {
+                  this.deps.metrics.rejected("421");
+                  this.deps.log.warn("smtp.too_many_errors", { client: this.conn.remoteAddress, listener: this.settings.listener, errors: this.errors });
+                  return this.closeWith(Reply.tooManyErrors);
+                }
+              }
               // Keep a trailing CR: its LF may start the next chunk.
               if (buf[end - 1] === 13) this.stash = buf.subarray(end - 1);
               return;
             }
             pos = lf + 1;
             this.discarding = false;
+            this.discarded = 0;
             this.lastCommandAt = now;
+            // CONTRACT: an AUTH exchange in progress ends here; the next line is a command again, not a SASL
+            // response (a password taken from whatever follows). An error, not a failed authentication.
+            if (this.phase !== "command") {
+              this.phase = "command";
+              this.loginUser = "";
+            }
             this.reject(Reply.lineTooLong);
             continue;
           }
@@ -545,6 +645,8 @@ export class Session {
         return this.reject(Reply.unknownUser);
       case "relayDenied":
         return this.reject(Reply.relayDenied);
+      case "unwritable":
+        return this.reject(Reply.mailboxUnwritable);
       case "accept":
         break;
     }
@@ -649,6 +751,7 @@ export class Session {
       sink.id,
       this.rcptCount === 1 ? this.firstRcpt : undefined,
       this.deps.clock.now(),
+      utf8,
     );
     const r = encoder.encodeInto(header, headerScratch);
     sink.write(r.read === header.length ? headerScratch.subarray(0, r.written) : encoder.encode(header));
@@ -869,8 +972,15 @@ export class Session {
     if (this.settings.tls !== "starttls" || this.tlsInfo !== null) return this.reject(Reply.badSequence);
     this.reply(Reply.readyTls);
     this.flush();
-    // CVE-2011-0411: whatever the client pipelined after STARTTLS is dropped, now and until the handshake.
+    // CVE-2011-0411: whatever the client pipelined after STARTTLS is dropped, now and until the handshake, also
+    // what waits for a later turn (TURN_BYTES).
     this.stash = null;
+    this.rest = null;
+    if (this.pausedForTurn) {
+      // The handshake must be read: nothing waits for a later turn any more.
+      this.pausedForTurn = false;
+      this.resumeIfFree();
+    }
     this.tlsPending = true;
     this.phase = "busy";
     this.conn.startTls().then(
@@ -989,8 +1099,22 @@ export class Session {
           this.deps.metrics.rejected("421");
           return this.closeWith(Reply.tooManyAuthFailures);
         }
+        // A failed AUTH is also a client error (CONTRACT max_errors), answered like the others.
+        this.errors++;
+        if (this.errors >= this.settings.maxErrors) {
+          this.phase = "command";
+          this.deps.metrics.rejected("421");
+          return this.closeWith(Reply.tooManyErrors);
+        }
         this.deps.metrics.rejected("535");
-        this.leaveBusy(Reply.authFailed);
+        if (this.errors <= this.settings.errorDelayAfter) return this.leaveBusy(Reply.authFailed);
+        this.pausedForDelay = true;
+        this.conn.pause();
+        this.deps.clock.delay(ERROR_DELAY_MS).then(() => {
+          this.pausedForDelay = false;
+          this.leaveBusy(Reply.authFailed);
+          this.resumeIfFree();
+        });
       },
       (err: unknown) => {
         this.deps.log.error("auth.error", { client: ip, error: String(err) });
@@ -1024,11 +1148,11 @@ export class Session {
     }
     const rest = this.stash;
     this.stash = null;
-    if (rest) this.run(rest, 0, this.deps.clock.now());
-    this.flush();
+    if (rest) this.feed(rest, this.deps.clock.now());
+    else this.flush();
     if (this.pausedForStash && (this.phase as Phase) !== "busy") {
       this.pausedForStash = false;
-      if (!this.pausedForWrite) this.conn.resume();
+      this.resumeIfFree();
     }
   }
 
@@ -1060,8 +1184,35 @@ export class Session {
   }
 
   private reject(line: string): void {
+    if (isClientError(line)) return this.clientError(line);
     this.deps.metrics.rejected(line.slice(0, 3));
     this.reply(line);
+  }
+
+  /**
+   * An error reply of the client's making (Postfix smtpd_soft_error_limit / smtpd_hard_error_limit; CONTRACT
+   * error_delay_after, max_errors). The max_errors-th is 421 4.7.0 and the end of the session. Past
+   * error_delay_after each one is held back ERROR_DELAY_MS on a timer of this session alone: the session is busy
+   * and its socket paused (the loop serves others meanwhile); the reply goes out and reading resumes after it.
+   */
+  private clientError(line: string): void {
+    this.errors++;
+    if (this.errors >= this.settings.maxErrors) {
+      this.deps.metrics.rejected("421");
+      this.deps.log.warn("smtp.too_many_errors", { client: this.conn.remoteAddress, listener: this.settings.listener, errors: this.errors });
+      return this.closeWith(Reply.tooManyErrors);
+    }
+    this.deps.metrics.rejected(line.slice(0, 3));
+    if (this.errors <= this.settings.errorDelayAfter) return this.reply(line);
+    this.flush();
+    this.enterBusy();
+    this.pausedForDelay = true;
+    this.conn.pause();
+    this.deps.clock.delay(ERROR_DELAY_MS).then(() => {
+      this.pausedForDelay = false;
+      this.leaveBusy(line);
+      this.resumeIfFree();
+    });
   }
 
   /** One write for everything queued (RFC 2920 §3.2: the replies of a pipelined group go out together). */
@@ -1095,6 +1246,11 @@ export class Session {
     this.flush();
     this.abortMessage();
     this.phase = "closed";
+    this.rest = null;
+    this.stash = null;
+    // Read on (and drop) what the client still sends while our last reply goes out: closing a socket with unread
+    // input resets the connection, and a reset can destroy that reply before the client reads it.
+    if (this.pausedForWrite || this.pausedForStash || this.pausedForTurn || this.pausedForDelay) this.conn.resume();
     this.conn.end();
   }
 }

@@ -206,6 +206,8 @@ export const TIER_CONFIG_KEYS: Record<string, (o: TierOptions, p: Partial<Policy
   "limits.max_recipients": (o, _p, v) => void (o.maxRecipients = posInt("limits.max_recipients", v)),
   "limits.max_hops": (o, _p, v) => void (o.maxHops = posInt("limits.max_hops", v)),
   "limits.max_auth_failures": (o, _p, v) => void (o.maxAuthFailures = posInt("limits.max_auth_failures", v)),
+  "limits.error_delay_after": (o, _p, v) => void (o.errorDelayAfter = posInt("limits.error_delay_after", v)),
+  "limits.max_errors": (o, _p, v) => void (o.maxErrors = posInt("limits.max_errors", v)),
   "local.catch_all": (_o, p, v) => {
     if (typeof v !== "boolean") throw new Error("local.catch_all: expected true or false");
     p.catchAll = v;

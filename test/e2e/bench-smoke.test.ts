@@ -120,6 +120,25 @@ describe("bench generator against ringmta", () => {
     expect(j.firstError).toMatch(/RCPT: 554/);
   }, 60_000);
 
+  test("flood mode (issue 15): idle and flood phases, garbage from 2 addresses, the JSON shape", async () => {
+    const r = await bench([
+      "flood", "--port", String(srv().ports.mx), "--pid", String(srv().pid), "--garbage", "6", "--sources", "2",
+      "--duration", "2s", "--idle", "1s", "--to", "flood@example.test", "--json",
+    ]);
+    const j = parseJson(r);
+    expect(r.code, r.stderr).toBe(j.ok ? 0 : 1);
+    expect(j.sources).toEqual(["127.0.0.2", "127.0.0.3"]);
+    for (const phase of [j.idle, j.flood]) {
+      expect(phase.transactions).toBeGreaterThan(0);
+      expect(phase.failed).toBe(0);
+      expect(phase.endOfData).toEqual(PERCENTILES);
+      expect(typeof phase.serverCpuPercent).toBe("number");
+    }
+    expect(j.garbage.opened).toBeGreaterThanOrEqual(6);
+    expect(j.garbage.errorReplies).toBeGreaterThan(0);
+    expect(j.garbage.bytesWritten).toBeGreaterThan(0);
+  }, 60_000);
+
   test("bad usage: exit code 2 with the usage text", async () => {
     const r = await bench(["--size", "lots"]);
     expect(r.code).toBe(2);

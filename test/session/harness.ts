@@ -276,6 +276,18 @@ export class ManualClock implements Clock {
     return new Promise((resolve) => this.timers.push({ at: this.t + ms, fire: resolve }));
   }
 
+  /** Deferred calls not run yet (settle() waits for them). */
+  deferred = 0;
+
+  /** Clock.defer: a later turn of the real event loop. */
+  defer(fn: () => void): void {
+    this.deferred++;
+    setImmediate(() => {
+      this.deferred--;
+      fn();
+    });
+  }
+
   /** Moves time forward and fires the delays that are due. */
   advance(ms: number): void {
     this.t += ms;
@@ -375,6 +387,8 @@ export function tierSettings(o: TierOptions = {}): SessionSettings {
     maxMessageSize: o.maxMessageSize ?? 200_000,
     maxRecipients: o.maxRecipients ?? 5,
     maxAuthFailures: o.maxAuthFailures ?? 3,
+    errorDelayAfter: o.errorDelayAfter ?? 10,
+    maxErrors: o.maxErrors ?? 20,
   };
 }
 
@@ -503,7 +517,9 @@ export function sessionTier(o: TierOptions = {}): Tier {
       // Every fake port resolves through promise jobs (or queueMicrotask), and a macrotask runs only once all of
       // them, and the chains they start (commit → next pipelined command → commit), are done. setImmediate, not
       // setTimeout: the latter costs about a millisecond per turn.
-      await new Promise<void>((r) => setImmediate(r));
+      // A session that had its share of bytes for one turn goes on in a later one (Clock.defer): wait for those.
+      do await new Promise<void>((r) => setImmediate(r));
+      while (ports.clock.deferred > 0);
     },
     replies() {
       const fresh = conn.writes.slice(readUpTo);

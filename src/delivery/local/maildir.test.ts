@@ -162,3 +162,42 @@ describe("MaildirCourier", () => {
     expect(maildirHostname(hostname())).not.toMatch(/[/:]/);
   });
 });
+
+describe("issue 15: addresses in RFC 5321 form in the trace fields", () => {
+  test("Return-Path and Delivered-To keep a quoted local part quoted (stored quoted or, from older items, not)", async () => {
+    const root = temp();
+    const env = localEnvelope([], { sender: '"s p"@example.test' });
+    env.recipients = [
+      { rcpt: '"x>y"@example.test', address: '"x>y"@example.test', route: { kind: "local", domain: "example.test", localPart: "x>y" } },
+      { rcpt: "a b@example.test", address: "a b@example.test", route: { kind: "local", domain: "example.test", localPart: "a b" } },
+      { rcpt: '"q\\"z"@example.test', address: '"q\\"z"@example.test', route: { kind: "local", domain: "example.test", localPart: 'q"z' } },
+    ];
+    const dir = join(root, "queue");
+    const [c] = await commitMessages(dir, [{ body: new TextEncoder().encode("Subject: x\r\n\r\nb\r\n"), envelope: env }], { asFiles: true });
+    const item = openStored(dir, c!.id)!;
+    const out = await new MaildirCourier({ mailDir: join(root, "mail"), hostname: "h" }).deliver(item.message, item.envelope.recipients);
+    expect(out.map((o) => o.kind)).toEqual(["delivered", "delivered", "delivered"]);
+    const head = (lp: string): string => {
+      const d = join(root, "mail", "example.test", lp, "new");
+      return readFileSync(join(d, readdirSync(d)[0]!), "utf8").split("\r\n").slice(0, 2).join("\n");
+    };
+    expect(head("x>y")).toBe('Return-Path: <"s p"@example.test>\nDelivered-To: "x>y"@example.test');
+    expect(head("a b")).toBe('Return-Path: <"s p"@example.test>\nDelivered-To: "a b"@example.test');
+    expect(head('q"z')).toBe('Return-Path: <"s p"@example.test>\nDelivered-To: "q\\"z"@example.test');
+  });
+});
+
+describe("issue 15: a mailbox name the file system cannot hold", () => {
+  test("ENAMETOOLONG is a permanent failure (5.1.3), not a deferral until max_age", async () => {
+    const root = temp();
+    const lp = "i\u0307".repeat(120); // 360 octets: over NAME_MAX
+    const env = localEnvelope([], {});
+    env.recipients = [{ rcpt: `${lp}@example.test`, address: `${lp}@example.test`, route: { kind: "local", domain: "example.test", localPart: lp } }];
+    const dir = join(root, "queue");
+    const [c] = await commitMessages(dir, [{ body: new TextEncoder().encode("Subject: x\r\n\r\nb\r\n"), envelope: env }], { asFiles: true });
+    const item = openStored(dir, c!.id)!;
+    const out = await new MaildirCourier({ mailDir: join(root, "mail"), hostname: "h" }).deliver(item.message, item.envelope.recipients);
+    expect(out[0]!.kind).toBe("failed");
+    expect([out[0]!.code, out[0]!.enhanced]).toEqual([550, "5.1.3"]);
+  });
+});

@@ -17,7 +17,7 @@
  */
 import { closeSync, renameSync, openSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { localOutcome } from "../../mail/index.ts";
+import { localOutcome, mailboxText } from "../../mail/index.ts";
 import type { Courier, DeliveryAttempt, EnvelopeRecipient, Outcome, StoredMessage } from "../../mail/index.ts";
 import { FILE_MODE, mkdirDurableSync, SyncBatcher, unlinkQuiet, writeAllSync, writevAllSync } from "../../fsio/index.ts";
 
@@ -92,11 +92,14 @@ export class MaildirCourier implements Courier {
     if (index < 0) return localOutcome("deferred", 451, "4.3.0", "recipient is not part of the message envelope");
     const folder = message.envelope.folder;
     if (folder !== undefined && !validFolder(folder)) {
-      return localOutcome("failed", 554, "5.3.5", `unusable mail folder ${JSON.stringify(folder)} for ${r.address}`);
+      return localOutcome("failed", 554, "5.3.5", `unusable mail folder ${JSON.stringify(folder)} for ${mailboxText(r.address)}`);
     }
     const mailbox = join(this.mailDir, route.domain, route.localPart);
     const box = folder === undefined ? mailbox : join(mailbox, folder);
-    const prefix = this.enc.encode(`Return-Path: <${message.envelope.sender}>\r\nDelivered-To: ${r.address}\r\n`);
+    // CONTRACT: addresses in RFC 5321 form (a quoted local part stays quoted).
+    const prefix = this.enc.encode(
+      `Return-Path: <${mailboxText(message.envelope.sender)}>\r\nDelivered-To: ${mailboxText(r.address)}\r\n`,
+    );
     const name = maildirName(message.envelope.arrival, message.id, index, this.host, prefix.length + message.size);
     const tmp = join(box, "tmp", name);
     const dest = join(box, "new", name);
@@ -135,7 +138,10 @@ export class MaildirCourier implements Courier {
       }
       unlinkQuiet(tmp);
       const code = (err as NodeJS.ErrnoException).code ?? (err instanceof Error ? err.message : String(err));
-      return localOutcome("deferred", 451, "4.3.0", `maildir delivery to ${r.address} failed: ${code}`);
+      // A name the file system cannot hold never will: permanent (policy refuses such names at RCPT with 553 5.1.3;
+      // this covers items spooled before that check).
+      if (code === "ENAMETOOLONG") return localOutcome("failed", 550, "5.1.3", `mailbox name too long for ${mailboxText(r.address)}`);
+      return localOutcome("deferred", 451, "4.3.0", `maildir delivery to ${mailboxText(r.address)} failed: ${code}`);
     }
   }
 

@@ -34,7 +34,7 @@ function settings(over: Partial<RemoteSettings> = {}): RemoteSettings {
 }
 
 function rcpt(address: string, extra: Partial<EnvelopeRecipient> = {}): EnvelopeRecipient {
-  return { rcpt: address, address, route: { kind: "remote", domain: address.slice(address.indexOf("@") + 1) }, ...extra };
+  return { rcpt: address, address, route: { kind: "remote", domain: address.slice(address.lastIndexOf("@") + 1) }, ...extra };
 }
 
 let seq = 0;
@@ -190,6 +190,27 @@ describe("RemoteCourier over relay.routes", () => {
     expect(nodsn.messages[0].rcptTo).toEqual(["<bob@far.test>"]);
     c1.close();
     c2.close();
+  });
+
+  test("issue 15: quoted local parts stay quoted on MAIL and RCPT; ORCPT of another type goes as received", async () => {
+    const cap = await capture();
+    const locals = ["x@evil.test", "a b", "y>", 'q"z', "back\\slash", "(c)"];
+    const quoted = locals.map((lp) => `"${lp.replace(/["\\]/g, "\\$&")}"@far.test`);
+    const rs = quoted.map((a, k) => rcpt(a, k === 0 ? { orcpt: "utf-8;a+2Bb" } : k === 1 ? { orcpt: "UTF-8;j\\x{E9}r@b.c" } : {}));
+    // The last one as an older spool item may hold it: without quotes. It is written out quoted all the same.
+    rs.push(rcpt("x>y@far.test", { orcpt: "rfc822;x>y@far.test" }));
+    const m = message(BODY, rs, { sender: '"s p"@example.test' });
+    const c = new RemoteCourier(settings({ routes: { "far.test": `127.0.0.1:${cap.port}` } }), createBunDialer());
+    const out = await c.deliver(m, rs);
+    expect(out.every((o) => o.kind === "delivered")).toBe(true);
+    expect(cap.messages[0].mailFrom.startsWith('<"s p"@example.test>')).toBe(true);
+    expect(cap.messages[0].rcptTo).toEqual([
+      `<${quoted[0]}> ORCPT=utf-8;a+2Bb`,
+      `<${quoted[1]}> ORCPT=UTF-8;j\\x{E9}r@b.c`,
+      ...quoted.slice(2).map((q) => `<${q}>`),
+      '<"x>y"@far.test> ORCPT=rfc822;x>y@far.test',
+    ]);
+    c.close();
   });
 
   test("BODY=BINARYMIME goes by BDAT to a server with CHUNKING + BINARYMIME, raw and unstuffed", async () => {

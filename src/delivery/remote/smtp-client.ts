@@ -13,6 +13,7 @@ import { DotStuffer, encodeBase64, encodeXtext } from "../../protocol/index.ts";
 import type { ClientConn, Dialer } from "../../transport/types.ts";
 import { kindOfCode, localOutcome, replyLine } from "../../mail/index.ts";
 import type { EnvelopeRecipient, Outcome, StoredMessage } from "../../mail/index.ts";
+import { mailboxText } from "../../mail/index.ts";
 import { ConnectionError, ReplyReader, replyText } from "./reply-reader.ts";
 import type { SmtpReply } from "./reply-reader.ts";
 
@@ -306,7 +307,8 @@ export class SmtpSession {
     }
 
     const dsn = this.ext.has("DSN");
-    let mail = `MAIL FROM:<${env.sender}>`;
+    // CONTRACT: addresses leave in RFC 5321 form (a local part that needs quoting is quoted).
+    let mail = `MAIL FROM:<${mailboxText(env.sender)}>`;
     if (this.ext.has("8BITMIME") && env.body !== "7BIT") mail += ` BODY=${env.body}`;
     if (needsUtf8) mail += " SMTPUTF8";
     if (this.ext.has("SIZE")) mail += ` SIZE=${message.size}`;
@@ -320,11 +322,14 @@ export class SmtpSession {
         out[k] = localOutcome("failed", 501, "5.1.3", "the recipient address contains a control character");
         continue;
       }
-      let line = `RCPT TO:<${r.address}>`;
+      let line = `RCPT TO:<${mailboxText(r.address)}>`;
       if (dsn && r.notify !== undefined) line += ` NOTIFY=${r.notify.join(",")}`;
       if (dsn && r.orcpt !== undefined) {
         const semi = r.orcpt.indexOf(";");
-        if (semi > 0) line += ` ORCPT=${r.orcpt.slice(0, semi)};${encodeXtext(r.orcpt.slice(semi + 1))}`;
+        // RFC 3461 §4.2: only an rfc822 address is held decoded; other types (utf-8, RFC 6533) go as received.
+        const type = r.orcpt.slice(0, semi);
+        const addr = r.orcpt.slice(semi + 1);
+        if (semi > 0) line += ` ORCPT=${type};${type.toLowerCase() === "rfc822" ? encodeXtext(addr) : addr}`;
       }
       lines.push(line);
       sent.push(k);
