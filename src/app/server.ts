@@ -18,6 +18,7 @@ import { startBackOffice } from "./back-office.ts";
 import { Connections } from "./connections.ts";
 import { dropPrivileges } from "./privileges.ts";
 import { serverMetrics } from "./metrics.ts";
+import { proxyPreface } from "./proxy-preface.ts";
 import { queueStats } from "./queue-stats.ts";
 
 export interface ServerOptions {
@@ -115,6 +116,10 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     port: lc.port,
     implicitTls: lc.tls === "implicit",
     backlog: BACKLOG,
+    // PROXY protocol: read before the session exists, so the factory below already sees the client's address.
+    ...(lc.proxyProtocol
+      ? { preface: proxyPreface(lc.name, () => (config.listeners.find((l) => l.name === lc.name) ?? lc).proxyFrom, log) }
+      : {}),
   });
   try {
     for (const lc of config.listeners) {
@@ -187,9 +192,10 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         const nextTls = next.listeners.some((l) => l.tls !== "none") ? readTls(next) : null;
         const certChanged = nextTls?.cert !== tls?.cert || nextTls?.key !== tls?.key;
         const same = (a: ListenerConfig[], b: ListenerConfig[]): boolean =>
-          a.length === b.length && a.every((l, i) => l.host === b[i]!.host && l.port === b[i]!.port && l.tls === b[i]!.tls);
+          a.length === b.length &&
+          a.every((l, i) => l.host === b[i]!.host && l.port === b[i]!.port && l.tls === b[i]!.tls && l.proxyProtocol === b[i]!.proxyProtocol);
         if (!same(config.listeners, next.listeners)) {
-          log.warn("config.listeners_changed", { note: "listener addresses apply at the next restart" });
+          log.warn("config.listeners_changed", { note: "listener addresses, TLS modes and proxy_protocol apply at the next restart" });
         }
         const nextPolicy = policyOf(next, u);
         office.reload(next);

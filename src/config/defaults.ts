@@ -2,12 +2,16 @@ import { availableParallelism, cpus, hostname } from "node:os";
 import { resolve } from "node:path";
 import type { Config, ListenerConfig } from "./types.ts";
 
-/** The listeners of CONTRACT "Embedded defaults": loopback only, unprivileged ports. */
+/** CONTRACT example: the peers allowed to send a PROXY header when a listener's proxy_from is absent. */
+export const DEFAULT_PROXY_FROM: readonly string[] = ["127.0.0.1/32"];
+
+/** The listeners of CONTRACT "Embedded defaults": loopback only, unprivileged ports, no PROXY protocol. */
 export function defaultListeners(): ListenerConfig[] {
+  const proxy = (): Pick<ListenerConfig, "proxyProtocol" | "proxyFrom"> => ({ proxyProtocol: false, proxyFrom: [...DEFAULT_PROXY_FROM] });
   return [
-    { name: "mx", host: "127.0.0.1", port: 2525, tls: "starttls", auth: "optional" },
-    { name: "submission", host: "127.0.0.1", port: 2587, tls: "starttls", auth: "required" },
-    { name: "submissions", host: "127.0.0.1", port: 2465, tls: "implicit", auth: "required" },
+    { name: "mx", host: "127.0.0.1", port: 2525, tls: "starttls", auth: "optional", ...proxy() },
+    { name: "submission", host: "127.0.0.1", port: 2587, tls: "starttls", auth: "required", ...proxy() },
+    { name: "submissions", host: "127.0.0.1", port: 2465, tls: "implicit", auth: "required", ...proxy() },
   ];
 }
 

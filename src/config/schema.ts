@@ -128,6 +128,11 @@ function buildFileSchema() {
     `${quote(s)} is not an IP address or host name`,
   );
 
+  const cidrs = list(
+    textAs("expected a CIDR block such as \"10.0.0.0/8\"", normalizeCidr, (s) => `${quote(s)} is not a CIDR`),
+    "CIDR blocks",
+  );
+
   const listener = z.strictObject(
     {
       name: nonEmpty,
@@ -135,6 +140,8 @@ function buildFileSchema() {
       port,
       tls: tlsMode.optional(),
       auth: authMode.optional(),
+      proxy_protocol: bool.optional(),
+      proxy_from: cidrs.optional(),
     },
     says("expected a table ([[listeners]])"),
   );
@@ -167,10 +174,7 @@ function buildFileSchema() {
         ).optional(),
       }),
       relay: table({
-        networks: list(
-          textAs("expected a CIDR block such as \"10.0.0.0/8\"", normalizeCidr, (s) => `${quote(s)} is not a CIDR`),
-          "CIDR blocks",
-        ).optional(),
+        networks: cidrs.optional(),
         smarthost: hostPort(false, true).optional(),
         smarthost_user: str.optional(),
         smarthost_password: str.optional(),

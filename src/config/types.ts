@@ -9,6 +9,10 @@ export interface ListenerConfig {
   port: number;
   tls: TlsMode;
   auth: AuthMode;
+  /** Each connection starts with a PROXY v1/v2 header (before TLS on an implicit listener) naming the client. */
+  proxyProtocol: boolean;
+  /** CIDR blocks of the peers allowed to send that header; others are closed without a banner. */
+  proxyFrom: string[];
 }
 
 export interface Config {

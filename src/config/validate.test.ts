@@ -29,7 +29,9 @@ describe("example.toml", () => {
     expect(c.dataDir).toBe("/var/lib/ringmta");
     expect(c.configPath).toBe(file);
     expect(c.tls).toEqual({ cert: join(here, "certs/server.crt"), key: join(here, "certs/server.key") });
-    expect(c.listeners).toEqual([{ name: "mx", host: "0.0.0.0", port: 25, tls: "starttls", auth: "optional" }]);
+    expect(c.listeners).toEqual([
+      { name: "mx", host: "0.0.0.0", port: 25, tls: "starttls", auth: "optional", proxyProtocol: false, proxyFrom: ["127.0.0.1/32"] },
+    ]);
     expect(c.local).toEqual({
       domains: ["example.test"],
       usersFile: join(here, "users.txt"),
@@ -73,9 +75,9 @@ describe("defaultConfig", () => {
       aliases: {},
     });
     expect(c.listeners).toEqual([
-      { name: "mx", host: "127.0.0.1", port: 2525, tls: "starttls", auth: "optional" },
-      { name: "submission", host: "127.0.0.1", port: 2587, tls: "starttls", auth: "required" },
-      { name: "submissions", host: "127.0.0.1", port: 2465, tls: "implicit", auth: "required" },
+      { name: "mx", host: "127.0.0.1", port: 2525, tls: "starttls", auth: "optional", proxyProtocol: false, proxyFrom: ["127.0.0.1/32"] },
+      { name: "submission", host: "127.0.0.1", port: 2587, tls: "starttls", auth: "required", proxyProtocol: false, proxyFrom: ["127.0.0.1/32"] },
+      { name: "submissions", host: "127.0.0.1", port: 2465, tls: "implicit", auth: "required", proxyProtocol: false, proxyFrom: ["127.0.0.1/32"] },
     ]);
     expect(c.metrics.listen).toBe("127.0.0.1:9025");
     expect(c.relay.networks).toEqual([]);
@@ -160,9 +162,18 @@ port = 0
 tls = "none"
 auth = "required"`);
     expect(c.listeners).toEqual([
-      { name: "a", host: "0.0.0.0", port: 0, tls: "starttls", auth: "optional" },
-      { name: "b", host: "0.0.0.0", port: 0, tls: "none", auth: "required" },
+      { name: "a", host: "0.0.0.0", port: 0, tls: "starttls", auth: "optional", proxyProtocol: false, proxyFrom: ["127.0.0.1/32"] },
+      { name: "b", host: "0.0.0.0", port: 0, tls: "none", auth: "required", proxyProtocol: false, proxyFrom: ["127.0.0.1/32"] },
     ]);
+  });
+  test("proxy_protocol and proxy_from per listener; a bare address becomes /32 or /128", () => {
+    const c = valid(`
+[[listeners]]
+name = "lb"
+port = 0
+proxy_protocol = true
+proxy_from = ["10.1.0.0/16", "192.0.2.9", "::1"]`);
+    expect(c.listeners[0]).toMatchObject({ proxyProtocol: true, proxyFrom: ["10.1.0.0/16", "192.0.2.9/32", "::1/128"] });
   });
   test("metrics.listen may be empty (off) or use port 0", () => {
     expect(valid(`[metrics]\nlisten = ""`).metrics.listen).toBe("");
@@ -227,6 +238,21 @@ port = 25`),
     ).toEqual([
       'listeners.1.name: "mx" is already the name of listeners.0',
       "listeners.2.port: 0.0.0.0 port 25 is already used by listeners.0",
+    ]);
+    expect(
+      errorsOf(`
+[[listeners]]
+name = "lb"
+port = 25
+proxy_protocol = "yes"
+proxy_from = ["127.0.0.1/32", "10.0.0.0/33", 7]`),
+    ).toEqual([
+      "listeners.0.proxy_protocol: expected true or false",
+      'listeners.0.proxy_from.1: "10.0.0.0/33" is not a CIDR',
+      'listeners.0.proxy_from.2: expected a CIDR block such as "10.0.0.0/8"',
+    ]);
+    expect(errorsOf(`[[listeners]]\nname = "lb"\nport = 25\nproxy_from = "127.0.0.1"`)).toEqual([
+      "listeners.0.proxy_from: expected a list of CIDR blocks",
     ]);
     expect(errorsOf(`listeners = []`)).toEqual(["listeners: expected at least one listener"]);
     expect(errorsOf(`listeners = 5`)).toEqual(["listeners: expected an array of tables ([[listeners]])"]);

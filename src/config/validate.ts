@@ -1,6 +1,6 @@
 import { resolve } from "node:path";
 import type * as z from "zod";
-import { cpuCount, defaultConfig, defaultListeners } from "./defaults.ts";
+import { cpuCount, defaultConfig, defaultListeners, DEFAULT_PROXY_FROM } from "./defaults.ts";
 import { fileSchema, type FileConfig } from "./schema.ts";
 import type { Config, ConfigResult, ListenerConfig } from "./types.ts";
 
@@ -68,6 +68,8 @@ function toConfig(f: FileConfig, baseDir: string, configPath: string | null): Co
         port: l.port,
         tls: l.tls ?? "starttls",
         auth: l.auth ?? "optional",
+        proxyProtocol: l.proxy_protocol ?? false,
+        proxyFrom: l.proxy_from ?? [...DEFAULT_PROXY_FROM],
       })) ?? defaultListeners(),
     // Without a [local] table the embedded "localhost, catch-all" applies; with one, only what it says: an
     // operator who names domains does not silently get a catch-all.

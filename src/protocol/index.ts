@@ -19,3 +19,5 @@ export {
   SASL_MECHANISMS,
 } from "./sasl.ts";
 export type { Credentials, SaslMechanism } from "./sasl.ts";
+export { formatIp, PROXY_HEADER_MAX, PROXY_V1_MAX, PROXY_V2_MAX_LENGTH, ProxyHeaderReader } from "./proxy-header.ts";
+export type { ProxyHeaderResult } from "./proxy-header.ts";

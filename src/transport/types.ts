@@ -60,13 +60,44 @@ export interface ConnHandler {
   onClose(): void;
 }
 
+/**
+ * What a listener reads from each connection before anything else — before the TLS handshake of an implicit-TLS
+ * listener, before the session exists and before any banner: the PROXY protocol header. The core builds it (app/);
+ * an adapter only feeds the raw bytes and acts on the verdict.
+ */
+export interface Preface {
+  /** Asked at accept: a reader for this peer, or null to close the connection at once, without a byte. */
+  open(peerAddress: string): PrefaceReader | null;
+  /** A preface not complete this long after accept closes the connection (a header sent byte by byte too). */
+  readonly timeoutMs: number;
+}
+
+export interface PrefaceReader {
+  /** The next raw bytes (never more than one verdict other than "more"). */
+  push(chunk: Uint8Array): PrefaceVerdict;
+  /** The adapter closed the connection at timeoutMs. */
+  timedOut(): void;
+}
+
+export type PrefaceVerdict =
+  | { kind: "more" }
+  /** Close without writing anything. */
+  | { kind: "close" }
+  /**
+   * Go on: `peer` (when not null) is the client's address for every purpose from now on (Conn.remoteAddress);
+   * `rest` = the bytes after the preface, handed to TLS (implicit) or the session first.
+   */
+  | { kind: "done"; peer: { address: string; port: number } | null; rest: Uint8Array };
+
 export interface ListenerSpec {
   name: string;
   host: string;
   port: number;
-  /** "implicit": TLS from the first byte (RFC 8314). */
+  /** "implicit": TLS from the first byte (RFC 8314); with a preface, from the first byte after it. */
   implicitTls: boolean;
   backlog: number;
+  /** Absent: the session starts at accept (after the handshake on an implicit-TLS listener). */
+  preface?: Preface;
 }
 
 export type SessionFactory = (conn: Conn, listener: ListenerSpec) => ConnHandler;

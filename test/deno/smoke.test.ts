@@ -143,7 +143,7 @@ Deno.test({
   sanitizeResources: false,
   async fn(t) {
     const dir = mkdtempSync(join(tmpdir(), "ringmta-deno-"));
-    const [mx, submission, capturePort] = [await freePort(), await freePort(), await freePort()];
+    const [mx, submission, capturePort, lb] = [await freePort(), await freePort(), await freePort(), await freePort()];
     const captured: Captured[] = [];
     const capture = captureServer(captured);
     await new Promise<void>((r) => capture.listen(capturePort, "127.0.0.1", r));
@@ -167,6 +167,13 @@ host = "127.0.0.1"
 port = ${submission}
 tls = "starttls"
 auth = "required"
+[[listeners]]
+name = "lb"
+host = "127.0.0.1"
+port = ${lb}
+tls = "starttls"
+auth = "optional"
+proxy_protocol = true
 [local]
 domains = ["example.test"]
 users_file = "users.txt"
@@ -253,6 +260,43 @@ listen = ""
           .sendMail({ from: "alice@example.test", to: "bob@example.test", text: "x" })
           .then(() => null, (e: { responseCode?: number }) => e);
         assert(err !== null && err.responseCode === 535, `expected 535, got ${JSON.stringify(err)}`);
+      });
+
+      await t.step("PROXY v1 on a proxy_protocol listener: no banner without the header; with it, Received names the client", async () => {
+        const talk = (first: string, until: RegExp): Promise<string> =>
+          new Promise((resolve, reject) => {
+            const s: Socket = connect(lb, "127.0.0.1");
+            let buf = "";
+            s.setEncoding("latin1");
+            s.on("data", (d: string) => {
+              buf += d;
+              if (until.test(buf)) {
+                s.end("QUIT\r\n");
+                resolve(buf);
+              }
+            });
+            s.on("close", () => resolve(buf));
+            s.on("error", reject);
+            s.setTimeout(10_000, () => {
+              s.destroy();
+              reject(new Error(`no answer; got ${JSON.stringify(buf)}`));
+            });
+            s.write(first);
+          });
+        const refused = await talk("EHLO no.header\r\n", /^$/);
+        assert(refused === "", `expected no byte without a PROXY header, got ${JSON.stringify(refused)}`);
+        const dialog = await talk(
+          "PROXY TCP4 127.0.0.77 127.0.0.1 40000 25\r\nEHLO proxied.test\r\nMAIL FROM:<p@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n" +
+            "Subject: proxied\r\n\r\nvia proxy\r\n.\r\n",
+          /\r\n250 [^\r\n]*\r\n250 [^\r\n]*\r\n354 [^\r\n]*\r\n250 /,
+        );
+        assert(dialog.startsWith("220 "), dialog);
+        const files = await waitFor("the proxied message", () => {
+          const f = maildir(join(dir, "data"), "example.test", "bob").filter((p) => readFileSync(p, "latin1").includes("via proxy"));
+          return f.length === 1 && f;
+        });
+        const text = readFileSync(files[0], "latin1");
+        assert(text.includes("[127.0.0.77]") && !text.includes("[127.0.0.1]"), text);
       });
 
       await t.step("relay.routes: mail for remote.test reaches the capture server", async () => {

@@ -28,3 +28,5 @@ export { havePeer, peerPath, peerTest, peerInstallHint, PEER_PACKAGE } from "./p
 export type { Peer } from "./peers.ts";
 export { startDovecot } from "./dovecot.ts";
 export type { Dovecot, DovecotOptions } from "./dovecot.ts";
+export { startHaproxy } from "./haproxy.ts";
+export type { Haproxy, HaproxyRoute } from "./haproxy.ts";

@@ -14,12 +14,12 @@ export type Peer =
   | "openssl"
   | "dovecot"
   | "lmtp"
-  | "haproxy"
   | "dnsmasq"
   | "postfix"
   | "unbound"
   | "ldns-keygen"
-  | "ldns-signzone";
+  | "ldns-signzone"
+  | "haproxy";
 
 /** Debian package that brings each program (the ones .ci/run installs). */
 export const PEER_PACKAGE: Record<Peer, string> = {
@@ -30,12 +30,12 @@ export const PEER_PACKAGE: Record<Peer, string> = {
   openssl: "openssl",
   dovecot: "dovecot-imapd",
   lmtp: "dovecot-lmtpd", // Dovecot's LMTP service, /usr/lib/dovecot/lmtp
-  haproxy: "haproxy",
   dnsmasq: "dnsmasq-base",
   postfix: "postfix",
   unbound: "unbound",
   "ldns-keygen": "ldnsutils",
   "ldns-signzone": "ldnsutils",
+  haproxy: "haproxy",
 };
 
 const found = new Map<Peer, string | null>();

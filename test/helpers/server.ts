@@ -24,6 +24,8 @@ export interface ListenerOpt {
   name: string;
   tls: TlsMode;
   auth: AuthMode;
+  /** PROXY protocol on this listener (proxy_protocol = true), with proxy_from when given. */
+  proxy?: { from?: string[] };
 }
 
 export const DEFAULT_LISTENERS: ListenerOpt[] = [
@@ -205,7 +207,14 @@ export async function startServer(opts: ServerOptions = {}): Promise<Srv> {
     hostname: HOSTNAME,
     data_dir: "data",
     tls: { cert: "server.crt", key: "server.key" },
-    listeners: listeners.map((l) => ({ name: l.name, host: "127.0.0.1", port: ports[l.name], tls: l.tls, auth: l.auth })),
+    listeners: listeners.map((l) => ({
+      name: l.name,
+      host: "127.0.0.1",
+      port: ports[l.name],
+      tls: l.tls,
+      auth: l.auth,
+      ...(l.proxy ? { proxy_protocol: true, ...(l.proxy.from ? { proxy_from: l.proxy.from } : {}) } : {}),
+    })),
     local: {
       domains: ["example.test"],
       users_file: "users.txt",
@@ -229,7 +238,8 @@ export async function startServer(opts: ServerOptions = {}): Promise<Srv> {
 
   const waitReady = async (): Promise<void> => {
     const deadline = Date.now() + readyTimeout;
-    const mx = listeners.find((l) => l.name === "mx");
+    // A PROXY listener sends no banner without a header: only the plain mx listener is asked for its 220.
+    const mx = listeners.find((l) => l.name === "mx" && !l.proxy);
     if (mx) await waitFor220(ports.mx, cur.proc, logs, readyTimeout);
     const metricsOn = (config.metrics as Toml | undefined)?.listen !== "";
     const others = [...listeners.filter((l) => l !== mx).map((l) => ports[l.name]), ...(metricsOn ? [ports.metrics] : [])];

@@ -13,12 +13,14 @@ import {
   type ConnHandler,
   type Listener,
   type ListenerSpec,
+  type PrefaceReader,
   type SessionFactory,
   type TlsInfo,
   type TlsOptions,
   type Transport,
 } from "../types.ts";
 import { raiseBacklog } from "./backlog.ts";
+import { TlsTunnelConn } from "./tls-tunnel.ts";
 import { WriteQueue } from "./write-queue.ts";
 
 declare const Bun: any;
@@ -51,8 +53,13 @@ class BunConn implements Conn {
   /** Set once upgradeTLS ran: the raw socket's data handler then sees ciphertext only. */
   upgraded = false;
   private tlsWaiter: { resolve(i: TlsInfo): void; reject(e: Error): void } | null = null;
-  readonly remoteAddress: string;
-  readonly remotePort: number;
+  /** Reading the listener's preface (PROXY header): the reader and its deadline. */
+  preface: { reader: PrefaceReader; timer: ReturnType<typeof setTimeout> } | null = null;
+  /** Implicit TLS after a preface: every raw event goes to this connection instead. */
+  tunnel: TlsTunnelConn | null = null;
+  /** The peer; a preface may replace it with the client it names. */
+  remoteAddress: string;
+  remotePort: number;
   readonly localAddress: string;
   readonly localPort: number;
 
@@ -127,6 +134,8 @@ class BunConn implements Conn {
   }
 
   gone(): void {
+    if (this.preface !== null) clearTimeout(this.preface.timer);
+    this.preface = null;
     if (this.closed) return;
     this.closed = true;
     this.out.clear();
@@ -161,8 +170,43 @@ export function createBunTransport(): Transport {
   return {
     listen(spec: ListenerSpec, tlsSource: () => TlsOptions | null, factory: SessionFactory): Listener {
       const implicit = spec.implicitTls;
-      const tls = implicit ? tlsSource() : null;
-      if (implicit && tls === null) throw new Error(`listener ${spec.name}: implicit TLS needs a certificate`);
+      const preface = spec.preface ?? null;
+      if (implicit && tlsSource() === null) throw new Error(`listener ${spec.name}: implicit TLS needs a certificate`);
+      // With a preface the header comes in clear before the handshake: the listener accepts plain TCP and
+      // TLS starts after the header (tls-tunnel.ts).
+      const tls = implicit && preface === null ? tlsSource() : null;
+
+      /** The preface is read: go on as the client it names, in clear or through TLS. */
+      const afterPreface = (s: BunSocket, conn: BunConn, peer: { address: string; port: number } | null, rest: Uint8Array): void => {
+        if (peer !== null) {
+          conn.remoteAddress = peer.address;
+          conn.remotePort = peer.port;
+        }
+        if (!implicit) {
+          const h = factory(conn, spec);
+          conn.handler = h;
+          if (rest.length > 0) h.onData(rest);
+          return;
+        }
+        const t = tlsSource();
+        if (t === null) {
+          s.end();
+          return;
+        }
+        conn.tunnel = new TlsTunnelConn(s, conn, t, rest, (tc) => {
+          tc.handler = factory(tc, spec);
+        });
+      };
+
+      const readPreface = (s: BunSocket, conn: BunConn, chunk: Uint8Array): void => {
+        const p = conn.preface!;
+        const v = p.reader.push(chunk);
+        if (v.kind === "more") return;
+        clearTimeout(p.timer);
+        conn.preface = null;
+        if (v.kind === "close") s.end();
+        else afterPreface(s, conn, v.peer, v.rest);
+      };
       const server = Bun.listen({
         hostname: spec.host,
         port: spec.port,
@@ -175,12 +219,27 @@ export function createBunTransport(): Transport {
           open(s: BunSocket) {
             const conn = new BunConn(s, tlsSource);
             s.data = conn;
+            if (preface !== null) {
+              const reader = preface.open(conn.remoteAddress);
+              if (reader === null) {
+                s.end();
+                return;
+              }
+              const timer = setTimeout(() => {
+                if (conn.preface === null) return;
+                conn.preface = null;
+                reader.timedOut();
+                s.end();
+              }, preface.timeoutMs);
+              conn.preface = { reader, timer };
+              return;
+            }
             // Implicit TLS (RFC 8314): the greeting comes after the handshake.
             if (!implicit) conn.handler = factory(conn, spec);
           },
           handshake(s: BunSocket, success: boolean) {
             const conn = s.data as BunConn;
-            if (!implicit || conn.handler) return;
+            if (!implicit || preface !== null || conn.handler) return;
             if (!success) {
               s.end();
               return;
@@ -190,11 +249,17 @@ export function createBunTransport(): Transport {
           },
           data(s: BunSocket, chunk: Uint8Array) {
             const conn = s.data as BunConn;
-            if (conn.upgraded) return; // ciphertext of the upgraded socket
-            conn.handler?.onData(chunk);
+            if (conn.tunnel !== null) conn.tunnel.feed(chunk);
+            else if (conn.upgraded) return; // ciphertext of the upgraded socket
+            else if (conn.preface !== null) readPreface(s, conn, chunk);
+            else conn.handler?.onData(chunk);
           },
           drain(s: BunSocket) {
             const conn = s.data as BunConn;
+            if (conn.tunnel !== null) {
+              conn.tunnel.rawDrain();
+              return;
+            }
             if (conn.upgraded) return;
             if (conn.afterFlush) {
               conn.flushQueue();
@@ -209,10 +274,12 @@ export function createBunTransport(): Transport {
           },
           close(s: BunSocket) {
             const conn = s.data as BunConn | undefined;
+            if (conn?.tunnel) conn.tunnel.rawClosed();
             if (conn && !conn.upgraded) conn.gone();
           },
           error(s: BunSocket) {
             const conn = s.data as BunConn | undefined;
+            if (conn?.tunnel) conn.tunnel.rawClosed();
             if (conn && !conn.upgraded) conn.gone();
           },
         },

@@ -7,7 +7,8 @@ import { connect as netConnect, createServer, type AddressInfo, type Socket } fr
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { generateCertificate, type PemPair } from "../../certs/index.ts";
-import type { Conn, ConnHandler, Listener, ListenerSpec } from "../types.ts";
+import { Duplex } from "node:stream";
+import type { Conn, ConnHandler, Listener, ListenerSpec, Preface, PrefaceVerdict } from "../types.ts";
 import { createDenoDialer, createDenoTransport } from "./index.ts";
 
 let pem: PemPair;
@@ -30,9 +31,13 @@ interface Seen {
 }
 
 /** A listener whose sessions record what they see; `onConn` may act on each new connection. */
-async function listen(implicitTls: boolean, onConn?: (s: Seen) => ConnHandler | void): Promise<{ l: Listener; seen: Seen[] }> {
+async function listen(
+  implicitTls: boolean,
+  onConn?: (s: Seen) => ConnHandler | void,
+  preface?: Preface,
+): Promise<{ l: Listener; seen: Seen[] }> {
   const seen: Seen[] = [];
-  const l = await createDenoTransport().listen(spec(implicitTls), () => pem, (conn) => {
+  const l = await createDenoTransport().listen({ ...spec(implicitTls), ...(preface ? { preface } : {}) }, () => pem, (conn) => {
     const s: Seen = { conn, data: [], drains: 0, closed: false };
     seen.push(s);
     const base: ConnHandler = {
@@ -191,6 +196,100 @@ describe("createDenoTransport", () => {
     });
     expect(old).not.toBe("connected");
     expect(seen.length).toBe(1);
+  });
+});
+
+/**
+ * A preface of the seam (the PROXY header is one, built in app/): a line "as ADDR" names the client, "real" keeps
+ * the peer, anything else closes; peers other than `allow` are refused at accept.
+ */
+function linePreface(timeoutMs: number, log: string[], allow = "127.0.0.1"): Preface {
+  return {
+    timeoutMs,
+    open(peer) {
+      if (peer !== allow) return null;
+      let line = "";
+      return {
+        push(chunk): PrefaceVerdict {
+          for (let i = 0; i < chunk.length; i++) {
+            if (chunk[i] !== 10) {
+              line += String.fromCharCode(chunk[i]!);
+              continue;
+            }
+            const rest = chunk.subarray(i + 1);
+            if (line === "real") return { kind: "done", peer: null, rest };
+            if (line.startsWith("as ")) return { kind: "done", peer: { address: line.slice(3), port: 4242 }, rest };
+            return { kind: "close" };
+          }
+          return { kind: "more" };
+        },
+        timedOut: () => log.push("timeout"),
+      };
+    },
+  };
+}
+
+describe("createDenoTransport with a preface", () => {
+  test("read before the session: the named client becomes remoteAddress; the bytes after it reach the session", async () => {
+    const { l, seen } = await listen(false, (s) => s.conn.write(enc.encode("220 hi\r\n")), linePreface(5000, []));
+    const c = await plainClient(l.port);
+    let got = "";
+    c.on("data", (d: Buffer) => (got += d.toString()));
+    c.write("as 192.0.2");
+    await new Promise((r) => setTimeout(r, 50));
+    expect(seen.length).toBe(0);
+    c.write(".7\nEHLO x\r\n");
+    await until(() => seen.length === 1 && Buffer.concat(seen[0]!.data).toString() === "EHLO x\r\n");
+    expect([seen[0]!.conn.remoteAddress, seen[0]!.conn.remotePort]).toEqual(["192.0.2.7", 4242]);
+    await until(() => got === "220 hi\r\n");
+    c.destroy();
+  });
+
+  test("refused at accept, refused by the reader, or late: closed without a session and without a byte", async () => {
+    const log: string[] = [];
+    const refusing = await listen(false, undefined, linePreface(5000, log, "192.0.2.1"));
+    const bad = await listen(false, undefined, linePreface(5000, log));
+    const slow = await listen(false, undefined, linePreface(300, log));
+    for (const [port, send] of [
+      [refusing.l.port, ""],
+      [bad.l.port, "nonsense\n"],
+      [slow.l.port, "as 1.2"],
+    ] as const) {
+      const c = await plainClient(port);
+      let got = 0;
+      c.on("data", (d: Buffer) => (got += d.length));
+      if (send) c.write(send);
+      await new Promise<void>((r) => c.once("close", () => r()));
+      expect(got).toBe(0);
+    }
+    expect(refusing.seen.length + bad.seen.length + slow.seen.length).toBe(0);
+    expect(log).toEqual(["timeout"]);
+  });
+
+  test("implicit TLS after the preface, with the ClientHello in the same write as the preface", async () => {
+    const { l, seen } = await listen(true, (s) => s.conn.write(enc.encode("220 tls\r\n")), linePreface(5000, []));
+    const raw = await plainClient(l.port);
+    let first = true;
+    const wire = new Duplex({
+      read() {},
+      write(chunk: Buffer, _enc, cb) {
+        raw.write(first ? Buffer.concat([Buffer.from("as 192.0.2.8\n"), chunk]) : chunk, cb);
+        first = false;
+      },
+    });
+    raw.on("data", (b: Buffer) => wire.push(b));
+    const ts: TLSSocket = await new Promise((resolve, reject) => {
+      const t = tlsConnect({ socket: wire as unknown as Socket, rejectUnauthorized: false }, () => resolve(t));
+      t.once("error", reject);
+    });
+    const greeting = await new Promise<string>((r) => ts.once("data", (d: Buffer) => r(d.toString())));
+    expect(greeting).toBe("220 tls\r\n");
+    expect(seen[0]!.conn.tls?.version).toMatch(/^TLSv1\.[23]$/);
+    expect(seen[0]!.conn.remoteAddress).toBe("192.0.2.8");
+    ts.write("EHLO y\r\n");
+    await until(() => Buffer.concat(seen[0]!.data).toString() === "EHLO y\r\n");
+    ts.destroy();
+    raw.destroy();
   });
 });
 
