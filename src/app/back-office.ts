@@ -35,6 +35,8 @@ export interface BackOfficeOptions {
   /** The current config and policy (SIGHUP replaces both). */
   config(): Config;
   policy(): Policy;
+  /** Resolves once the directory can route again (a DSN routed while it was down waits for this). */
+  whenDirectoryAvailable(): Promise<void>;
   log: Logger;
   stats: QueueStats;
   metrics: ServerMetrics;
@@ -97,6 +99,7 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
     },
     spool,
     routeOwn: (address) => o.policy().routeOwn(address),
+    whenAvailable: () => o.whenDirectoryAvailable(),
     log,
   });
   const recovered = recover(queueDir, log);

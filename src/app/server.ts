@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { Authenticator, loadUsers, type AuthLimits } from "../auth/index.ts";
 import { ensureCertificate } from "../certs/index.ts";
+import { FileDirectory, PostgresDirectory, SharedAuthFailures, type Directory } from "../directory/index.ts";
 import { splitHostPort, type Config, type ConfigResult, type ListenerConfig } from "../config/index.ts";
 import { serveObserve, type Logger } from "../observe/index.ts";
 import { hopCounterStage } from "../inbound/index.ts";
@@ -58,6 +59,33 @@ function readTls(c: Config): TlsOptions {
   return { cert: readFileSync(c.tls.cert, "utf8"), key: readFileSync(c.tls.key, "utf8") };
 }
 
+/** The file/config source's lists. */
+function fileLists(c: Config, users: Iterable<{ address: string; hash: string }>) {
+  return { domains: c.local.domains, users, aliases: Object.entries(c.local.aliases) };
+}
+
+/**
+ * [directory]: the file/config source, or PostgreSQL (then local.domains, users_file and [local.aliases] are
+ * ignored, said once at start). A database that is down at start does not stop the server: RCPT and AUTH
+ * answer 451/454 until it answers.
+ */
+async function openDirectory(c: Config, log: Logger): Promise<Directory> {
+  if (c.directory.kind === "postgres") {
+    const ignored = [
+      ...(c.local.domains.length > 0 ? ["local.domains"] : []),
+      ...(c.local.usersFile !== "" ? ["local.users_file"] : []),
+      ...(Object.keys(c.local.aliases).length > 0 ? ["local.aliases"] : []),
+    ];
+    if (ignored.length > 0) log.warn("directory.ignored_keys", { keys: ignored, note: 'ignored: [directory] kind = "postgres"' });
+    const d = await PostgresDirectory.open({ url: c.directory.url, log });
+    if (d.snapshot() === null) log.warn("directory.not_loaded", { note: "RCPT answers 451 and AUTH 454 until the database answers" });
+    return d;
+  }
+  const users = loadUsers(c.local.usersFile);
+  for (const e of users.errors) log.warn("users.bad_line", { file: c.local.usersFile, problem: e });
+  return new FileDirectory(fileLists(c, users.users.values()));
+}
+
 export async function startServer(initial: Config, opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log;
   let config = initial;
@@ -74,21 +102,23 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     tls = readTls(config);
   }
 
-  // Users, policy, authentication.
+  // Directory (domains, users, aliases), policy, authentication.
   const hasher = passwordHasher();
   dummyHash ??= await hasher.hash("ringmta-dummy-password");
-  const users = loadUsers(config.local.usersFile);
-  for (const e of users.errors) log.warn("users.bad_line", { file: config.local.usersFile, problem: e });
-  const policyOf = (c: Config, u: typeof users): Policy =>
-    new Policy({
-      domains: c.local.domains,
-      users: [...u.users.values()].map((e) => e.address),
-      aliases: c.local.aliases,
-      catchAll: c.local.catchAll,
-      relayNetworks: c.relay.networks,
-    });
-  let policy = policyOf(config, users);
-  const auth = new Authenticator(users.users, hasher, authLimits(config), Date.now, dummyHash);
+  const directory = await openDirectory(config, log);
+  const policyOf = (c: Config): Policy =>
+    new Policy({ directory, catchAll: c.local.catchAll, relayNetworks: c.relay.networks });
+  let policy = policyOf(config);
+  // A fleet on one database shares the AUTH brute-force records through it, too.
+  const sharedFailures =
+    config.directory.kind === "postgres"
+      ? new SharedAuthFailures({
+          url: config.directory.url,
+          log,
+          threshold: () => Math.min(config.limits.authIpDelayAfter, config.limits.authIpBlockAfter - 1),
+        })
+      : null;
+  const auth = new Authenticator(directory, hasher, authLimits(config), Date.now, dummyHash, sharedFailures);
 
   const stats = queueStats();
   let ringDepth = (): number => 0;
@@ -129,6 +159,8 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     }
   } catch (e) {
     for (const l of listeners) l.stop();
+    await directory.close();
+    await sharedFailures?.close();
     throw e;
   }
 
@@ -153,7 +185,16 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   };
 
   // The back office (as the unprivileged user from here on): spool, delivery, DSNs, recovery.
-  const office = await startBackOffice({ config: () => config, policy: () => policy, log, stats, metrics });
+  // A DSN whose routing met an unavailable directory waits for it (queue/notifier.ts).
+  const whenDirectoryAvailable = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      const off = directory.onChange(() => {
+        if (directory.snapshot() === null) return;
+        off();
+        resolve();
+      });
+    });
+  const office = await startBackOffice({ config: () => config, policy: () => policy, whenDirectoryAvailable, log, stats, metrics });
   spool = office.spool;
   const pool = office.pool;
   ringDepth = () => pool.depth;
@@ -188,7 +229,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       }
       try {
         const next = r.config;
-        const u = loadUsers(next.local.usersFile);
+        const u = directory instanceof FileDirectory ? loadUsers(next.local.usersFile) : null;
         const nextTls = next.listeners.some((l) => l.tls !== "none") ? readTls(next) : null;
         const certChanged = nextTls?.cert !== tls?.cert || nextTls?.key !== tls?.key;
         const same = (a: ListenerConfig[], b: ListenerConfig[]): boolean =>
@@ -197,16 +238,24 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         if (!same(config.listeners, next.listeners)) {
           log.warn("config.listeners_changed", { note: "listener addresses, TLS modes and proxy_protocol apply at the next restart" });
         }
-        const nextPolicy = policyOf(next, u);
+        if (next.directory.kind !== directory.kind || next.directory.url !== config.directory.url) {
+          log.warn("config.directory_changed", { note: "[directory] applies at the next restart" });
+        }
+        if (u !== null && directory instanceof FileDirectory) {
+          for (const e of u.errors) log.warn("users.bad_line", { file: next.local.usersFile, problem: e });
+          directory.replace(fileLists(next, u.users.values()));
+        }
+        const nextPolicy = policyOf(next);
         office.reload(next);
         policy = nextPolicy;
-        auth.update(u.users, authLimits(next));
+        auth.update(authLimits(next));
         connections.setConnectionRate(next.limits.maxConnectionRatePerIp);
         tls = nextTls;
         // Listener addresses stay as bound; their tls/auth settings and limits apply to new connections.
         config = { ...next, listeners: config.listeners.map((l) => next.listeners.find((n) => n.name === l.name) ?? l) };
         if (certChanged && !opts.transport.tlsPerConnection) await rebindImplicit();
-        log.info("config.reloaded", { users: u.users.size, domains: next.local.domains });
+        const view = directory.snapshot();
+        log.info("config.reloaded", { users: view?.users.size, domains: view === null ? undefined : [...view.domains] });
         return true;
       } catch (e) {
         log.error("config.reload_failed", { error: String(e), note: "keeping the running config" });
@@ -222,6 +271,8 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       clearInterval(sweeper);
       metricsServer?.close();
       await office.stop();
+      await directory.close();
+      await sharedFailures?.close();
       log.info("server.stopped", {});
     },
   };

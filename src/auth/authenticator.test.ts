@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, test } from "vitest";
 import { passwordHasher } from "../runtime/index.ts";
+import { fileDirectory } from "../directory/index.ts";
 import { Authenticator, type AuthLimits } from "./authenticator.ts";
 import type { UserEntry } from "./users-file.ts";
 
@@ -23,7 +24,7 @@ beforeAll(async () => {
 });
 
 function auth(c = clock(), limits = LIMITS): Authenticator {
-  return new Authenticator(users, hasher, limits, c.now, dummy);
+  return new Authenticator(fileDirectory({ domains: [], users: users.values(), aliases: {} }), hasher, limits, c.now, dummy);
 }
 
 describe("verify", () => {
@@ -40,13 +41,20 @@ describe("verify", () => {
     expect(await a.verify("nobody@example.test", "dummy")).toBeNull();
   });
 
-  test("update() swaps the users (SIGHUP) and keeps the failure record", async () => {
+  test("a directory change (SIGHUP, or the database) applies at the next verify; the failure record is kept", async () => {
     const c = clock();
-    const a = auth(c);
+    const dir = fileDirectory({ domains: [], users: users.values(), aliases: {} });
+    const a = new Authenticator(dir, hasher, LIMITS, c.now, dummy);
     for (let i = 0; i < 3; i++) a.recordFailure("192.0.2.1");
-    a.update(new Map(), LIMITS);
+    dir.replace({ domains: [], users: [], aliases: [] });
+    a.update(LIMITS);
     expect(await a.verify("alice@example.test", "secret-alice")).toBeNull();
     expect(a.ipStatus("192.0.2.1")).toBe("delay");
+  });
+
+  test("directory unavailable: verify rejects (the session answers 454 4.7.0), it does not say 'bad password'", async () => {
+    const a = new Authenticator({ snapshot: () => null }, hasher, LIMITS, clock().now, dummy);
+    await expect(a.verify("alice@example.test", "secret-alice")).rejects.toThrow(/unavailable/);
   });
 });
 
@@ -116,7 +124,7 @@ describe("per-address failure windows (injected clock)", () => {
     const a = auth(c);
     a.recordFailure("192.0.2.1");
     expect(a.ipStatus("192.0.2.1")).toBe("ok");
-    a.update(users, { delayAfter: 1, blockAfter: 2, blockMs: MIN });
+    a.update({ delayAfter: 1, blockAfter: 2, blockMs: MIN });
     expect(a.ipStatus("192.0.2.1")).toBe("delay");
     a.recordFailure("192.0.2.1");
     expect(a.ipStatus("192.0.2.1")).toBe("blocked");

@@ -1,2 +1,2 @@
-export { Authenticator, type AuthLimits, type PasswordVerifier } from "./authenticator.ts";
+export { Authenticator, type AuthLimits, type PasswordVerifier, type SharedFailures } from "./authenticator.ts";
 export { loadUsers, parseUsers, saveUsers, type UserEntry, type UsersParse } from "./users-file.ts";

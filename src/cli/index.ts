@@ -6,6 +6,7 @@ import type { Transport } from "../transport/types.ts";
 import { UsageError } from "./args.ts";
 import { certsCommand } from "./certs.ts";
 import { checkConfigCommand } from "./check-config.ts";
+import { directoryCommand } from "./directory.ts";
 import { queueCommand } from "./queue.ts";
 import { serveCommand } from "./serve.ts";
 import { userCommand } from "./user.ts";
@@ -25,6 +26,7 @@ const USAGE = `usage: ringmta <command> [options]
   queue delete ID [--config FILE]
   queue flush [--config FILE]
   certs generate --host NAME [--out DIR] [--rsa]
+  directory migrate [--config FILE]
 `;
 
 export async function run(argv: string[], rt: CliRuntime): Promise<number> {
@@ -41,6 +43,8 @@ export async function run(argv: string[], rt: CliRuntime): Promise<number> {
         return queueCommand(rest);
       case "certs":
         return await certsCommand(rest);
+      case "directory":
+        return await directoryCommand(rest);
       case "help":
       case "--help":
       case "-h":

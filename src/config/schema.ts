@@ -173,6 +173,23 @@ function buildFileSchema() {
           (k) => `${quote(k)} is not an address (expected local@domain)`,
         ).optional(),
       }),
+      directory: z
+        .strictObject(
+          {
+            kind: oneOf(["file", "postgres"]).optional(),
+            url: textAs(
+              'expected a PostgreSQL URL such as "postgres://ringmta@localhost/mail"',
+              (s) => (s === "" || /^postgres(ql)?:\/\/./.test(s) ? s : null),
+              (s) => `${quote(s)} is not a PostgreSQL URL (expected postgres://user@host/database)`,
+            ).optional(),
+          },
+          says("expected a table"),
+        )
+        .superRefine((d, ctx) => {
+          if (d.kind === "postgres" && (d.url ?? "") === "")
+            ctx.addIssue({ code: "custom", message: 'is required when kind = "postgres"', path: ["url"] });
+        })
+        .optional(),
       relay: table({
         networks: cidrs.optional(),
         smarthost: hostPort(false, true).optional(),

@@ -38,6 +38,8 @@ export interface Config {
     /** Lower-case address → lower-case target addresses (deduplicated). */
     aliases: Record<string, string[]>;
   };
+  /** Where domains, users and aliases come from: "file" = local.* above; "postgres" = the database at url. */
+  directory: { kind: "file" | "postgres"; url: string };
   relay: {
     /** CIDR blocks ("127.0.0.0/8", "::1/128"); a bare address in the file becomes /32 or /128. */
     networks: string[];

@@ -40,6 +40,7 @@ describe("example.toml", () => {
       lmtp: "",
       aliases: { "postmaster@example.test": ["alice@example.test"] },
     });
+    expect(c.directory).toEqual({ kind: "file", url: "" });
     expect(c.relay.routes).toEqual({ "remote.test": "127.0.0.1:2600" });
     expect(c.relay.smarthostTls).toBe("starttls");
     expect(c.queue).toEqual({
@@ -286,6 +287,22 @@ proxy_from = ["127.0.0.1/32", "10.0.0.0/33", 7]`),
       'relay.smarthost_tls: expected one of "none", "starttls", "implicit"',
       "relay.mx_port: expected a port number from 1 to 65535",
     ]);
+  });
+  test("directory: kind, url, and url required for postgres", () => {
+    expect(valid("").directory).toEqual({ kind: "file", url: "" });
+    expect(valid(`[directory]\nkind = "postgres"\nurl = "postgres://ringmta@127.0.0.1:5432/mail"`).directory).toEqual({
+      kind: "postgres",
+      url: "postgres://ringmta@127.0.0.1:5432/mail",
+    });
+    // No [local] table: the embedded catch-all would accept every local part of the database's domains; it is off.
+    expect(valid(`[directory]\nkind = "postgres"\nurl = "postgres://db/mail"`).local.catchAll).toBe(false);
+    expect(valid(`[directory]\nkind = "postgres"\nurl = "postgres://db/mail"\n[local]\ncatch_all = true`).local.catchAll).toBe(true);
+    expect(errorsOf(`[directory]\nkind = "ldap"`)).toEqual(['directory.kind: expected one of "file", "postgres"']);
+    expect(errorsOf(`[directory]\nkind = "postgres"`)).toEqual(['directory.url: is required when kind = "postgres"']);
+    expect(errorsOf(`[directory]\nurl = "mysql://x/y"`)).toEqual([
+      'directory.url: "mysql://x/y" is not a PostgreSQL URL (expected postgres://user@host/database)',
+    ]);
+    expect(errorsOf(`[directory]\nhost = "db"`)).toEqual(["directory.host: unknown key"]);
   });
   test("durations", () => {
     expect(errorsOf(`[queue]\nretry_intervals = ["1m", "5m", "5x"]`)).toEqual([

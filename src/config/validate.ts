@@ -73,9 +73,13 @@ function toConfig(f: FileConfig, baseDir: string, configPath: string | null): Co
       })) ?? defaultListeners(),
     // Without a [local] table the embedded "localhost, catch-all" applies; with one, only what it says: an
     // operator who names domains does not silently get a catch-all.
+    // Under [directory] kind = "postgres" the embedded catch-all does not apply either: the domains come from the
+    // database, and accepting every local part of them is something to ask for.
     local:
       local === undefined
-        ? d.local
+        ? f.directory?.kind === "postgres"
+          ? { ...d.local, catchAll: false }
+          : d.local
         : {
             domains: [...new Set(local.domains ?? [])],
             usersFile: optionalPath(local.users_file, d.local.usersFile),
@@ -84,6 +88,7 @@ function toConfig(f: FileConfig, baseDir: string, configPath: string | null): Co
             lmtp: lmtpPath(local.lmtp ?? d.local.lmtp, baseDir),
             aliases: Object.fromEntries(Object.entries(local.aliases ?? {}).map(([k, v]) => [k, [...new Set(v)]])),
           },
+    directory: { kind: f.directory?.kind ?? d.directory.kind, url: f.directory?.url ?? d.directory.url },
     relay: {
       networks: f.relay?.networks ?? d.relay.networks,
       smarthost: f.relay?.smarthost ?? d.relay.smarthost,

@@ -1,17 +1,24 @@
 import { describe, expect, test } from "vitest";
-import { Policy, type PolicySettings } from "./policy.ts";
+import { fileDirectory } from "../directory/index.ts";
+import { Policy } from "./policy.ts";
 
 const ANON = { clientAddress: "203.0.113.5", authUser: undefined };
 
-function policy(over: Partial<PolicySettings> = {}): Policy {
-  return new Policy({
-    domains: ["example.test", "Other.Test"],
-    users: ["alice@example.test", "Bob@Example.Test", "carol@other.test"],
-    aliases: {},
-    catchAll: false,
-    relayNetworks: [],
-    ...over,
+interface Over {
+  domains?: string[];
+  users?: string[];
+  aliases?: Record<string, string[]>;
+  catchAll?: boolean;
+  relayNetworks?: string[];
+}
+
+function policy(over: Over = {}): Policy {
+  const directory = fileDirectory({
+    domains: over.domains ?? ["example.test", "Other.Test"],
+    users: (over.users ?? ["alice@example.test", "Bob@Example.Test", "carol@other.test"]).map((address) => ({ address, hash: "" })),
+    aliases: over.aliases ?? {},
   });
+  return new Policy({ directory, catchAll: over.catchAll ?? false, relayNetworks: over.relayNetworks ?? [] });
 }
 
 /** The final addresses RCPT TO:<address> resolves to, or the refusal kind. */
@@ -183,7 +190,8 @@ describe("routeOwn (our own mail: DSNs to envelope senders)", () => {
   test("local senders go through aliases like any recipient; an unknown local address leads nowhere", () => {
     const p = policy({ aliases: { "list@example.test": ["alice@example.test", "far@remote.test"] } });
     expect(p.routeOwn("Bob@example.test")).toEqual([{ address: "bob@example.test", route: { kind: "local", domain: "example.test", localPart: "bob" } }]);
-    expect(p.routeOwn("list@example.test")?.map((t) => `${t.route.kind}:${t.address}`)).toEqual(["local:alice@example.test", "remote:far@remote.test"]);
+    const list = p.routeOwn("list@example.test");
+    expect(Array.isArray(list) && list.map((t) => `${t.route.kind}:${t.address}`)).toEqual(["local:alice@example.test", "remote:far@remote.test"]);
     expect(p.routeOwn("nobody@example.test")).toBeNull();
   });
 });
@@ -226,5 +234,31 @@ describe("issue 15: addresses in RFC 5321 form, one folding rule, mailbox names 
   test("an alias target that cannot be written refuses the recipient too", () => {
     const p = policy({ aliases: { "list@example.test": ["alice@example.test", `${"x".repeat(300)}@example.test`] }, catchAll: true });
     expect(p.recipient("list", "example.test", ANON).kind).toBe("unwritable");
+  });
+});
+
+describe("directory unavailable", () => {
+  test("every recipient, local or not, is a tempfail (451), never unknownUser or relayDenied", () => {
+    let up = true;
+    const dir = fileDirectory({ domains: ["example.test"], users: [{ address: "alice@example.test", hash: "" }], aliases: {} });
+    const p = new Policy({ directory: { snapshot: () => (up ? dir.snapshot() : null) }, catchAll: false, relayNetworks: [] });
+    expect(resolve(p, "alice@example.test")).toEqual(["local:alice@example.test"]);
+    up = false;
+    expect(resolve(p, "alice@example.test")).toBe("tempfail");
+    expect(resolve(p, "ghost@example.test")).toBe("tempfail");
+    expect(resolve(p, "someone@remote.test")).toBe("tempfail");
+    expect(resolve(p, "postmaster")).toBe("tempfail");
+    // Our own DSNs wait for the directory too.
+    expect(p.routeOwn("alice@example.test")).toBe("unavailable");
+    up = true;
+    expect(resolve(p, "ghost@example.test")).toBe("unknownUser");
+  });
+
+  test("a directory change is seen by the next decision (no rebuild of the policy)", () => {
+    const dir = fileDirectory({ domains: ["example.test"], users: [], aliases: {} });
+    const p = new Policy({ directory: dir, catchAll: false, relayNetworks: [] });
+    expect(resolve(p, "alice@example.test")).toBe("unknownUser");
+    dir.replace({ domains: ["example.test"], users: [{ address: "alice@example.test", hash: "" }], aliases: [] });
+    expect(resolve(p, "alice@example.test")).toEqual(["local:alice@example.test"]);
   });
 });

@@ -1,16 +1,16 @@
 /**
  * Who may send what to whom: local domains, users, aliases (chains, loops), catch-all, relay permission and
- * the sender/login match. Pure: built from config values and the users list, no I/O.
+ * the sender/login match. Pure: domains, users and aliases come from the directory port (the config and users
+ * file, or PostgreSQL: this file does not know which), read once per decision; no I/O.
  */
+import type { DirectorySnapshot, DirectoryView } from "../directory/index.ts";
 import { NAME_MAX, foldLocalPart, formatPath, splitAddress as splitParts, utf8Length, type Route } from "../mail/index.ts";
 import type { PolicyPort, RcptContext, RcptDecision } from "../session/index.ts";
 import { cidrContains, parseCidr, parseIp, type Cidr } from "./cidr.ts";
 
 export interface PolicySettings {
-  domains: string[];
-  /** Addresses of the users file (any case). */
-  users: Iterable<string>;
-  aliases: Record<string, string[]>;
+  /** Domains, users and aliases. A view that is unavailable (null) makes every decision "tempfail". */
+  directory: DirectoryView;
   catchAll: boolean;
   relayNetworks: string[];
 }
@@ -34,7 +34,10 @@ export function mailboxFits(route: { domain: string; localPart: string }): boole
   return fits(route.localPart) && fits(route.domain);
 }
 
-/** Lookups are case-insensitive (as Postfix's maps are). */
+/**
+ * Lookups are case-insensitive (as Postfix's maps are). The directory's keys are lower-cased addresses; the local
+ * part looked up is folded with the one rule (NFC, then lower case), which is lower-casing for ASCII.
+ */
 function key(localPart: string, domain: string): string {
   return `${foldLocalPart(localPart)}@${domain.toLowerCase()}`;
 }
@@ -44,23 +47,14 @@ function safeMailboxName(localPart: string): boolean {
   return localPart !== "" && localPart !== "." && localPart !== ".." && !/[/\\\x00-\x1f\x7f]/.test(localPart);
 }
 
+/** The tables of one decision: the directory's snapshot at its start. */
+type Tables = DirectorySnapshot;
+
 export class Policy implements PolicyPort {
-  private readonly domains: Set<string>;
-  private readonly users: Set<string>;
-  private readonly aliases: Map<string, string[]>;
   private readonly networks: Cidr[];
 
   constructor(private readonly s: PolicySettings) {
-    this.domains = new Set(s.domains.map((d) => d.toLowerCase()));
-    // Table keys are folded with the same rule as the addresses looked up (key()).
-    const fold = (a: string): string => key(...splitAddress(a));
-    this.users = new Set([...s.users].map(fold));
-    this.aliases = new Map(Object.entries(s.aliases).map(([k, v]) => [fold(k), v]));
     this.networks = s.relayNetworks.map((n) => parseCidr(n)).filter((c): c is Cidr => c !== null);
-  }
-
-  isLocalDomain(domain: string): boolean {
-    return this.domains.has(domain.toLowerCase());
   }
 
   recipient(localPart: string, domain: string, ctx: RcptContext): RcptDecision {
@@ -70,28 +64,33 @@ export class Policy implements PolicyPort {
   /**
    * Where mail that we generate ourselves (a DSN to an envelope sender) to `address` goes: through aliases like
    * any recipient, non-local domains relayed. Relay permission is about clients, so it is not asked: our own mail
-   * needs no login. Null when the address leads nowhere (an unknown local user).
+   * needs no login. Null when the address leads nowhere (an unknown local user); "unavailable" while the
+   * directory is (the DSN then waits for it).
    */
-  routeOwn(address: string): Array<{ address: string; route: Route }> | null {
+  routeOwn(address: string): Array<{ address: string; route: Route }> | null | "unavailable" {
     const [localPart, domain] = splitAddress(address);
     const d = this.decide(localPart, domain, null);
-    return d.kind === "accept" ? d.targets : null;
+    return d.kind === "accept" ? d.targets : d.kind === "tempfail" ? "unavailable" : null;
   }
 
   /** `ctx` null: our own mail (routeOwn), which may go anywhere. */
   private decide(localPart: string, domain: string, ctx: RcptContext | null): RcptDecision {
+    // CONTRACT: directory unavailable → 451 4.3.0, never a 5xx we cannot vouch for (nor a relay decision: we
+    // cannot tell a local domain from a remote one).
+    const t = this.s.directory.snapshot();
+    if (t === null) return { kind: "tempfail" };
     // RFC 5321 §4.5.1: <postmaster> without a domain must be accepted; it means our postmaster.
     if (domain === "") {
-      const first = this.s.domains[0];
+      const first = t.domains.values().next().value;
       if (localPart.toLowerCase() !== "postmaster" || first === undefined) return { kind: "unknownUser" };
       domain = first;
     }
-    if (!this.isLocalDomain(domain)) {
+    if (!t.domains.has(domain.toLowerCase())) {
       if (ctx !== null && !this.mayRelay(ctx)) return { kind: "relayDenied" };
       return { kind: "accept", targets: [{ address: formatPath(localPart, domain), route: this.remote(domain) }] };
     }
     const targets: Array<{ address: string; route: Route }> = [];
-    if (!this.expand(localPart, domain, targets, null, 0)) return { kind: "unknownUser" };
+    if (!this.expand(t, localPart, domain, targets, null, 0)) return { kind: "unknownUser" };
     if (targets.length === 0) return { kind: "unknownUser" };
     // Whatever is accepted must be deliverable: a mailbox name the file system cannot hold would defer until
     // max_age (ENAMETOOLONG), a way to park mail in the queue. Refused now with 553 5.1.3 instead.
@@ -105,6 +104,7 @@ export class Policy implements PolicyPort {
    * Returns false when a local address is unknown.
    */
   private expand(
+    t: Tables,
     localPart: string,
     domain: string,
     out: Array<{ address: string; route: Route }>,
@@ -112,23 +112,24 @@ export class Policy implements PolicyPort {
     depth: number,
   ): boolean {
     // At depth 0 recipient() has checked the domain already; alias targets may be anywhere.
-    if (depth > 0 && !this.isLocalDomain(domain)) {
+    if (depth > 0 && !t.domains.has(domain.toLowerCase())) {
       out.push({ address: formatPath(localPart, domain), route: this.remote(domain) });
       return true;
     }
     // The lookup key is made only when a table needs it (no aliases and catch_all: none does).
-    const k = this.aliases.size > 0 ? key(localPart, domain) : null;
-    const alias = k === null ? undefined : this.aliases.get(k);
-    if (alias !== undefined) return this.expandAlias(k!, alias, out, path ?? new Set(), depth);
-    if (!this.deliverable(localPart, domain, k)) return false;
+    const k = t.aliases.size > 0 ? key(localPart, domain) : null;
+    const alias = k === null ? undefined : t.aliases.get(k);
+    if (alias !== undefined) return this.expandAlias(t, k!, alias, out, path ?? new Set(), depth);
+    if (!this.deliverable(t, localPart, domain, k)) return false;
     out.push(this.local(localPart, domain));
     return true;
   }
 
   /** The targets of alias `k`, each expanded in turn; `path` holds the aliases being expanded (loops). */
   private expandAlias(
+    t: Tables,
     k: string,
-    alias: string[],
+    alias: readonly string[],
     out: Array<{ address: string; route: Route }>,
     path: Set<string>,
     depth: number,
@@ -140,22 +141,22 @@ export class Policy implements PolicyPort {
       const [lp, d] = splitAddress(target);
       // A target that is itself (alias "a" -> ["a", "b"]) means "deliver here too".
       if (key(lp, d) === k) {
-        if (this.deliverable(lp, d, k)) {
+        if (this.deliverable(t, lp, d, k)) {
           out.push(this.local(lp, d));
           any = true;
         }
         continue;
       }
-      if (this.expand(lp, d, out, path, depth + 1)) any = true;
+      if (this.expand(t, lp, d, out, path, depth + 1)) any = true;
     }
     path.delete(k);
     return any;
   }
 
   /** `k`: key(localPart, domain) when the caller already has it. */
-  private deliverable(localPart: string, domain: string, k: string | null): boolean {
+  private deliverable(t: Tables, localPart: string, domain: string, k: string | null): boolean {
     if (!safeMailboxName(localPart)) return false;
-    return this.s.catchAll || this.users.has(k ?? key(localPart, domain));
+    return this.s.catchAll || t.users.has(k ?? key(localPart, domain));
   }
 
   /** The mailbox, named with the one folding rule (mail/ foldLocalPart: NFC, then lower case). */
@@ -190,7 +191,8 @@ export class Policy implements PolicyPort {
     const user = norm(authUser);
     const from = norm(sender);
     if (from === user) return true;
-    const targets = this.aliases.get(key(...splitAddress(sender)));
+    // The last view the directory had (an AUTH user exists, so it was available moments ago).
+    const targets = this.s.directory.snapshot()?.aliases.get(key(...splitAddress(sender)));
     return targets !== undefined && targets.some((t) => norm(t) === user);
   }
 }

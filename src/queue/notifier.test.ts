@@ -2,6 +2,7 @@ import { describe, expect, test } from "vitest";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { localOutcome } from "../mail/index.ts";
+import { fileDirectory } from "../directory/index.ts";
 import { Policy } from "../policy/index.ts";
 import { Notifier, openStored, recordOutcomes, recover, Spool, SyncBatcher } from "./index.ts";
 import type { Notice } from "./index.ts";
@@ -9,7 +10,11 @@ import { localEnvelope } from "../../test/helpers/envelope.ts";
 import { commitMessages } from "../../test/helpers/spool.ts";
 import { tempDir } from "../../test/helpers/server.ts";
 
-const policy = new Policy({ domains: ["example.test"], users: ["alice@example.test"], aliases: {}, catchAll: false, relayNetworks: [] });
+const policy = new Policy({
+  directory: fileDirectory({ domains: ["example.test"], users: [{ address: "alice@example.test", hash: "" }], aliases: {} }),
+  catchAll: false,
+  relayNetworks: [],
+});
 
 /** The DSN items a Notifier committed through the real spool (read back as file items after recovery). */
 async function withNotifier(dir: string, run: (n: Notifier, logged: string[]) => Promise<void>): Promise<string[]> {

@@ -28,8 +28,13 @@ export interface NotifierOptions {
   /** queue.max_age: a delay warning's Will-Retry-Until. */
   maxAgeMs: number;
   spool: SpoolPort;
-  /** Where our own mail to `address` goes (Policy.routeOwn), read at each DSN (a SIGHUP may change it). */
-  routeOwn(address: string): Array<{ address: string; route: Route }> | null;
+  /**
+   * Where our own mail to `address` goes (Policy.routeOwn), read at each DSN (a SIGHUP may change it);
+   * "unavailable" while the directory cannot say (kind = "postgres", database down).
+   */
+  routeOwn(address: string): Array<{ address: string; route: Route }> | null | "unavailable";
+  /** Resolves once routeOwn may answer again (the directory is back). */
+  whenAvailable?(): Promise<void>;
   log: NotifierLog;
   now?: () => number;
 }
@@ -62,6 +67,16 @@ export class Notifier {
     }
     if (recipients.length === 0) return;
     const targets = this.o.routeOwn(env.sender);
+    if (targets === "unavailable") {
+      // The directory is down: the DSN waits for it, and so does the item (the pool deletes a finished item only
+      // once this resolves). Then everything is read again: the item may have moved on meanwhile.
+      this.o.log.info("dsn.waiting_for_directory", { id, note: "the directory is unavailable: the DSN waits for it" });
+      if (this.o.whenAvailable === undefined) return;
+      await this.o.whenAvailable();
+      await this.notify(id, notices);
+      this.o.log.info("dsn.sent_after_directory_outage", { id });
+      return;
+    }
     if (targets === null || targets.length === 0) {
       this.o.log.warn("dsn.undeliverable", { id, sender: env.sender, reason: "no route for the sender" });
       return;

@@ -11,7 +11,8 @@ export type RcptDecision =
   | { kind: "accept"; targets: Array<{ address: string; route: Route }> }
   | { kind: "unknownUser" } // 550 5.1.1
   | { kind: "relayDenied" } // 554 5.7.1
-  | { kind: "unwritable" }; // 553 5.1.3: the folded mailbox name does not fit the file system
+  | { kind: "unwritable" } // 553 5.1.3: the folded mailbox name does not fit the file system
+  | { kind: "tempfail" }; // 451 4.3.0: the directory is unavailable (CONTRACT: never a 5xx then)
 
 export interface RcptContext {
   clientAddress: string;
@@ -27,7 +28,8 @@ export interface PolicyPort {
 
 /** SASL credential check; async because hashing is slow (argon2id ≈ 120 ms) and runs off the event loop. */
 export interface AuthPort {
-  /** Resolves to the canonical user name on success, null on bad credentials. */
+  /** Resolves to the canonical user name on success, null on bad credentials; rejects when the users cannot be
+   *  checked now (the directory is unavailable): 454 4.7.0, not counted as a failure. */
   verify(user: string, password: string): Promise<string | null>;
   /** Brute-force state of a client address across connections (CONTRACT: auth_ip_* limits). */
   ipStatus(clientAddress: string): "ok" | "delay" | "blocked";

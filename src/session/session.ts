@@ -647,6 +647,8 @@ export class Session {
         return this.reject(Reply.relayDenied);
       case "unwritable":
         return this.reject(Reply.mailboxUnwritable);
+      case "tempfail":
+        return this.reject(Reply.localError);
       case "accept":
         break;
     }

@@ -252,6 +252,29 @@ describe("architecture: import rules", () => {
     );
   });
 
+  test("directory/ imports only directory/, mail/, node: modules and the postgres package", () => {
+    report(
+      rule(
+        "directory",
+        (i) => isNode(i) || i.spec === "postgres" || within(i.target, "directory") || within(i.target, "mail"),
+        "directory/ may import only directory/, mail/, node: modules and postgres",
+      ),
+    );
+  });
+
+  test("policy/ and auth/ import directory/ only as types, through its index.ts; only directory/ imports postgres", () => {
+    const v: string[] = [];
+    for (const i of imports) {
+      if ((i.from.startsWith("policy/") || i.from.startsWith("auth/")) && within(i.target, "directory")) {
+        if (!i.typeOnly || i.target !== "directory/index.ts") {
+          v.push(`${where(i)} policy/ and auth/ read the directory through \`import type\` from directory/index.ts only`);
+        }
+      }
+      if (i.spec === "postgres" && !i.from.startsWith("directory/")) v.push(`${where(i)} only directory/ talks to PostgreSQL`);
+    }
+    report(v);
+  });
+
   test("nothing outside transport/ imports node:dns or node:dns/promises (DNS goes through dns/)", () => {
     report(
       imports

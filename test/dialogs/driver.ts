@@ -22,9 +22,8 @@
  */
 import { parse } from "smol-toml";
 import { expect } from "vitest";
-import type { PolicySettings } from "../../src/policy/index.ts";
 import { SmtpClient, type Srv } from "../helpers/index.ts";
-import { parseReplies, sessionTier, TIER_ALIASES, type TierOptions, type TierReply } from "../session/harness.ts";
+import { parseReplies, sessionTier, TIER_ALIASES, type TierOptions, type TierPolicy, type TierReply } from "../session/harness.ts";
 
 type Expect = { code: number; enhanced: string | null; plus: string[]; minus: string[] };
 type Step =
@@ -197,7 +196,7 @@ function strings(key: string, v: unknown): string[] {
  * The config keys a transcript may override when it runs in-process, each mapped onto the tier's settings or
  * policy. Anything else is refused: a key the tier silently ignored would make the transcript test nothing.
  */
-export const TIER_CONFIG_KEYS: Record<string, (o: TierOptions, p: Partial<PolicySettings>, v: unknown) => void> = {
+export const TIER_CONFIG_KEYS: Record<string, (o: TierOptions, p: TierPolicy, v: unknown) => void> = {
   hostname: (o, _p, v) => {
     if (typeof v !== "string" || v === "") throw new Error("hostname: expected a non-empty string");
     o.hostname = v;
@@ -235,7 +234,7 @@ function leaves(t: Toml, prefix: string, out: Array<[string, unknown]>): Array<[
 /** A transcript's `# config:` lines as tier options; throws on a key the tier cannot honour. */
 export function tierOptions(d: Pick<Dialog, "name" | "config" | "listener">): TierOptions {
   const o: TierOptions = { listener: d.listener };
-  const p: Partial<PolicySettings> = {};
+  const p: TierPolicy = {};
   for (const [key, value] of leaves(parse(d.config) as Toml, "", [])) {
     const apply = TIER_CONFIG_KEYS[key];
     if (apply === undefined) {

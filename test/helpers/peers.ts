@@ -2,7 +2,7 @@
  * Third-party programs the e2e suite talks to. A test that needs one is skipped when it is missing, with the
  * Debian package to install in its title; under RINGMTA_REQUIRE_PEERS=1 (CI) a missing program fails the test.
  */
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, existsSync, readdirSync } from "node:fs";
 import { delimiter, join } from "node:path";
 import { test, type TestContext } from "vitest";
 
@@ -19,7 +19,9 @@ export type Peer =
   | "unbound"
   | "ldns-keygen"
   | "ldns-signzone"
-  | "haproxy";
+  | "haproxy"
+  | "initdb"
+  | "dovecot-pgsql";
 
 /** Debian package that brings each program (the ones .ci/run installs). */
 export const PEER_PACKAGE: Record<Peer, string> = {
@@ -36,7 +38,14 @@ export const PEER_PACKAGE: Record<Peer, string> = {
   "ldns-keygen": "ldnsutils",
   "ldns-signzone": "ldnsutils",
   haproxy: "haproxy",
+  initdb: "postgresql",
+  "dovecot-pgsql": "dovecot-pgsql",
 };
+
+/** Not on PATH: PostgreSQL's server programs live in /usr/lib/postgresql/<major>/bin (newest major wins). */
+const PG_BIN = "/usr/lib/postgresql";
+/** Dovecot's PostgreSQL driver is a module, not a program. */
+const DOVECOT_PGSQL = "/usr/lib/dovecot/modules/auth/libdriver_pgsql.so";
 
 const found = new Map<Peer, string | null>();
 
@@ -44,8 +53,19 @@ const found = new Map<Peer, string | null>();
 export function peerPath(name: Peer): string | null {
   const cached = found.get(name);
   if (cached !== undefined) return cached;
+  if (name === "dovecot-pgsql") {
+    const hit = existsSync(DOVECOT_PGSQL) ? DOVECOT_PGSQL : null;
+    found.set(name, hit);
+    return hit;
+  }
+  const pg = existsSync(PG_BIN)
+    ? readdirSync(PG_BIN)
+        .filter((v) => /^\d+$/.test(v))
+        .sort((a, b) => Number(b) - Number(a))
+        .map((v) => join(PG_BIN, v, "bin"))
+    : [];
   // Dovecot's services (lmtp) live in /usr/lib/dovecot, which no PATH names.
-  const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/lib/dovecot"];
+  const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/lib/dovecot", ...pg];
   let hit: string | null = null;
   for (const d of dirs) {
     if (!d) continue;

@@ -154,6 +154,20 @@ describe("session tier", () => {
     expect(t.metrics.authResults).toEqual([false, true]);
   });
 
+  test("directory unavailable: RCPT 451 4.3.0 and AUTH 454 4.7.0 (never 5xx); the AUTH is no failure", async () => {
+    const t = sessionTier({ listener: "submission", directoryDown: true });
+    const plain = Buffer.from("\0alice@example.test\0secret-alice").toString("base64");
+    t.send("EHLO c\r\nSTARTTLS\r\n");
+    await t.settle();
+    t.send(`EHLO c\r\nAUTH PLAIN ${plain}\r\n`);
+    await t.settle();
+    const mx = sessionTier({ directoryDown: true });
+    mx.send("EHLO c\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<x@remote.test>\r\n");
+    await mx.settle();
+    expect(codes(t.replies())).toEqual(["220", "250", "220 2.0.0", "250", "454 4.7.0"]);
+    expect(codes(mx.replies())).toEqual(["220", "250", "250 2.1.0", "451 4.3.0", "451 4.3.0"]);
+  });
+
   test("sendChunked: the transaction cut at arbitrary sizes gives the replies and message of the whole", async () => {
     const whole = sessionTier();
     whole.send(TRANSACTION);

@@ -15,7 +15,8 @@
 import { Authenticator, type AuthLimits, type PasswordVerifier, type UserEntry } from "../../src/auth/index.ts";
 import { hopCounterStage } from "../../src/inbound/index.ts";
 import type { Envelope, MessageSink, SpoolPort, Stage } from "../../src/mail/index.ts";
-import { Policy, type PolicySettings } from "../../src/policy/index.ts";
+import { fileDirectory } from "../../src/directory/index.ts";
+import { Policy } from "../../src/policy/index.ts";
 import {
   Session,
   type AuthPort,
@@ -57,6 +58,15 @@ export interface TierReply {
   raw: string;
 }
 
+/** The directory and policy values a tier test may set (the tier builds a file directory from them). */
+export interface TierPolicy {
+  domains?: string[];
+  users?: string[];
+  aliases?: Record<string, string[]>;
+  catchAll?: boolean;
+  relayNetworks?: string[];
+}
+
 export interface TierOptions extends Partial<SessionSettings> {
   /** limits.max_hops for the hop-counter stage (default 50, as in the config). */
   maxHops?: number;
@@ -66,7 +76,9 @@ export interface TierOptions extends Partial<SessionSettings> {
   listener?: TierListener | (string & {});
   remoteAddress?: string;
   /** Policy settings over the defaults (the users list defaults to the keys of `passwords`). */
-  policy?: Partial<PolicySettings>;
+  policy?: TierPolicy;
+  /** The directory is unavailable (its snapshot is null): RCPT 451, AUTH 454. */
+  directoryDown?: boolean;
   /** address → password for AUTH; default alice and bob of test/helpers USERS. */
   passwords?: Record<string, string>;
   authLimits?: AuthLimits;
@@ -402,17 +414,19 @@ function tierPorts(o: TierOptions): TierPorts {
   const users = new Map<string, UserEntry>(
     Object.entries(passwords).map(([address, pw]) => [address.toLowerCase(), { address, hash: `plain:${pw}` }]),
   );
+  const directory = fileDirectory({
+    domains: o.policy?.domains ?? ["example.test"],
+    users: o.policy?.users?.map((address) => ({ address, hash: "" })) ?? users.values(),
+    aliases: o.policy?.aliases ?? TIER_ALIASES,
+  });
   const policy = new Policy({
-    domains: ["example.test"],
-    users: Object.keys(passwords),
-    aliases: TIER_ALIASES,
-    catchAll: false,
-    relayNetworks: [],
-    ...o.policy,
+    directory: o.directoryDown ? { snapshot: () => null } : directory,
+    catchAll: o.policy?.catchAll ?? false,
+    relayNetworks: o.policy?.relayNetworks ?? [],
   });
   // CONTRACT defaults of auth_ip_delay_after / auth_ip_block_after / auth_ip_block.
   const limits = o.authLimits ?? { delayAfter: 3, blockAfter: 10, blockMs: 600_000 };
-  const auth = new Authenticator(users, plainHasher, limits, () => clock.now(), "plain:\u0000never");
+  const auth = new Authenticator(o.directoryDown ? { snapshot: () => null } : directory, plainHasher, limits, () => clock.now(), "plain:\u0000never");
   const maxHops = o.maxHops ?? 50;
   const stages = [hopCounterStage(() => maxHops), ...(o.stages ?? [])];
   return { spool: new MemorySpool(), policy, auth, clock, log: new RecordingLog(), metrics: new RecordingMetrics(), stages };
