@@ -19,7 +19,7 @@ export interface DovecotOptions {
   /** address → password (PLAIN in the passwd-file). */
   users?: Record<string, string>;
   /** Replaces the passwd-file passdb/userdb with these config blocks (e.g. `passdb { driver = sql ... }`). */
-  authConfig?: string;
+  authConfig?: (mailRoot: string) => string;
 }
 
 export interface Dovecot {
@@ -104,7 +104,7 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<Dovecot> 
     ];
   }
   const auth =
-    opts.authConfig ??
+    opts.authConfig?.(mailRoot) ??
     `passdb {\n  driver = passwd-file\n  args = scheme=PLAIN ${passwd}\n}\nuserdb {\n  driver = passwd-file\n  args = ${passwd}\n}`;
   writeFileSync(
     conf,
