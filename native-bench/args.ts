@@ -24,7 +24,8 @@ export const LOAD_USAGE = `usage: bun run bench -- [options]
   --max-error-rate F     exit 1 when failed/attempted exceeds F (default 0.001)
   --json                 print one JSON object instead of the summary
   --no-progress          no progress line even on a TTY
-subcommands: compare [--quick], idle --connections N, flood [--garbage N --sources K --duration D] (flood --help)`;
+subcommands: compare [--quick], idle --connections N, flood [--garbage N --sources K --duration D] (flood --help),
+  defence [--messages N] [--reps R], dkim [--messages N] [--rounds R] [--connections C] [--algos rsa,ed25519]`;
 
 function int(name: string, v: string | undefined, min: number): number | undefined {
   if (v === undefined) return undefined;

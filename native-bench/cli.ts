@@ -1,7 +1,9 @@
-/** Subcommand dispatch: the load run (default), `compare`, `idle`, `flood`. Returns the exit code. */
+/** Subcommand dispatch: the load run (default), `compare`, `idle`, `flood`, `defence`, `dkim`. Returns the exit code. */
 import { LOAD_USAGE, parseLoadArgs, UsageError } from "./args.ts";
 import { runCompare } from "./compare.ts";
 import { runFlood } from "./flood.ts";
+import { runDefence } from "./defence.ts";
+import { runDkimBench } from "./dkim.ts";
 import { runIdle } from "./idle.ts";
 import { runLoad } from "./load.ts";
 import { formatSummary } from "./report.ts";
@@ -12,6 +14,8 @@ export async function run(argv: string[]): Promise<number> {
     if (sub === "compare") return await runCompare(rest);
     if (sub === "idle") return await runIdle(rest);
     if (sub === "flood") return await runFlood(rest);
+    if (sub === "defence") return await runDefence(rest);
+    if (sub === "dkim") return await runDkimBench(rest);
     if (sub === "help" || sub === "--help" || sub === "-h") {
       console.log(LOAD_USAGE);
       return 0;

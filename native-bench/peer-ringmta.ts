@@ -17,6 +17,8 @@ export interface RingmtaConfig {
   dataDir: string;
   maxConnections?: number;
   maxConnectionsPerIp?: number;
+  /** More TOML appended as it is (e.g. [defence], [[rate_limits]] for `bench defence`). */
+  extra?: string;
 }
 
 export function ringmtaToml(c: RingmtaConfig): string {
@@ -43,11 +45,11 @@ listen = ""
 [limits]
 max_connections = ${c.maxConnections ?? 10000}
 max_connections_per_ip = ${c.maxConnectionsPerIp ?? 1000}
-`;
+${c.extra ?? ""}`;
 }
 
 /** Starts ringmta in a new temp dir; `extra` overrides the connection limits (the idle test needs more). */
-export async function startRingmta(limits: { maxConnections?: number; maxConnectionsPerIp?: number } = {}): Promise<
+export async function startRingmta(limits: { maxConnections?: number; maxConnectionsPerIp?: number; extra?: string } = {}): Promise<
   RunningPeer & { dir: string; dataDir: string; output(): string }
 > {
   const dir = mkdtempSync(join(tmpdir(), "ringmta-bench-"));

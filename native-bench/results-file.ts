@@ -1,6 +1,6 @@
 /**
- * native-bench/RESULTS.md is written by two commands: `compare` owns the section between the compare markers and
- * `idle` the one between the idle markers; each replaces only its own section.
+ * native-bench/RESULTS.md is written by three commands: `compare` owns the section between the compare markers,
+ * `idle` and `dkim` the ones between theirs; each replaces only its own section.
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -9,7 +9,7 @@ export const RESULTS_PATH = fileURLToPath(new URL("./RESULTS.md", import.meta.ur
 
 const HEADER = "# ringmta native-bench results\n\nWritten by `bun run bench -- compare` and `bun run bench -- idle`.\n";
 
-export function writeSection(name: "compare" | "idle", body: string, path = RESULTS_PATH): void {
+export function writeSection(name: "compare" | "idle" | "dkim", body: string, path = RESULTS_PATH): void {
   const begin = `<!-- ${name}:begin -->`;
   const end = `<!-- ${name}:end -->`;
   const block = `${begin}\n${body.trim()}\n${end}`;

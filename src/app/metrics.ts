@@ -17,6 +17,10 @@ export interface ServerMetrics {
   connection(listener: string, implicitTls: boolean): void;
   connectionClosed(listener: string): void;
   refused(code: string): void;
+  /** A refusal by an MX defence (dnsbl, pregreet, greylist, rate_limit). */
+  defenceReject(reason: string): void;
+  /** A message DKIM-signed for `domain` (d=). */
+  dkimSigned(domain: string): void;
 }
 
 export function serverMetrics(stats: QueueStats, ringDepth: () => number): ServerMetrics {
@@ -35,6 +39,11 @@ export function serverMetrics(stats: QueueStats, ringDepth: () => number): Serve
   const mFsync = registry.add(
     new Histogram("ringmta_spool_commit_seconds", "Spool group-commit rounds (write, fsync, rename, directory fsync).", [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1]),
   );
+  const mDefence = registry.add(
+    new Counter("ringmta_defence_rejects_total", "Refusals by the MX defences (dnsbl, pregreet, greylist, rate_limit)."),
+  );
+  for (const reason of ["dnsbl", "pregreet", "greylist", "rate_limit"]) mDefence.bind({ reason });
+  const mDkimSigned = registry.add(new Counter("ringmta_dkim_signed_total", "Messages DKIM-signed, by signing domain (d=)."));
   registry.add(new GaugeFn("ringmta_queue_messages", "Messages in the spool.", () => stats.count));
   registry.add(new GaugeFn("ringmta_ring_depth", "Message ids waiting in the ring for a delivery worker.", ringDepth));
   registry.add(new GaugeFn("ringmta_queue_oldest_seconds", "Age of the oldest message in the spool.", () => stats.oldestSeconds()));
@@ -65,5 +74,7 @@ export function serverMetrics(stats: QueueStats, ringDepth: () => number): Serve
     },
     connectionClosed: (listener) => mConnOpen.inc({ listener }, -1),
     refused: (code) => mRejected.inc({ code }),
+    defenceReject: (reason) => mDefence.inc({ reason }),
+    dkimSigned: (domain) => mDkimSigned.inc({ domain }),
   };
 }

@@ -5,17 +5,18 @@
  */
 import { readFileSync } from "node:fs";
 import { Authenticator, loadUsers, type AuthLimits } from "../auth/index.ts";
+import { loadKeyring, type DkimKeyring } from "../dkim/index.ts";
 import { ensureCertificate } from "../certs/index.ts";
 import { FileDirectory, PostgresDirectory, SharedAuthFailures, type Directory } from "../directory/index.ts";
 import { splitHostPort, type Config, type ConfigResult, type ListenerConfig } from "../config/index.ts";
-import { serveObserve, type Logger } from "../observe/index.ts";
-import { hopCounterStage } from "../inbound/index.ts";
 import type { Stage } from "../mail/index.ts";
+import { serveObserve, type Logger } from "../observe/index.ts";
 import { Policy } from "../policy/index.ts";
 import type { Spool } from "../queue/index.ts";
 import { passwordHasher } from "../runtime/index.ts";
 import type { Listener, ListenerSpec, TlsOptions, Transport } from "../transport/types.ts";
 import { startBackOffice } from "./back-office.ts";
+import { buildStages } from "./stages.ts";
 import { Connections } from "./connections.ts";
 import { dropPrivileges } from "./privileges.ts";
 import { serverMetrics } from "./metrics.ts";
@@ -27,6 +28,11 @@ export interface ServerOptions {
   log: Logger;
   /** Re-read the config for SIGHUP (the same source the server started from). */
   reloadConfig?: () => ConfigResult;
+  /**
+   * The DKIM keys of config.dkim.selectors, when the caller already read them (serve and check-config do, to
+   * report a bad key as a config error); else they are read here and a bad key throws.
+   */
+  dkimKeyring?: DkimKeyring;
   /** Inbound stages run after the built-in ones (embedding and tests add theirs here). */
   extraStages?: ReadonlyArray<Stage>;
 }
@@ -86,6 +92,13 @@ async function openDirectory(c: Config, log: Logger): Promise<Directory> {
   return new FileDirectory(fileLists(c, users.users.values()));
 }
 
+/** The keys of config.dkim.selectors; a bad key throws with the config error lines. */
+function keyringOrThrow(c: Config): DkimKeyring {
+  const k = loadKeyring(c.dataDir, c.dkim.selectors);
+  if (!k.ok) throw new Error(k.errors.map((e) => `config error: ${e}`).join("\n"));
+  return k.keyring;
+}
+
 export async function startServer(initial: Config, opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log;
   let config = initial;
@@ -125,13 +138,21 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   const metrics = serverMetrics(stats, () => ringDepth());
 
   let spool: Spool | null = null;
-  // The inbound stages, in order: loop detection first (it reads limits.max_hops at each message, so SIGHUP applies).
-  const stages: Stage[] = [hopCounterStage(() => config.limits.maxHops), ...(opts.extraStages ?? [])];
+  const inbound = buildStages({
+    config: () => config,
+    policy: () => policy,
+    log,
+    defenceReject: metrics.defenceReject,
+    dkimSigned: metrics.dkimSigned,
+    // CONTRACT "DKIM": a missing or unreadable key is a config error at start (and on SIGHUP, below).
+    keyring: opts.dkimKeyring ?? keyringOrThrow(config),
+    extra: opts.extraStages ?? [],
+  });
   const connections = new Connections({
     config: () => config,
     policy: () => policy,
     auth,
-    stages: () => stages,
+    stages: () => inbound.stages,
     spool: () => spool,
     log,
     metrics,
@@ -194,6 +215,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         resolve();
       });
     });
+  inbound.start();
   const office = await startBackOffice({ config: () => config, policy: () => policy, whenDirectoryAvailable, log, stats, metrics });
   spool = office.spool;
   const pool = office.pool;
@@ -229,6 +251,11 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       }
       try {
         const next = r.config;
+        const k = loadKeyring(next.dataDir, next.dkim.selectors);
+        if (!k.ok) {
+          log.error("config.reload_failed", { errors: k.errors, note: "keeping the running config" });
+          return false;
+        }
         const u = directory instanceof FileDirectory ? loadUsers(next.local.usersFile) : null;
         const nextTls = next.listeners.some((l) => l.tls !== "none") ? readTls(next) : null;
         const certChanged = nextTls?.cert !== tls?.cert || nextTls?.key !== tls?.key;
@@ -247,6 +274,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         }
         const nextPolicy = policyOf(next);
         office.reload(next);
+        inbound.reload(next, k.keyring);
         policy = nextPolicy;
         auth.update(authLimits(next));
         connections.setConnectionRate(next.limits.maxConnectionRatePerIp);
@@ -269,6 +297,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       for (const l of listeners) l.stop();
       await connections.drain(DRAIN_MS);
       clearInterval(sweeper);
+      inbound.stop();
       metricsServer?.close();
       await office.stop();
       await directory.close();

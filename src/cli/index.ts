@@ -1,5 +1,5 @@
 /**
- * The CLI (CONTRACT "Commands"): serve, check-config, user, queue, certs. Exit codes: 0 ok, 1 runtime failure,
+ * The CLI (CONTRACT "Commands"): serve, check-config, user, queue, certs, dkim, dns-records. Exit codes: 0 ok, 1 runtime failure,
  * 2 bad usage or bad config. Errors go to stderr, one plain sentence each.
  */
 import type { Transport } from "../transport/types.ts";
@@ -7,6 +7,8 @@ import { UsageError } from "./args.ts";
 import { certsCommand } from "./certs.ts";
 import { checkConfigCommand } from "./check-config.ts";
 import { directoryCommand } from "./directory.ts";
+import { dkimCommand } from "./dkim.ts";
+import { dnsRecordsCommand } from "./dns-records.ts";
 import { queueCommand } from "./queue.ts";
 import { serveCommand } from "./serve.ts";
 import { userCommand } from "./user.ts";
@@ -27,6 +29,8 @@ const USAGE = `usage: ringmta <command> [options]
   queue flush [--config FILE]
   certs generate --host NAME [--out DIR] [--rsa]
   directory migrate [--config FILE]
+  dkim keygen --domain D --selector S [--algo rsa|ed25519] [--bits 2048] [--config FILE]
+  dns-records [--domain D] [--config FILE]
 `;
 
 export async function run(argv: string[], rt: CliRuntime): Promise<number> {
@@ -45,6 +49,10 @@ export async function run(argv: string[], rt: CliRuntime): Promise<number> {
         return await certsCommand(rest);
       case "directory":
         return await directoryCommand(rest);
+      case "dkim":
+        return dkimCommand(rest);
+      case "dns-records":
+        return dnsRecordsCommand(rest);
       case "help":
       case "--help":
       case "-h":

@@ -10,7 +10,7 @@ import { createLogger, type LogFormat } from "../observe/index.ts";
 import { runtimeLimitations, runtimeName } from "../runtime/index.ts";
 import type { Transport } from "../transport/types.ts";
 import { flag, parseArgs, UsageError } from "./args.ts";
-import { loadConfigOrReport } from "./load.ts";
+import { loadConfigOrReport, loadKeyringOrReport } from "./load.ts";
 
 const EXIT_DEADLINE_MS = 9500;
 
@@ -23,10 +23,13 @@ export async function serveCommand(argv: string[], transport: () => Transport): 
   for (const note of runtimeLimitations()) log.warn("runtime.limitation", { runtime: runtimeName(), note });
   const config = loadConfigOrReport(a);
   if (!config) return 2;
+  const dkimKeyring = loadKeyringOrReport(config);
+  if (!dkimKeyring) return 2;
   const explicit = flag(a, "config");
   const server = await startServer(config, {
     transport: transport(),
     log,
+    dkimKeyring,
     reloadConfig: () => resolveConfig(explicit, process.cwd()),
   });
   const pidFile = join(config.dataDir, "ringmta.pid");

@@ -49,6 +49,9 @@ export function defaultConfig(cwd?: string): Config {
       routes: {},
     },
     dns: { servers: [] },
+    defence: { dnsbl: [], dnswl: [], pregreetMs: 0, greylist: false, greylistDelayMs: 300_000 },
+    rateLimits: [],
+    dkim: { sign: true, selectors: {} },
     queue: {
       retryIntervalsMs: [60_000, 300_000, 1_800_000, 7_200_000, 21_600_000],
       maxAgeMs: 5 * 86_400_000,

@@ -4,4 +4,4 @@ export { defaultConfig } from "./defaults.ts";
 export { validateConfig } from "./validate.ts";
 export { DEFAULT_CONFIG_FILE, loadConfigFile, resolveConfig } from "./load.ts";
 export { parseDuration, parseSize } from "./units.ts";
-export { splitHostPort, type HostPort } from "./net-syntax.ts";
+export { isDomainName, isSelector, splitHostPort, type HostPort } from "./net-syntax.ts";

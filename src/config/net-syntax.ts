@@ -62,6 +62,14 @@ export function isDomainName(s: string): boolean {
   return true;
 }
 
+/**
+ * A DKIM selector (RFC 6376 §3.1: sub-domain syntax); "_" is allowed as DNS allows it in labels. It also names
+ * the key file DATA/dkim/<domain>/<selector>.key, so no "/" and no leading dot can get in.
+ */
+export function isSelector(s: string): boolean {
+  return s.length <= 253 && /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$/.test(s);
+}
+
 // Dot-atom local part (RFC 5321 §4.1.2), with UTF-8 allowed by RFC 6531 §3.3; quoted local parts are not needed
 // in an operator's config.
 const LOCAL_PART_RE = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\u{10FFFF}-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\u{10FFFF}-]+)*$/u;

@@ -5,7 +5,7 @@
  */
 // The namespace import (zod 4's documented form): under vitest on Bun, the re-exported `{ z }` binding is undefined.
 import * as z from "zod";
-import { isAddress, isDnsServer, isDomainName, isIP, normalizeCidr, splitHostPort } from "./net-syntax.ts";
+import { isAddress, isDnsServer, isDomainName, isIP, isSelector, normalizeCidr, splitHostPort } from "./net-syntax.ts";
 import { parseDuration, parseSize } from "./units.ts";
 
 /** zod's error option: our text for a present but wrong value, "is required" for a missing one. */
@@ -107,6 +107,15 @@ function keyedBy<V extends z.ZodType>(value: V, what: string, key: (k: string) =
   });
 }
 
+/** "60/1m" → 60 messages per 60 000 ms; null unless N is a positive integer and the window a positive duration. */
+function parseRate(s: string): { rate: string; count: number; windowMs: number } | null {
+  const m = /^(\d{1,9})\/(.+)$/.exec(s);
+  if (m === null) return null;
+  const count = Number(m[1]);
+  const windowMs = parseDuration(m[2]!);
+  return count > 0 && windowMs !== null && windowMs > 0 ? { rate: s, count, windowMs } : null;
+}
+
 /** Built on first use, not at import time (ARCHITECTURE principle 6). */
 function buildFileSchema() {
   const posInt = int(1, Number.MAX_SAFE_INTEGER, "expected a positive integer");
@@ -124,6 +133,11 @@ function buildFileSchema() {
   const address = textAs("expected an address (local@domain)", (s) => (isAddress(s) ? s.toLowerCase() : null), (s) =>
     `${quote(s)} is not an address (expected local@domain)`,
   );
+  // A DNS list zone (RFC 5782 §2.1): a domain name; a trailing dot is allowed and dropped.
+  const zone = textAs("expected a DNS zone such as \"zen.spamhaus.org\"", (s) => {
+    const z = s.endsWith(".") ? s.slice(0, -1) : s;
+    return isDomainName(z) ? z.toLowerCase() : null;
+  }, (s) => `${quote(s)} is not a DNS zone`);
   const host = textAs("expected an IP address or host name", (s) => (isIP(s) || isDomainName(s) ? s : null), (s) =>
     `${quote(s)} is not an IP address or host name`,
   );
@@ -211,6 +225,41 @@ function buildFileSchema() {
             `${quote(s)} is not "ip" or "ip:port"`,
           ),
           "DNS servers",
+        ).optional(),
+      }),
+      defence: table({
+        dnsbl: list(zone, "DNS zones").optional(),
+        dnswl: list(zone, "DNS zones").optional(),
+        pregreet_ms: int(0, 60_000, "expected an integer from 0 to 60000 (milliseconds)").optional(),
+        greylist: oneOf(["off", "on"]).optional(),
+        greylist_delay: duration(true).optional(),
+      }),
+      rate_limits: z
+        .array(
+          z.strictObject(
+            {
+              key: oneOf(["ip", "sender", "sender_domain", "recipient", "auth_user"]),
+              rate: textAs('expected a rate "N/window" such as "60/1m"', parseRate, (s) =>
+                `${quote(s)} is not a rate (expected "N/window" with N > 0, e.g. "60/1m")`,
+              ),
+            },
+            says("expected a table ([[rate_limits]])"),
+          ),
+          says("expected an array of tables ([[rate_limits]])"),
+        )
+        .optional(),
+      dkim: table({
+        sign: bool.optional(),
+        selectors: keyedBy(
+          list(
+            textAs("expected a selector (a DNS label such as \"rsa2026\")", (s) => (isSelector(s) ? s : null), (s) =>
+              `${quote(s)} is not a selector (letters, digits, "-", "_", dot-separated labels)`,
+            ),
+            "selectors",
+          ).min(1, says("expected at least one selector")),
+          'domain = ["selector", ...]',
+          (k) => (isDomainName(k) ? k.toLowerCase().replace(/\.$/, "") : null),
+          (k) => `${quote(k)} is not a valid domain name`,
         ).optional(),
       }),
       queue: table({

@@ -15,6 +15,17 @@ export interface ListenerConfig {
   proxyFrom: string[];
 }
 
+export type RateLimitKey = "ip" | "sender" | "sender_domain" | "recipient" | "auth_user";
+
+export interface RateLimitConfig {
+  key: RateLimitKey;
+  /** The entry's `rate` as written ("60/1m"), for logs. */
+  rate: string;
+  /** N of "N/window". */
+  count: number;
+  windowMs: number;
+}
+
 export interface Config {
   hostname: string;
   /** Absolute. */
@@ -56,6 +67,24 @@ export interface Config {
   };
   /** "ip" or "ip:port"; empty = the system resolver. */
   dns: { servers: string[] };
+  /** Inbound defences of MX sessions (neither authenticated nor from relay.networks). */
+  defence: {
+    /** DNS blocklist zones, lower-case, no trailing dot. */
+    dnsbl: string[];
+    /** DNS allowlist zones: a listed client skips dnsbl, greylisting and pregreet. */
+    dnswl: string[];
+    /** > 0: the banner waits this long; a client that talks first is refused. 0 = off. */
+    pregreetMs: number;
+    greylist: boolean;
+    greylistDelayMs: number;
+  };
+  /** [[rate_limits]]: messages per key value per window, over all listeners. */
+  rateLimits: RateLimitConfig[];
+  /**
+   * CONTRACT [dkim]: sign mail of authenticated sessions and relay.networks (and our DSNs); signing domain
+   * (lower-case) → selectors, each key at DATA/dkim/<domain>/<selector>.key (loaded by dkim/, not here).
+   */
+  dkim: { sign: boolean; selectors: Record<string, string[]> };
   queue: { retryIntervalsMs: number[]; maxAgeMs: number; delayWarningMs: number };
   /** 0 in the file is resolved to the number of CPUs. */
   delivery: { workers: number };

@@ -43,6 +43,8 @@ describe("example.toml", () => {
     expect(c.directory).toEqual({ kind: "file", url: "" });
     expect(c.relay.routes).toEqual({ "remote.test": "127.0.0.1:2600" });
     expect(c.relay.smarthostTls).toBe("starttls");
+    expect(c.defence).toEqual({ dnsbl: [], dnswl: [], pregreetMs: 0, greylist: false, greylistDelayMs: 300_000 });
+    expect(c.rateLimits).toEqual([{ key: "ip", rate: "60/1m", count: 60, windowMs: 60_000 }]);
     expect(c.queue).toEqual({
       retryIntervalsMs: [60_000, 300_000, 1_800_000, 7_200_000, 21_600_000],
       maxAgeMs: 432_000_000,
@@ -52,6 +54,7 @@ describe("example.toml", () => {
     expect(c.limits.maxMessageSize).toBe(26_214_400);
     expect([c.limits.errorDelayAfter, c.limits.maxErrors, c.limits.maxConnectionRatePerIp]).toEqual([10, 20, 0]);
     expect(c.metrics.listen).toBe("127.0.0.1:9025");
+    expect(c.dkim).toEqual({ sign: true, selectors: { "example.test": ["rsa2026", "ed2026"] } });
   });
   test("an empty file equals the embedded defaults resolved against the file's directory", () => {
     const c = valid("");
@@ -82,6 +85,7 @@ describe("defaultConfig", () => {
     ]);
     expect(c.metrics.listen).toBe("127.0.0.1:9025");
     expect(c.relay.networks).toEqual([]);
+    expect(c.dkim).toEqual({ sign: true, selectors: {} }); // CONTRACT: sign true with no selectors
     expect(c.delivery.workers).toBe(availableParallelism());
   });
   test("without an argument, paths resolve against the process's working directory", () => {
@@ -342,7 +346,73 @@ proxy_from = ["127.0.0.1/32", "10.0.0.0/33", 7]`),
     expect(tcp).toMatchObject({ delivery: "lmtp", lmtp: "127.0.0.1:24" });
     expect(ok(validateConfig(parse(`[local]\ndomains = []`), base, null)).local).toMatchObject({ delivery: "maildir", lmtp: "" });
   });
+  test("[dkim]: sign and selectors per domain, errors naming the key path", () => {
+    expect(valid(`[dkim]\nsign = false`).dkim).toEqual({ sign: false, selectors: {} });
+    expect(valid(`[dkim.selectors]\n"Example.TEST" = ["rsa2026", "ed_1", "rsa2026"]`).dkim.selectors).toEqual({
+      "example.test": ["rsa2026", "ed_1"],
+    });
+    expect(errorsOf(`[dkim.selectors]\n"example.test" = []`)).toEqual(["dkim.selectors.example.test: expected at least one selector"]);
+    expect(errorsOf(`[dkim.selectors]\n"example.test" = ["../x"]`)).toEqual([
+      'dkim.selectors.example.test.0: "../x" is not a selector (letters, digits, "-", "_", dot-separated labels)',
+    ]);
+    expect(errorsOf(`[dkim.selectors]\n"bad domain" = ["s"]`)).toEqual(['dkim.selectors.bad domain: "bad domain" is not a valid domain name']);
+    expect(errorsOf(`[dkim]\nsign = "yes"\nkeys = 1`)).toEqual(["dkim.sign: expected true or false", "dkim.keys: unknown key"]);
+  });
   test("every problem is reported, not just the first", () => {
     expect(errorsOf(`hostname = "-"\n[limits]\nmax_hops = 0\n[metrics]\nport = 1`)).toHaveLength(3);
+  });
+});
+
+describe("[defence] and [[rate_limits]]", () => {
+  test("absent: no defence, no limits", () => {
+    const c = valid(`hostname = "mx.example.test"`);
+    expect(c.defence).toEqual({ dnsbl: [], dnswl: [], pregreetMs: 0, greylist: false, greylistDelayMs: 300_000 });
+    expect(c.rateLimits).toEqual([]);
+  });
+  test("the CONTRACT's keys convert to ms, counts and lower-case zones", () => {
+    const c = valid(`
+[defence]
+dnsbl = ["Zen.Spamhaus.org", "bl.test."]
+dnswl = ["list.dnswl.org"]
+pregreet_ms = 3000
+greylist = "on"
+greylist_delay = "2s"
+
+[[rate_limits]]
+key = "ip"
+rate = "60/1m"
+
+[[rate_limits]]
+key = "auth_user"
+rate = "500/1d"
+`);
+    expect(c.defence).toEqual({
+      dnsbl: ["zen.spamhaus.org", "bl.test"],
+      dnswl: ["list.dnswl.org"],
+      pregreetMs: 3000,
+      greylist: true,
+      greylistDelayMs: 2000,
+    });
+    expect(c.rateLimits).toEqual([
+      { key: "ip", rate: "60/1m", count: 60, windowMs: 60_000 },
+      { key: "auth_user", rate: "500/1d", count: 500, windowMs: 86_400_000 },
+    ]);
+  });
+  test("errors name the key path", () => {
+    expect(errorsOf(`[[rate_limits]]\nkey = "ip"\nrate = "0/1m"`)).toEqual([
+      'rate_limits.0.rate: "0/1m" is not a rate (expected "N/window" with N > 0, e.g. "60/1m")',
+    ]);
+    expect(errorsOf(`[[rate_limits]]\nkey = "ip"\nrate = "60/1m"\n[[rate_limits]]\nkey = "helo"\nrate = "60"`)).toEqual([
+      'rate_limits.1.key: expected one of "ip", "sender", "sender_domain", "recipient", "auth_user"',
+      'rate_limits.1.rate: "60" is not a rate (expected "N/window" with N > 0, e.g. "60/1m")',
+    ]);
+    expect(errorsOf(`[[rate_limits]]\nkey = "ip"`)).toEqual(["rate_limits.0.rate: is required"]);
+    expect(errorsOf(`[[rate_limits]]\nkey = "ip"\nrate = "1/1m"\nburst = 3`)).toEqual(["rate_limits.0.burst: unknown key"]);
+    expect(errorsOf(`[defence]\ndnsbl = ["not a zone"]`)).toEqual(['defence.dnsbl.0: "not a zone" is not a DNS zone']);
+    expect(errorsOf(`[defence]\ngreylist = true`)).toEqual(['defence.greylist: expected one of "off", "on"']);
+    expect(errorsOf(`[defence]\ngreylist_delay = "5 minutes"`)).toEqual([
+      'defence.greylist_delay: "5 minutes" is not a duration (use e.g. 30s, 5m, 2h, 5d)',
+    ]);
+    expect(errorsOf(`[defence]\npregreet_ms = -1`)).toEqual(["defence.pregreet_ms: expected an integer from 0 to 60000 (milliseconds)"]);
   });
 });

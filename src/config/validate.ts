@@ -100,6 +100,18 @@ function toConfig(f: FileConfig, baseDir: string, configPath: string | null): Co
       routes: f.relay?.routes ?? d.relay.routes,
     },
     dns: { servers: f.dns?.servers ?? d.dns.servers },
+    defence: {
+      dnsbl: [...new Set(f.defence?.dnsbl ?? d.defence.dnsbl)],
+      dnswl: [...new Set(f.defence?.dnswl ?? d.defence.dnswl)],
+      pregreetMs: f.defence?.pregreet_ms ?? d.defence.pregreetMs,
+      greylist: f.defence?.greylist === undefined ? d.defence.greylist : f.defence.greylist === "on",
+      greylistDelayMs: f.defence?.greylist_delay ?? d.defence.greylistDelayMs,
+    },
+    rateLimits: (f.rate_limits ?? []).map((r) => ({ key: r.key, ...r.rate })),
+    dkim: {
+      sign: f.dkim?.sign ?? d.dkim.sign,
+      selectors: Object.fromEntries(Object.entries(f.dkim?.selectors ?? d.dkim.selectors).map(([k, v]) => [k, [...new Set(v)]])),
+    },
     queue: {
       retryIntervalsMs: f.queue?.retry_intervals ?? d.queue.retryIntervalsMs,
       maxAgeMs: f.queue?.max_age ?? d.queue.maxAgeMs,

@@ -172,9 +172,13 @@ export class Policy implements PolicyPort {
 
   /** CONTRACT: relaying needs AUTH or a client inside relay.networks. */
   mayRelay(ctx: RcptContext): boolean {
-    if (ctx.authUser !== undefined) return true;
+    return ctx.authUser !== undefined || this.inRelayNetworks(ctx.clientAddress);
+  }
+
+  /** Is `clientAddress` inside relay.networks? (Such clients are trusted: no DNSBL, greylisting or pregreet.) */
+  inRelayNetworks(clientAddress: string): boolean {
     if (this.networks.length === 0) return false;
-    const ip = parseIp(ctx.clientAddress);
+    const ip = parseIp(clientAddress);
     return ip !== null && this.networks.some((n) => cidrContains(n, ip));
   }
 

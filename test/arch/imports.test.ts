@@ -123,7 +123,7 @@ describe("architecture: import rules", () => {
     );
   });
 
-  test("inbound/ (the message stages) imports only inbound/, mail/, dns/, protocol/ and node: modules", () => {
+  test("inbound/ (the message stages) imports only inbound/, mail/, dns/, dkim/, protocol/ and node: modules", () => {
     report(
       rule(
         "inbound",
@@ -132,10 +132,15 @@ describe("architecture: import rules", () => {
           within(i.target, "inbound") ||
           within(i.target, "mail") ||
           within(i.target, "dns") ||
+          within(i.target, "dkim") ||
           within(i.target, "protocol"),
-        "inbound/ may import only mail/, dns/, protocol/ (stages reach anything else through ports)",
+        "inbound/ may import only mail/, dns/, dkim/, protocol/ (stages reach anything else through ports)",
       ),
     );
+  });
+
+  test("dkim/ (signing and keys) imports only dkim/ and node: modules", () => {
+    report(rule("dkim", (i) => isNode(i) || within(i.target, "dkim"), "dkim/ is a leaf: imports only node: modules"));
   });
 
   test("transport/bun and transport/deno import only transport/types.ts, their own folder and node: (bun:) modules", () => {

@@ -121,6 +121,7 @@ describe("/metrics and /healthz", () => {
       ringmta_deliveries_total: "counter",
       ringmta_queue_messages: "gauge",
       ringmta_queue_oldest_seconds: "gauge",
+      ringmta_dkim_signed_total: "counter",
     };
     for (const [name, type] of Object.entries(want)) {
       expect(f.get(name)?.type, name).toBe(type);

@@ -21,7 +21,9 @@ export type Peer =
   | "ldns-signzone"
   | "haproxy"
   | "initdb"
-  | "dovecot-pgsql";
+  | "dovecot-pgsql"
+  | "dkimverify"
+  | "opendkim";
 
 /** Debian package that brings each program (the ones .ci/run installs). */
 export const PEER_PACKAGE: Record<Peer, string> = {
@@ -37,6 +39,8 @@ export const PEER_PACKAGE: Record<Peer, string> = {
   unbound: "unbound",
   "ldns-keygen": "ldnsutils",
   "ldns-signzone": "ldnsutils",
+  dkimverify: "python3-dkim",
+  opendkim: "opendkim",
   haproxy: "haproxy",
   initdb: "postgresql",
   "dovecot-pgsql": "dovecot-pgsql",

@@ -43,6 +43,9 @@ function tlsInfoOf(s: BunSocket): TlsInfo {
   return { version: String(s.getTLSVersion?.() ?? "TLS"), cipher: String(cipher?.standardName ?? cipher?.name ?? "") };
 }
 
+/** After end(): how long a client that goes on sending is read (and its bytes dropped) before the socket closes. */
+const LINGER_MS = 2000;
+
 class BunConn implements Conn {
   handler: ConnHandler | null = null;
   tls: TlsInfo | null = null;
@@ -50,6 +53,7 @@ class BunConn implements Conn {
   private readonly out = new WriteQueue();
   private ending = false;
   private closed = false;
+  private linger: ReturnType<typeof setTimeout> | null = null;
   /** Set once upgradeTLS ran: the raw socket's data handler then sees ciphertext only. */
   upgraded = false;
   private tlsWaiter: { resolve(i: TlsInfo): void; reject(e: Error): void } | null = null;
@@ -84,14 +88,34 @@ class BunConn implements Conn {
   /** drain: push queued bytes until the kernel stops taking them. */
   flushQueue(): void {
     if (this.closed || !this.out.flush(this.sock)) return;
-    if (this.ending) this.sock.end();
+    if (this.ending) this.finish();
     else this.handler?.onDrain();
   }
 
   end(): void {
     if (this.ending || this.closed) return;
     this.ending = true;
-    if (this.out.queued === 0) this.sock.end();
+    if (this.out.queued === 0) this.finish();
+  }
+
+  /** Input for the session; nothing once we are closing (a lingering close reads only to drop). */
+  receive(chunk: Uint8Array): void {
+    if (!this.ending) this.handler?.onData(chunk);
+  }
+
+  /**
+   * A lingering close: FIN after our last reply, then what the client still sends is read and dropped until it
+   * closes too, or LINGER_MS. Closing with unread input would reset the connection, and the reset can destroy our
+   * last reply (a 421 after max_errors, say) before the client reads it.
+   */
+  private finish(): void {
+    if (typeof this.sock.shutdown !== "function") {
+      this.sock.end();
+      return;
+    }
+    this.sock.shutdown();
+    this.sock.resume?.();
+    this.linger = setTimeout(() => this.sock.end(), LINGER_MS);
   }
 
   pause(): void {
@@ -138,6 +162,7 @@ class BunConn implements Conn {
     this.preface = null;
     if (this.closed) return;
     this.closed = true;
+    if (this.linger !== null) clearTimeout(this.linger);
     this.out.clear();
     const w = this.tlsWaiter;
     this.tlsWaiter = null;
@@ -153,7 +178,7 @@ const TLS_HANDLERS = {
     (s.data as BunConn).handshakeDone(success, err);
   },
   data(s: BunSocket, chunk: Uint8Array) {
-    (s.data as BunConn).handler?.onData(chunk);
+    (s.data as BunConn).receive(chunk);
   },
   drain(s: BunSocket) {
     (s.data as BunConn).flushQueue();
@@ -252,7 +277,7 @@ export function createBunTransport(): Transport {
             if (conn.tunnel !== null) conn.tunnel.feed(chunk);
             else if (conn.upgraded) return; // ciphertext of the upgraded socket
             else if (conn.preface !== null) readPreface(s, conn, chunk);
-            else conn.handler?.onData(chunk);
+            else conn.receive(chunk);
           },
           drain(s: BunSocket) {
             const conn = s.data as BunConn;

@@ -1,0 +1,156 @@
+/**
+ * The "relaxed" body canonicalization of RFC 6376 §3.4.4, fed incrementally and hashed as it goes (SHA-256), so a
+ * body is never held in memory: runs of WSP become one SP, WSP at a line end goes, empty lines at the end of the
+ * body go, and a non-empty body ends with CRLF. A CR that is not part of CRLF is content; a bare LF ends a line
+ * (the session refuses both, but a DSN or a stored file handed to signMessage may be less strict).
+ */
+import { createHash, type Hash } from "node:crypto";
+
+const CR = 13;
+const LF = 10;
+const SP = 32;
+const TAB = 9;
+/** Canonical bytes are collected here and handed to the hash in blocks. */
+const BLOCK = 16384;
+const CRLF = [CR, LF];
+
+/**
+ * bytes[from, to) (a line without its CRLF, not empty) is its own relaxed form: no TAB, no CR, no SP followed by SP
+ * and no SP at its end; and it has no NUL (left to the slow path, which notes it).
+ */
+function canonicalLine(bytes: Uint8Array, from: number, to: number): boolean {
+  for (let k = from; k < to; k++) {
+    const b = bytes[k]!;
+    if (b > SP) continue;
+    if (b === TAB || b === CR || b === 0) return false;
+    if (b === SP && (k + 1 === to || bytes[k + 1] === SP)) return false;
+  }
+  return true;
+}
+
+export class RelaxedBodyHash {
+  private readonly hash: Hash = createHash("sha256");
+  private readonly out = new Uint8Array(BLOCK);
+  private used = 0;
+  /** WSP seen since the last content byte of this line: one SP is written if content follows on the line. */
+  private wsp = false;
+  /** A CR held back until the next byte says whether it ends a line. */
+  private cr = false;
+  /** The current line has content (so its line break is written, not held). */
+  private content = false;
+  /** Empty lines (after WSP removal) not yet written: dropped if the body ends before more content. */
+  private emptyLines = 0;
+  /** Canonical bytes hashed so far (tests and metrics). */
+  length = 0;
+  /** The body holds a NUL octet (RFC 5322 §2.3 and RFC 6152 forbid it; OpenDKIM fails such signatures). */
+  sawNul = false;
+
+  update(bytes: Uint8Array): void {
+    const n = bytes.length;
+    let i = 0;
+    // Start of a run of complete lines that are already canonical, hashed straight from `bytes` (one hash call
+    // for most chunks instead of a copy per byte); -1: none open.
+    let span = -1;
+    while (i < n) {
+      if (!this.cr && !this.wsp && !this.content) {
+        // At a line start: a line that ends in CRLF and needs no change passes through as it is.
+        const lf = bytes.indexOf(LF, i);
+        if (lf > i + 1 && bytes[lf - 1] === CR && canonicalLine(bytes, i, lf - 1)) {
+          if (this.emptyLines > 0) {
+            if (span >= 0) this.pass(bytes, span, i);
+            span = -1;
+            for (; this.emptyLines > 0; this.emptyLines--) {
+              this.put(CR);
+              this.put(LF);
+            }
+          }
+          if (span < 0) {
+            this.flush();
+            span = i;
+          }
+          i = lf + 1;
+          continue;
+        }
+      }
+      if (span >= 0) {
+        this.pass(bytes, span, i);
+        span = -1;
+      }
+      // Byte by byte to the end of this line.
+      for (; i < n; i++) {
+        const b = bytes[i]!;
+        if (b === LF) {
+          this.cr = false;
+          this.lineEnd();
+          i++;
+          break;
+        }
+        if (this.cr) {
+          this.cr = false;
+          this.contentByte(CR);
+        }
+        if (b === SP || b === TAB) this.wsp = true;
+        else if (b === CR) this.cr = true;
+        else this.contentByte(b);
+      }
+    }
+    if (span >= 0) this.pass(bytes, span, n);
+  }
+
+  /** Hashes bytes[from, to) as they are (canonical lines; the collected bytes before them are already flushed). */
+  private pass(bytes: Uint8Array, from: number, to: number): void {
+    this.hash.update(bytes.subarray(from, to));
+    this.length += to - from;
+  }
+
+  /** The body hash, base64 (the bh= value). The hasher cannot be fed afterwards. */
+  digest(): string {
+    if (this.cr) {
+      this.cr = false;
+      this.contentByte(CR);
+    }
+    // §3.4.4: a non-empty body that does not end with CRLF gets one; the empty lines at the end are ignored.
+    if (this.content) this.lineEnd();
+    this.flush();
+    return this.hash.digest("base64");
+  }
+
+  private lineEnd(): void {
+    this.wsp = false;
+    if (this.content) {
+      this.put(CR);
+      this.put(LF);
+      this.content = false;
+    } else {
+      this.emptyLines++;
+    }
+  }
+
+  private contentByte(b: number): void {
+    if (b === 0) this.sawNul = true;
+    if (this.emptyLines > 0) {
+      for (; this.emptyLines > 0; this.emptyLines--) {
+        this.put(CRLF[0]!);
+        this.put(CRLF[1]!);
+      }
+    }
+    if (this.wsp) {
+      this.put(SP);
+      this.wsp = false;
+    }
+    this.put(b);
+    this.content = true;
+  }
+
+  private put(b: number): void {
+    if (this.used === BLOCK) this.flush();
+    this.out[this.used++] = b;
+  }
+
+  private flush(): void {
+    if (this.used === 0) return;
+    this.hash.update(this.out.subarray(0, this.used));
+    this.length += this.used;
+    this.used = 0;
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * The header section of a message as it streams (RFC 5322 §2.1: everything up to the first empty line), kept in
+ * memory up to a bound: a client that sends a megabyte of header fields or ten thousand of them gets its message
+ * through unsigned, in time linear in its size, never an unbounded buffer or a quadratic parse.
+ */
+import { Buffer } from "node:buffer";
+
+const CR = 13;
+const LF = 10;
+const SP = 32;
+const TAB = 9;
+
+/** Limits of a header section we are prepared to sign. */
+export const MAX_HEADER_BYTES = 1024 * 1024;
+export const MAX_HEADER_FIELDS = 10_000;
+
+export type HeaderState = "reading" | "done" | "too-large";
+
+/** One header field as it appears, in latin1 (one char per byte), without its final line break. */
+export interface HeaderField {
+  /** Lower-case name, without WSP before the colon. */
+  readonly name: string;
+  readonly raw: string;
+}
+
+export class HeaderSectionReader {
+  private readonly chunks: Uint8Array[] = [];
+  private bytes = 0;
+  private fields = 0;
+  private atLineStart = true;
+  /** A CR at a line start: the next LF ends the section. */
+  private crAtLineStart = false;
+  state: HeaderState = "reading";
+
+  /**
+   * Feeds bytes of the message from its start. Returns the offset in `bytes` where the body begins once the empty
+   * line is found (the caller hashes the rest), -1 while the section goes on or after it was found too large.
+   */
+  feed(bytes: Uint8Array): number {
+    if (this.state !== "reading") return -1;
+    const n = bytes.length;
+    let i = 0;
+    while (i < n) {
+      const b = bytes[i]!;
+      if (this.crAtLineStart) {
+        this.crAtLineStart = false;
+        if (b === LF) return this.finish(bytes, i + 1);
+        this.atLineStart = false; // a CR that starts a line is content of a (malformed) field line
+      } else if (this.atLineStart) {
+        if (b === LF) return this.finish(bytes, i + 1);
+        if (b === CR) {
+          this.crAtLineStart = true;
+          i++;
+          continue;
+        }
+        if (b !== SP && b !== TAB && ++this.fields > MAX_HEADER_FIELDS) return this.tooLarge();
+        this.atLineStart = false;
+      }
+      // The rest of the line: jump to its LF.
+      const lf = bytes.indexOf(LF, i);
+      if (lf === -1) break;
+      i = lf + 1;
+      this.atLineStart = true;
+    }
+    return this.keep(bytes, n) ? -1 : this.tooLarge();
+  }
+
+  /** The fields, in order, once the section is complete (or the message ended without a body). */
+  parse(): HeaderField[] {
+    const all = new Uint8Array(this.bytes);
+    let off = 0;
+    for (const c of this.chunks) {
+      all.set(c, off);
+      off += c.length;
+    }
+    return splitFields(Buffer.from(all.buffer, all.byteOffset, all.length).toString("latin1"));
+  }
+
+  private keep(bytes: Uint8Array, end: number): boolean {
+    if (this.bytes + end > MAX_HEADER_BYTES) return false;
+    this.chunks.push(bytes.slice(0, end));
+    this.bytes += end;
+    return true;
+  }
+
+  private finish(bytes: Uint8Array, bodyStart: number): number {
+    if (!this.keep(bytes, bodyStart)) return this.tooLarge();
+    this.state = "done";
+    return bodyStart;
+  }
+
+  private tooLarge(): number {
+    this.state = "too-large";
+    this.chunks.length = 0;
+    this.bytes = 0;
+    return -1;
+  }
+}
+
+/**
+ * Splits a header section (latin1) into fields; continuation lines (starting with WSP) belong to the field above.
+ * A line that is no field (no colon, WSP or other bytes in the name, a continuation at the top) comes back with the
+ * name "".
+ */
+export function splitFields(text: string): HeaderField[] {
+  const out: HeaderField[] = [];
+  const lines = text.split("\n");
+  let current: string | null = null;
+  const push = (): void => {
+    if (current === null) return;
+    const colon = current.indexOf(":");
+    // RFC 5322 §2.2/§3.6.8: a field name is printable US-ASCII but ":"; a line without one is no field, and so is
+    // one with WSP before the colon (obsolete syntax, §4.5, that dkimpy refuses): both kept with the name "".
+    const name = colon > 0 ? current.slice(0, colon) : "";
+    out.push({ name: /^[\x21-\x39\x3b-\x7e]+$/.test(name) ? name.toLowerCase() : "", raw: current });
+    current = null;
+  };
+  for (let line of lines) {
+    if (line.endsWith("\r")) line = line.slice(0, -1);
+    if (line === "") {
+      push();
+      break;
+    }
+    const first = line.charCodeAt(0);
+    if (first === SP || first === TAB) {
+      // A continuation line; at the very top it continues nothing (malformed, name "").
+      if (current === null) out.push({ name: "", raw: line });
+      else current += "\r\n" + line;
+    }
+    else {
+      push();
+      current = line;
+    }
+  }
+  push();
+  return out;
+}
