@@ -163,6 +163,9 @@ peerTest(
     expect(code, `AUTH on node B ${authMs} ms after user add on node A`).toBe(235);
     expect(dovecot.canLogin(CAROL, CAROL_PW), dovecot.log()).toBe(true);
     expect(dovecot.canLogin(CAROL, "wrong")).toBe(false);
+    // Dovecot's LMTP checks recipients against the same table.
+    expect(dovecot.lmtpRcpt(CAROL)).toBe(250);
+    expect(dovecot.lmtpRcpt("ghost@example.test")).toBe(550);
 
     const acked = new Set<string>();
     let sent = 0;

@@ -36,6 +36,8 @@ export interface Dovecot {
   fetchInbox(user: string, password: string): { exists: number; messages: Buffer[] };
   /** imaplib LOGIN only: true when Dovecot accepts the credentials. */
   canLogin(user: string, password: string): boolean;
+  /** smtplib.LMTP over the Unix socket: Dovecot's reply code to RCPT TO:<address> (then RSET, QUIT). */
+  lmtpRcpt(address: string): number;
 }
 
 function idOf(user: string, flag: "-u" | "-g"): number {
@@ -58,6 +60,17 @@ if exists > 0:
     msgs = [base64.b64encode(p[1]).decode() for p in data if isinstance(p, tuple)]
 m.logout()
 print(json.dumps({"exists": exists, "messages": msgs}))
+`;
+
+const LMTP_RCPT = `
+import smtplib, sys
+m = smtplib.LMTP(sys.argv[1])
+m.ehlo_or_helo_if_needed()
+m.mail("probe@test.invalid")
+code, _ = m.rcpt(sys.argv[2])
+m.rset()
+m.quit()
+print(code)
 `;
 
 const IMAP_LOGIN = `
@@ -187,6 +200,11 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<Dovecot> 
       if (r.status !== 0) throw new Error(`imaplib failed: ${r.stderr}\ndovecot log:\n${log()}`);
       const got = JSON.parse(r.stdout) as { exists: number; messages: string[] };
       return { exists: got.exists, messages: got.messages.map((m) => Buffer.from(m, "base64")) };
+    },
+    lmtpRcpt(address) {
+      const r = spawnSync(peerPath("python3")!, ["-c", LMTP_RCPT, lmtpSocket, address], { encoding: "utf8", timeout: 30_000 });
+      if (r.status !== 0) throw new Error(`smtplib.LMTP failed: ${r.stderr}\ndovecot log:\n${log()}`);
+      return Number(r.stdout.trim());
     },
     canLogin(user, password) {
       const r = python(IMAP_LOGIN, [user, password]);
