@@ -35,8 +35,6 @@ export interface BackOfficeOptions {
   /** The current config and policy (SIGHUP replaces both). */
   config(): Config;
   policy(): Policy;
-  /** Resolves once the directory can route again (a DSN routed while it was down waits for this). */
-  whenDirectoryAvailable(): Promise<void>;
   log: Logger;
   stats: QueueStats;
   metrics: ServerMetrics;
@@ -47,6 +45,8 @@ export interface BackOffice {
   readonly pool: DeliveryPool;
   /** SIGHUP: new relay settings for the workers (each rebuilds only what they change). */
   reload(next: Config): void;
+  /** The directory changed (e.g. its database answers again): DSNs that waited for it go out. */
+  directoryChanged(): void;
   stop(): Promise<void>;
 }
 
@@ -76,7 +76,7 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
     ...(config.local.delivery === "lmtp" ? { lmtp: { target: config.local.lmtp, hostname: config.hostname, timeouts: RFC5321_TIMEOUTS } } : {}),
     log,
     // Notices: a DSN from the queue; then a kept item is deleted by the pool.
-    onFinished: (r) => notifier.notify(r.id, r.notices),
+    onFinished: (r) => notifier.notify(r.id, r.notices, r.done),
     onReleased: (ref: string) => spool?.release(ref),
     onResult: resultReporter(log, metrics.delivery),
   });
@@ -99,7 +99,6 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
     },
     spool,
     routeOwn: (address) => o.policy().routeOwn(address),
-    whenAvailable: () => o.whenDirectoryAvailable(),
     log,
   });
   const recovered = recover(queueDir, log);
@@ -119,6 +118,9 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
     spool: s,
     pool,
     reload: (next) => pool.updateRemote(remoteSettings(next)),
+    directoryChanged: () => {
+      if (notifier.waitingCount > 0) void notifier.retryWaiting();
+    },
     async stop() {
       await s.close();
       await pool.stop();

@@ -4,10 +4,10 @@
  * SIGHUP reload and SIGTERM drain. Wiring only; the only module that knows every concrete type.
  */
 import { readFileSync } from "node:fs";
-import { Authenticator, loadUsers, type AuthLimits } from "../auth/index.ts";
+import { Authenticator, type AuthLimits } from "../auth/index.ts";
 import { loadKeyring, type DkimKeyring } from "../dkim/index.ts";
 import { ensureCertificate } from "../certs/index.ts";
-import { FileDirectory, PostgresDirectory, SharedAuthFailures, type Directory } from "../directory/index.ts";
+import { SharedAuthFailures } from "../directory/index.ts";
 import { splitHostPort, type Config, type ConfigResult, type ListenerConfig } from "../config/index.ts";
 import type { Stage } from "../mail/index.ts";
 import { serveObserve, type Logger } from "../observe/index.ts";
@@ -17,6 +17,7 @@ import { passwordHasher } from "../runtime/index.ts";
 import type { Listener, ListenerSpec, TlsOptions, Transport } from "../transport/types.ts";
 import { startBackOffice } from "./back-office.ts";
 import { buildStages } from "./stages.ts";
+import { openDirectory, reloadDirectory } from "./directory.ts";
 import { Connections } from "./connections.ts";
 import { dropPrivileges } from "./privileges.ts";
 import { serverMetrics } from "./metrics.ts";
@@ -63,33 +64,6 @@ function authLimits(c: Config): AuthLimits {
 
 function readTls(c: Config): TlsOptions {
   return { cert: readFileSync(c.tls.cert, "utf8"), key: readFileSync(c.tls.key, "utf8") };
-}
-
-/** The file/config source's lists. */
-function fileLists(c: Config, users: Iterable<{ address: string; hash: string }>) {
-  return { domains: c.local.domains, users, aliases: Object.entries(c.local.aliases) };
-}
-
-/**
- * [directory]: the file/config source, or PostgreSQL (then local.domains, users_file and [local.aliases] are
- * ignored, said once at start). A database that is down at start does not stop the server: RCPT and AUTH
- * answer 451/454 until it answers.
- */
-async function openDirectory(c: Config, log: Logger): Promise<Directory> {
-  if (c.directory.kind === "postgres") {
-    const ignored = [
-      ...(c.local.domains.length > 0 ? ["local.domains"] : []),
-      ...(c.local.usersFile !== "" ? ["local.users_file"] : []),
-      ...(Object.keys(c.local.aliases).length > 0 ? ["local.aliases"] : []),
-    ];
-    if (ignored.length > 0) log.warn("directory.ignored_keys", { keys: ignored, note: 'ignored: [directory] kind = "postgres"' });
-    const d = await PostgresDirectory.open({ url: c.directory.url, log });
-    if (d.snapshot() === null) log.warn("directory.not_loaded", { note: "RCPT answers 451 and AUTH 454 until the database answers" });
-    return d;
-  }
-  const users = loadUsers(c.local.usersFile);
-  for (const e of users.errors) log.warn("users.bad_line", { file: c.local.usersFile, problem: e });
-  return new FileDirectory(fileLists(c, users.users.values()));
 }
 
 /** The keys of config.dkim.selectors; a bad key throws with the config error lines. */
@@ -206,17 +180,10 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   };
 
   // The back office (as the unprivileged user from here on): spool, delivery, DSNs, recovery.
-  // A DSN whose routing met an unavailable directory waits for it (queue/notifier.ts).
-  const whenDirectoryAvailable = (): Promise<void> =>
-    new Promise<void>((resolve) => {
-      const off = directory.onChange(() => {
-        if (directory.snapshot() === null) return;
-        off();
-        resolve();
-      });
-    });
   inbound.start();
-  const office = await startBackOffice({ config: () => config, policy: () => policy, whenDirectoryAvailable, log, stats, metrics });
+  const office = await startBackOffice({ config: () => config, policy: () => policy, log, stats, metrics });
+  // DSNs that waited for an unavailable directory go out when it answers again.
+  directory.onChange(() => office.directoryChanged());
   spool = office.spool;
   const pool = office.pool;
   ringDepth = () => pool.depth;
@@ -256,7 +223,6 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
           log.error("config.reload_failed", { errors: k.errors, note: "keeping the running config" });
           return false;
         }
-        const u = directory instanceof FileDirectory ? loadUsers(next.local.usersFile) : null;
         const nextTls = next.listeners.some((l) => l.tls !== "none") ? readTls(next) : null;
         const certChanged = nextTls?.cert !== tls?.cert || nextTls?.key !== tls?.key;
         const same = (a: ListenerConfig[], b: ListenerConfig[]): boolean =>
@@ -265,17 +231,10 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         if (!same(config.listeners, next.listeners)) {
           log.warn("config.listeners_changed", { note: "listener addresses, TLS modes and proxy_protocol apply at the next restart" });
         }
-        if (next.directory.kind !== directory.kind || next.directory.url !== config.directory.url) {
-          log.warn("config.directory_changed", { note: "[directory] applies at the next restart" });
-        }
-        if (u !== null && directory instanceof FileDirectory) {
-          for (const e of u.errors) log.warn("users.bad_line", { file: next.local.usersFile, problem: e });
-          directory.replace(fileLists(next, u.users.values()));
-        }
-        const nextPolicy = policyOf(next);
+        reloadDirectory(directory, config, next, log);
         office.reload(next);
         inbound.reload(next, k.keyring);
-        policy = nextPolicy;
+        policy = policyOf(next);
         auth.update(authLimits(next));
         connections.setConnectionRate(next.limits.maxConnectionRatePerIp);
         tls = nextTls;

@@ -4,6 +4,7 @@
  * Failures are counted over a sliding 10-minute window; other addresses are never affected.
  */
 import type { DirectoryView } from "../directory/index.ts";
+import { addressKey } from "../mail/index.ts";
 import type { AuthPort } from "../session/index.ts";
 
 export interface PasswordVerifier {
@@ -61,7 +62,7 @@ export class Authenticator implements AuthPort {
     const view = this.directory.snapshot();
     // CONTRACT: directory unavailable → 454 4.7.0 (the session answers a rejection so); never a 535 for it.
     if (view === null) throw new Error("the user directory is unavailable");
-    const entry = view.users.get(user.toLowerCase());
+    const entry = view.users.get(addressKey(user));
     const ok = await this.hasher.verify(password, entry ? entry.hash : this.dummyHash);
     return ok && entry ? entry.address : null;
   }

@@ -6,9 +6,9 @@ import type { Transport } from "../transport/types.ts";
 import { UsageError } from "./args.ts";
 import { certsCommand } from "./certs.ts";
 import { checkConfigCommand } from "./check-config.ts";
-import { directoryCommand } from "./directory.ts";
 import { dkimCommand } from "./dkim.ts";
 import { dnsRecordsCommand } from "./dns-records.ts";
+import { directoryCommand } from "./directory.ts";
 import { queueCommand } from "./queue.ts";
 import { serveCommand } from "./serve.ts";
 import { userCommand } from "./user.ts";
@@ -28,9 +28,9 @@ const USAGE = `usage: ringmta <command> [options]
   queue delete ID [--config FILE]
   queue flush [--config FILE]
   certs generate --host NAME [--out DIR] [--rsa]
-  directory migrate [--config FILE]
   dkim keygen --domain D --selector S [--algo rsa|ed25519] [--bits 2048] [--config FILE]
   dns-records [--domain D] [--config FILE]
+  directory migrate [--config FILE]
 `;
 
 export async function run(argv: string[], rt: CliRuntime): Promise<number> {
@@ -47,12 +47,12 @@ export async function run(argv: string[], rt: CliRuntime): Promise<number> {
         return queueCommand(rest);
       case "certs":
         return await certsCommand(rest);
-      case "directory":
-        return await directoryCommand(rest);
       case "dkim":
         return dkimCommand(rest);
       case "dns-records":
         return dnsRecordsCommand(rest);
+      case "directory":
+        return await directoryCommand(rest);
       case "help":
       case "--help":
       case "-h":

@@ -13,7 +13,7 @@
  * ring is full or it has no local recipient. Workers take from their own ring first, then from the shared one.
  */
 import { createRing, Ring } from "../ring/index.ts";
-import { deleteItem, parseToken } from "../queue/index.ts";
+import { deleteItem, DsnWaits, parseToken } from "../queue/index.ts";
 import { defaultRemoteSettings } from "./remote/index.ts";
 import type { RemoteSettings } from "./remote/index.ts";
 import type { LmtpSettings } from "./lmtp/index.ts";
@@ -389,6 +389,8 @@ export class DeliveryPool {
       await this.opts.onFinished?.(r);
       if (remove) deleteItem(this.opts.queueDir, r.id);
     } catch (err) {
+      // A DSN waiting for the directory keeps the item; the notifier sends it (and deletes a finished one) later.
+      if (err instanceof DsnWaits) return;
       this.opts.log?.error("delivery.finish_failed", { id: r.id, error: String(err) });
     }
   }

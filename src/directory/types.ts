@@ -15,9 +15,9 @@ export interface DirectoryUser {
 export interface DirectorySnapshot {
   /** Local domains, lower-cased, in the source's order (the first one is where a bare <postmaster> goes). */
   readonly domains: ReadonlySet<string>;
-  /** lower-cased address → user. */
+  /** addressKey(address) → user. */
   readonly users: ReadonlyMap<string, DirectoryUser>;
-  /** lower-cased alias address → its targets, as written. */
+  /** addressKey(alias) → its targets, as written. */
   readonly aliases: ReadonlyMap<string, readonly string[]>;
 }
 

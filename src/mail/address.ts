@@ -129,3 +129,14 @@ export function utf8Length(s: string): number {
   }
   return n;
 }
+
+/**
+ * The lookup key of an address in the users and alias tables: the local part folded with the one rule above, the
+ * domain lower-cased (a name without "@", an AUTH login say, is folded whole). Policy, the directory and AUTH all
+ * use it, so José in NFC and NFD, or K and the Kelvin sign, find the same entry.
+ */
+export function addressKey(address: string): string {
+  if (address.lastIndexOf("@") < 0) return foldLocalPart(address);
+  const p = splitAddress(address);
+  return `${foldLocalPart(p.localPart)}@${p.domain.toLowerCase()}`;
+}

@@ -5,6 +5,7 @@ export type {
   EnvelopeRecipient,
   MessageSink,
   Outcome,
+  OwnRoute,
   OutcomeReport,
   Route,
   SpoolPort,
@@ -22,4 +23,4 @@ export type {
   Verdict,
 } from "./stage.ts";
 export { kindOfCode, localOutcome, replyLine } from "./outcome.ts";
-export { NAME_MAX, foldLocalPart, formatPath, isDotString, mailboxText, quoteLocalPart, splitAddress, utf8Length } from "./address.ts";
+export { NAME_MAX, addressKey, foldLocalPart, formatPath, isDotString, mailboxText, quoteLocalPart, splitAddress, utf8Length } from "./address.ts";

@@ -9,6 +9,15 @@ export type Route =
   | { kind: "local"; domain: string; localPart: string } // DATA/mail/<domain>/<localPart>/ (both lower-cased)
   | { kind: "remote"; domain: string }; // relayed (issue: outbound)
 
+/**
+ * Where mail we generate ourselves (a DSN) to an address goes: its targets, nowhere (an unknown local user), or
+ * not known now (the directory is unavailable: the notice waits).
+ */
+export type OwnRoute =
+  | { kind: "accept"; targets: Array<{ address: string; route: Route }> }
+  | { kind: "nowhere" }
+  | { kind: "later" };
+
 /** One final delivery target of a transaction (after alias expansion and de-duplication). */
 export interface EnvelopeRecipient {
   /** The address as given in RCPT TO (DSN Original-Recipient when no ORCPT). */

@@ -182,17 +182,27 @@ describe("senderAllowed", () => {
 describe("routeOwn (our own mail: DSNs to envelope senders)", () => {
   test("remote senders are routed without relay permission, and without any login", () => {
     const p = policy();
-    expect(p.routeOwn("x@Remote.Test")).toEqual([{ address: "x@Remote.Test", route: { kind: "remote", domain: "remote.test" } }]);
+    expect(p.routeOwn("x@Remote.Test")).toEqual({ kind: "accept", targets: [{ address: "x@Remote.Test", route: { kind: "remote", domain: "remote.test" } }] });
     // The same address from an anonymous client is still refused: routeOwn changes nothing for clients.
     expect(resolve(p, "x@remote.test")).toBe("relayDenied");
   });
 
   test("local senders go through aliases like any recipient; an unknown local address leads nowhere", () => {
     const p = policy({ aliases: { "list@example.test": ["alice@example.test", "far@remote.test"] } });
-    expect(p.routeOwn("Bob@example.test")).toEqual([{ address: "bob@example.test", route: { kind: "local", domain: "example.test", localPart: "bob" } }]);
+    expect(p.routeOwn("Bob@example.test")).toEqual({ kind: "accept", targets: [{ address: "bob@example.test", route: { kind: "local", domain: "example.test", localPart: "bob" } }] });
     const list = p.routeOwn("list@example.test");
-    expect(Array.isArray(list) && list.map((t) => `${t.route.kind}:${t.address}`)).toEqual(["local:alice@example.test", "remote:far@remote.test"]);
-    expect(p.routeOwn("nobody@example.test")).toBeNull();
+    expect(list.kind === "accept" && list.targets.map((t) => `${t.route.kind}:${t.address}`)).toEqual(["local:alice@example.test", "remote:far@remote.test"]);
+    expect(p.routeOwn("nobody@example.test")).toEqual({ kind: "nowhere" });
+  });
+
+  test("with the directory unavailable our own mail waits (later), it is never dropped as undeliverable", () => {
+    const dir = fileDirectory({ domains: ["example.test"], users: [{ address: "bob@example.test", hash: "" }], aliases: {} });
+    let up = false;
+    const p = new Policy({ directory: { snapshot: () => (up ? dir.snapshot() : null) }, catchAll: false, relayNetworks: [] });
+    expect(p.routeOwn("bob@example.test")).toEqual({ kind: "later" });
+    expect(p.routeOwn("x@remote.test")).toEqual({ kind: "later" });
+    up = true;
+    expect(p.routeOwn("bob@example.test").kind).toBe("accept");
   });
 });
 
@@ -248,8 +258,6 @@ describe("directory unavailable", () => {
     expect(resolve(p, "ghost@example.test")).toBe("tempfail");
     expect(resolve(p, "someone@remote.test")).toBe("tempfail");
     expect(resolve(p, "postmaster")).toBe("tempfail");
-    // Our own DSNs wait for the directory too.
-    expect(p.routeOwn("alice@example.test")).toBe("unavailable");
     up = true;
     expect(resolve(p, "ghost@example.test")).toBe("unknownUser");
   });

@@ -4,7 +4,7 @@
  * file, or PostgreSQL: this file does not know which), read once per decision; no I/O.
  */
 import type { DirectorySnapshot, DirectoryView } from "../directory/index.ts";
-import { NAME_MAX, foldLocalPart, formatPath, splitAddress as splitParts, utf8Length, type Route } from "../mail/index.ts";
+import { NAME_MAX, addressKey, foldLocalPart, formatPath, splitAddress as splitParts, utf8Length, type OwnRoute, type Route } from "../mail/index.ts";
 import type { PolicyPort, RcptContext, RcptDecision } from "../session/index.ts";
 import { cidrContains, parseCidr, parseIp, type Cidr } from "./cidr.ts";
 
@@ -34,21 +34,18 @@ export function mailboxFits(route: { domain: string; localPart: string }): boole
   return fits(route.localPart) && fits(route.domain);
 }
 
-/**
- * Lookups are case-insensitive (as Postfix's maps are). The directory's keys are lower-cased addresses; the local
- * part looked up is folded with the one rule (NFC, then lower case), which is lower-casing for ASCII.
- */
+/** Lookups are case-insensitive (as Postfix's maps are), with the directory's key rule (mail/ addressKey). */
 function key(localPart: string, domain: string): string {
   return `${foldLocalPart(localPart)}@${domain.toLowerCase()}`;
 }
+
+/** The tables of one decision: the directory's snapshot at its start. */
+type Tables = DirectorySnapshot;
 
 /** A local part that is safe as one directory name under DATA/mail/<domain>/ (no traversal, no control bytes). */
 function safeMailboxName(localPart: string): boolean {
   return localPart !== "" && localPart !== "." && localPart !== ".." && !/[/\\\x00-\x1f\x7f]/.test(localPart);
 }
-
-/** The tables of one decision: the directory's snapshot at its start. */
-type Tables = DirectorySnapshot;
 
 export class Policy implements PolicyPort {
   private readonly networks: Cidr[];
@@ -64,13 +61,14 @@ export class Policy implements PolicyPort {
   /**
    * Where mail that we generate ourselves (a DSN to an envelope sender) to `address` goes: through aliases like
    * any recipient, non-local domains relayed. Relay permission is about clients, so it is not asked: our own mail
-   * needs no login. Null when the address leads nowhere (an unknown local user); "unavailable" while the
-   * directory is (the DSN then waits for it).
+   * needs no login. "nowhere": an unknown local user; "later": the directory is unavailable.
    */
-  routeOwn(address: string): Array<{ address: string; route: Route }> | null | "unavailable" {
+  routeOwn(address: string): OwnRoute {
     const [localPart, domain] = splitAddress(address);
     const d = this.decide(localPart, domain, null);
-    return d.kind === "accept" ? d.targets : d.kind === "tempfail" ? "unavailable" : null;
+    if (d.kind === "accept") return d;
+    // The directory cannot say now (CONTRACT: never a permanent decision then): the notice waits for it.
+    return d.kind === "tempfail" ? { kind: "later" } : { kind: "nowhere" };
   }
 
   /** `ctx` null: our own mail (routeOwn), which may go anywhere. */
@@ -196,7 +194,7 @@ export class Policy implements PolicyPort {
     const from = norm(sender);
     if (from === user) return true;
     // The last view the directory had (an AUTH user exists, so it was available moments ago).
-    const targets = this.s.directory.snapshot()?.aliases.get(key(...splitAddress(sender)));
+    const targets = this.s.directory.snapshot()?.aliases.get(addressKey(sender));
     return targets !== undefined && targets.some((t) => norm(t) === user);
   }
 }

@@ -21,7 +21,7 @@ export { ItemHandle, ItemStore } from "./item-handle.ts";
 export type { ItemResult, QueuePolicy } from "./item-handle.ts";
 export { finishedNotices, noticeAction } from "./notices.ts";
 export type { Notice } from "./notices.ts";
-export { Notifier } from "./notifier.ts";
+export { DsnWaits, Notifier } from "./notifier.ts";
 export type { NotifierLog, NotifierOptions } from "./notifier.ts";
 export { resumeRecovered } from "./resume.ts";
 export type { ResumeLog, ResumeTargets } from "./resume.ts";

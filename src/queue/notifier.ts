@@ -4,16 +4,28 @@
  * envelope sender, routed by `routeOwn` (the policy's routing for our own mail: a local sender's DSN lands in its
  * Maildir through its aliases, a remote one is relayed; no relay permission and no login are involved). Never to <>.
  *
+ * A DSN whose sender cannot be routed now (the directory is unavailable: kind = "postgres" with the database
+ * down) waits: notify() rejects with DsnWaits, so the item stays in the spool, and retryWaiting() sends it once
+ * the directory answers again (then a finished item is deleted).
+ *
  * Which recipients a DSN reports is notices.ts's decision: an attempt's notices as the worker made them, or, for a
  * finished item found at start whose bounce was never sent, the same rule applied to its recorded state.
  */
-import type { EnvelopeRecipient, Route, SpoolPort } from "../mail/index.ts";
+import type { EnvelopeRecipient, OwnRoute, SpoolPort } from "../mail/index.ts";
 import { dsnChunks } from "./dsn.ts";
 import type { DsnRecipient } from "./dsn.ts";
 import { deleteItem } from "./list.ts";
 import { finishedNotices } from "./notices.ts";
 import type { Notice } from "./notices.ts";
 import { openStored } from "./stored.ts";
+
+/** The DSN waits for the directory; the item must stay in the spool (the pool keeps it on this rejection). */
+export class DsnWaits extends Error {
+  override readonly name = "DsnWaits";
+  constructor(readonly id: string) {
+    super(`the DSN about ${id} waits for the directory`);
+  }
+}
 
 export interface NotifierLog {
   info(event: string, fields: Record<string, unknown>): void;
@@ -28,25 +40,29 @@ export interface NotifierOptions {
   /** queue.max_age: a delay warning's Will-Retry-Until. */
   maxAgeMs: number;
   spool: SpoolPort;
-  /**
-   * Where our own mail to `address` goes (Policy.routeOwn), read at each DSN (a SIGHUP may change it);
-   * "unavailable" while the directory cannot say (kind = "postgres", database down).
-   */
-  routeOwn(address: string): Array<{ address: string; route: Route }> | null | "unavailable";
-  /** Resolves once routeOwn may answer again (the directory is back). */
-  whenAvailable?(): Promise<void>;
+  /** Where our own mail to `address` goes (Policy.routeOwn), read at each DSN (a SIGHUP may change it). */
+  routeOwn(address: string): OwnRoute;
   log: NotifierLog;
   now?: () => number;
 }
 
 export class Notifier {
+  /** DSNs that wait for the directory: item id → its notices, and whether the item goes once the DSN is out. */
+  private readonly waiting = new Map<string, { notices: readonly Notice[] | null; remove: boolean }>();
+  private retrying = false;
+
   constructor(private readonly o: NotifierOptions) {}
+
+  /** How many DSNs wait for the directory. */
+  get waitingCount(): number {
+    return this.waiting.size;
+  }
 
   /**
    * Queue the DSN for `notices` of item `id` (null: the item is finished, and its state says what to report).
    * The item must still be in the spool. Resolves once the DSN is committed (or there is nothing to send).
    */
-  async notify(id: string, notices: readonly Notice[] | null): Promise<void> {
+  async notify(id: string, notices: readonly Notice[] | null, remove = false): Promise<void> {
     const item = openStored(this.o.queueDir, id);
     if (item === null) return;
     const env = item.envelope;
@@ -66,21 +82,17 @@ export class Notifier {
       recipients.push(d);
     }
     if (recipients.length === 0) return;
-    const targets = this.o.routeOwn(env.sender);
-    if (targets === "unavailable") {
-      // The directory is down: the DSN waits for it, and so does the item (the pool deletes a finished item only
-      // once this resolves). Then everything is read again: the item may have moved on meanwhile.
-      this.o.log.info("dsn.waiting_for_directory", { id, note: "the directory is unavailable: the DSN waits for it" });
-      if (this.o.whenAvailable === undefined) return;
-      await this.o.whenAvailable();
-      await this.notify(id, notices);
-      this.o.log.info("dsn.sent_after_directory_outage", { id });
-      return;
+    const route = this.o.routeOwn(env.sender);
+    if (route.kind === "later") {
+      if (!this.waiting.has(id)) this.o.log.warn("dsn.waiting", { id, sender: env.sender, reason: "the directory is unavailable" });
+      this.waiting.set(id, { notices, remove });
+      throw new DsnWaits(id);
     }
-    if (targets === null || targets.length === 0) {
+    if (route.kind === "nowhere" || route.targets.length === 0) {
       this.o.log.warn("dsn.undeliverable", { id, sender: env.sender, reason: "no route for the sender" });
       return;
     }
+    const targets = route.targets;
     const sink = this.o.spool.begin();
     try {
       const chunks = dsnChunks({ hostname: this.o.hostname, dsnId: sink.id, envelope: env, recipients, chunks: () => item.message.chunks(), now });
@@ -102,7 +114,28 @@ export class Notifier {
 
   /** A finished item (all recipients final, some failed) found at start: its bounce, then the item goes. */
   async bounceFinished(id: string): Promise<void> {
-    await this.notify(id, null);
+    await this.notify(id, null, true);
     deleteItem(this.o.queueDir, id);
+  }
+
+  /** The directory changed: send the DSNs that waited for it (those still unroutable keep waiting). */
+  async retryWaiting(): Promise<void> {
+    if (this.retrying) return;
+    this.retrying = true;
+    try {
+      for (const [id, w] of [...this.waiting]) {
+        this.waiting.delete(id);
+        try {
+          await this.notify(id, w.notices, w.remove);
+          if (w.remove) deleteItem(this.o.queueDir, id);
+          this.o.log.info("dsn.sent_after_directory_outage", { id });
+        } catch (err) {
+          if (err instanceof DsnWaits) return; // still down: it is waiting again
+          this.o.log.warn("dsn.failed", { id, error: String(err) });
+        }
+      }
+    } finally {
+      this.retrying = false;
+    }
   }
 }

@@ -248,7 +248,7 @@ peerTest(
     try {
       await waitFor(() => remote.messages.length === 1, 15_000);
       expect(remote.messages[0]!.data.toString()).toContain(mid);
-      await waitFor(() => nodeA!.logs().includes("the DSN waits"), 15_000);
+      await waitFor(() => nodeA!.logs().includes("dsn.waiting"), 15_000);
     } finally {
       await remote.close();
       await gone.close();

@@ -19,11 +19,11 @@ export type Peer =
   | "unbound"
   | "ldns-keygen"
   | "ldns-signzone"
+  | "dkimverify"
+  | "opendkim"
   | "haproxy"
   | "initdb"
-  | "dovecot-pgsql"
-  | "dkimverify"
-  | "opendkim";
+  | "dovecot-pgsql";
 
 /** Debian package that brings each program (the ones .ci/run installs). */
 export const PEER_PACKAGE: Record<Peer, string> = {

@@ -10,8 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 import { dkimRecordLine, generateKeyFile, keyFile, loadKeyring, MAX_HEADER_FIELDS, type DkimKeyring, type SignOutcome } from "../../src/dkim/index.ts";
-import { fileDirectory } from "../../src/directory/index.ts";
 import { dkimSignStage } from "../../src/inbound/index.ts";
+import { fileDirectory } from "../../src/directory/index.ts";
 import { Policy } from "../../src/policy/index.ts";
 import { mailauthVerify, recordsOf } from "../helpers/dkim.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -36,8 +36,7 @@ const RELAY_NETWORKS = ["192.0.2.0/24"];
 /** The stage as app/ builds it: trusted = authenticated or inside relay.networks (Policy.mayRelay). */
 function tier(o: { listener?: string; remoteAddress?: string; maxMessageSize?: number } = {}) {
   const outcomes: SignOutcome[] = [];
-  const directory = fileDirectory({ domains: ["example.test"], users: [], aliases: {} });
-  const policy = new Policy({ directory, catchAll: true, relayNetworks: RELAY_NETWORKS });
+  const policy = new Policy({ directory: fileDirectory({ domains: ["example.test"], users: [], aliases: {} }), catchAll: true, relayNetworks: RELAY_NETWORKS });
   const stage = dkimSignStage({
     keyring: () => keyring,
     trusted: (view) => policy.mayRelay({ clientAddress: view.clientAddress, authUser: view.authUser }),
