@@ -143,3 +143,70 @@ describe("LmtpCourier against Dovecot", () => {
     courier.close();
   });
 });
+
+/**
+ * A scripted LMTP peer for what Dovecot will not do on demand: it answers LHLO, MAIL, each RCPT and DATA, then
+ * after the final dot sends only `finals` (one reply per recipient, RFC 2033 §4.2) and closes.
+ */
+async function scripted(finals: string[]): Promise<{ port: number; close: () => Promise<void> }> {
+  const srv = createServer((c) => {
+    c.write("220 lmtp.test LMTP\r\n");
+    let buf = "";
+    let data = false;
+    c.on("data", (b: Buffer) => {
+      buf += b.toString("latin1");
+      for (;;) {
+        if (data) {
+          const end = buf.indexOf("\r\n.\r\n");
+          if (end < 0) return;
+          buf = buf.slice(end + 5);
+          data = false;
+          c.end(finals.map((f) => `${f}\r\n`).join(""));
+          return;
+        }
+        const nl = buf.indexOf("\r\n");
+        if (nl < 0) return;
+        const line = buf.slice(0, nl).toUpperCase();
+        buf = buf.slice(nl + 2);
+        if (line.startsWith("LHLO")) c.write("250-lmtp.test\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n");
+        else if (line.startsWith("DATA")) {
+          c.write("354 go\r\n");
+          data = true;
+        } else c.write("250 2.0.0 ok\r\n");
+      }
+    });
+    c.on("error", () => c.destroy());
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
+  return { port: (srv.address() as { port: number }).port, close: () => new Promise<void>((r) => srv.close(() => r())) };
+}
+
+describe("LmtpCourier: replies after the data", () => {
+  test("the connection lost after the first of three replies: that one delivered, the others deferred (never failed)", async () => {
+    const peer = await scripted(["250 2.0.0 <a@example.test> saved"]);
+    const courier = new LmtpCourier({ target: `127.0.0.1:${peer.port}`, hostname: "mx.test", timeouts: FAST }, createBunDialer());
+    const rs = [local("a@example.test"), local("b@example.test"), local("c@example.test")];
+    const out = await courier.deliver(message(rs, "partial@test"), rs);
+    expect(out.map((o) => `${o.kind} ${o.code}`)).toEqual(["delivered 250", "deferred 451", "deferred 451"]);
+    expect(out[0]!.remoteMta).toBe("127.0.0.1");
+    expect(out[1]!.remoteMta).toBeUndefined(); // no reply came: the outcome is ours
+    courier.close();
+    await peer.close();
+  });
+
+  test("each reply is its recipient's: 250, 452 (deferred), 552 (failed), in RCPT order", async () => {
+    const peer = await scripted(["250 2.0.0 saved", "452 4.2.2 mailbox full", "552 5.2.2 over quota for good"]);
+    const courier = new LmtpCourier({ target: `127.0.0.1:${peer.port}`, hostname: "mx.test", timeouts: FAST }, createBunDialer());
+    const rs = [local("a@example.test"), local("b@example.test"), local("c@example.test")];
+    const out = await courier.deliver(message(rs, "mixed@test"), rs);
+    expect(out.map((o) => `${o.kind} ${o.code} ${o.enhanced} ${o.text}`)).toEqual([
+      "delivered 250 2.0.0 saved",
+      "deferred 452 4.2.2 mailbox full",
+      "failed 552 5.2.2 over quota for good",
+    ]);
+    // LMTP delivery is final delivery: a 250 is never "relayed" (RFC 3461 §5.2.2), whatever the server offers.
+    expect(out[0]!.relayed).toBeUndefined();
+    courier.close();
+    await peer.close();
+  });
+});
