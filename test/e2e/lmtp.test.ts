@@ -105,10 +105,10 @@ describe("LMTP delivery into Dovecot", () => {
       }, 20_000);
       const alice = log.find((l) => l.recipient === "alice@example.test")!;
       const bob = log.find((l) => l.recipient === "bob@example.test")!;
-      // `courier` in the log is the route kind; `remote` names the LMTP peer that replied (the socket: localhost).
-      expect(alice).toMatchObject({ courier: "local", outcome: "delivered", remote: "localhost" });
+      // `remote` names the LMTP peer that replied (the socket: localhost).
+      expect(alice).toMatchObject({ courier: "lmtp", outcome: "delivered", remote: "localhost" });
       expect(alice.reply).toMatch(/^250 2\.0\.0 .*Saved/);
-      expect(bob).toMatchObject({ courier: "local", outcome: "failed", remote: "localhost" });
+      expect(bob).toMatchObject({ courier: "lmtp", outcome: "failed", remote: "localhost" });
       expect(bob.reply).toMatch(/^550 5\.1\.1 /);
 
       // alice's INBOX: the message, then our DSN for bob (the sender is alice, so it comes back over LMTP too).
@@ -130,6 +130,10 @@ describe("LMTP delivery into Dovecot", () => {
       expect(text).toMatch(/Action: failed/i);
       expect(text).toMatch(/Status: 5\.1\.1/i);
       expect(text).not.toMatch(/Final-Recipient: rfc822; ?alice@example\.test/i);
+      // The metrics name the courier.
+      const metrics = await (await fetch(`http://127.0.0.1:${srv.ports.metrics}/metrics`)).text();
+      expect(metrics).toMatch(/^ringmta_deliveries_total\{courier="lmtp",outcome="delivered"\} [1-9]/m);
+      expect(metrics).toMatch(/^ringmta_deliveries_total\{courier="lmtp",outcome="failed"\} 1$/m);
       // The item is finished: nothing of it is left in the queue.
       expect(queueList(srv).find((q) => q.id === id)).toBeUndefined();
     },
@@ -155,7 +159,7 @@ describe("LMTP delivery into Dovecot", () => {
         return r !== undefined && r.state === "deferred" && r.attempts >= 2 ? r : null;
       }, 30_000);
       expect(deferred.last_reply).toMatch(/^451 4\.4\.1 .*127\.0\.0\.1/);
-      expect(attempts(srv, id).every((a) => a.outcome === "deferred")).toBe(true);
+      expect(attempts(srv, id).every((a) => a.courier === "lmtp" && a.outcome === "deferred")).toBe(true);
 
       await dv.start();
       await waitFor(() => (attempts(srv, id).some((a) => a.outcome === "delivered") ? true : null), 30_000);
