@@ -9,7 +9,7 @@ import type { Config } from "../config/index.ts";
 import { DeliveryPool, RFC5321_TIMEOUTS, resultReporter, type RemoteSettings } from "../delivery/index.ts";
 import type { Logger } from "../observe/index.ts";
 import type { Policy } from "../policy/index.ts";
-import { Notifier, recover, resumeRecovered, Spool } from "../queue/index.ts";
+import { Notifier, recover, resumeRecovered, Spool, type DsnSigner } from "../queue/index.ts";
 import { runtimeName } from "../runtime/index.ts";
 import type { ServerMetrics } from "./metrics.ts";
 import type { QueueStats } from "./queue-stats.ts";
@@ -38,6 +38,8 @@ export interface BackOfficeOptions {
   log: Logger;
   stats: QueueStats;
   metrics: ServerMetrics;
+  /** A signer for one DSN, or null (queue/ Notifier). */
+  dsnSigner?: () => DsnSigner | null;
 }
 
 export interface BackOffice {
@@ -99,6 +101,7 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
     },
     spool,
     routeOwn: (address) => o.policy().routeOwn(address),
+    ...(o.dsnSigner ? { signer: o.dsnSigner } : {}),
     log,
   });
   const recovered = recover(queueDir, log);

@@ -181,7 +181,14 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
 
   // The back office (as the unprivileged user from here on): spool, delivery, DSNs, recovery.
   inbound.start();
-  const office = await startBackOffice({ config: () => config, policy: () => policy, log, stats, metrics });
+  const office = await startBackOffice({
+    config: () => config,
+    policy: () => policy,
+    log,
+    stats,
+    metrics,
+    dsnSigner: () => inbound.dsnSigner(),
+  });
   // DSNs that waited for an unavailable directory go out when it answers again.
   directory.onChange(() => office.directoryChanged());
   spool = office.spool;

@@ -8,7 +8,7 @@
  */
 import { join } from "node:path";
 import type { Config } from "../config/index.ts";
-import type { DkimKeyring } from "../dkim/index.ts";
+import { DkimSigning, type DkimKeyring } from "../dkim/index.ts";
 import { Resolver } from "../dns/index.ts";
 import {
   DnsLists,
@@ -28,6 +28,7 @@ import {
 import type { SessionView, Stage } from "../mail/index.ts";
 import type { Logger } from "../observe/index.ts";
 import type { Policy } from "../policy/index.ts";
+import type { DsnSigner } from "../queue/index.ts";
 
 /** Greylisting state is written this often (and at shutdown), never per message. */
 const GREYLIST_SAVE_MS = 5000;
@@ -53,6 +54,8 @@ export interface InboundStages {
   reload(next: Config, keyring: DkimKeyring): void;
   /** Shutdown: save the greylisting state once more. */
   stop(): void;
+  /** A signer for one of our DSNs (CONTRACT "DKIM"), or null when [dkim] sign is off or no key applies. */
+  dsnSigner(): DsnSigner | null;
 }
 
 export function buildStages(o: {
@@ -140,6 +143,19 @@ export function buildStages(o: {
     stop() {
       if (saver !== null) clearInterval(saver);
       save();
+    },
+    dsnSigner() {
+      if (!o.config().dkim.sign) return null;
+      const signing = new DkimSigning();
+      return {
+        write: (bytes) => signing.write(bytes),
+        end: () => {
+          const r = signing.end(keyring, Date.now());
+          if (r.kind !== "signed") return null;
+          o.dkimSigned(r.domain);
+          return r.fields;
+        },
+      };
     },
   };
 }

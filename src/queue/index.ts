@@ -22,6 +22,6 @@ export type { ItemResult, QueuePolicy } from "./item-handle.ts";
 export { finishedNotices, noticeAction } from "./notices.ts";
 export type { Notice } from "./notices.ts";
 export { DsnWaits, Notifier } from "./notifier.ts";
-export type { NotifierLog, NotifierOptions } from "./notifier.ts";
+export type { DsnSigner, NotifierLog, NotifierOptions } from "./notifier.ts";
 export { resumeRecovered } from "./resume.ts";
 export type { ResumeLog, ResumeTargets } from "./resume.ts";

@@ -27,6 +27,15 @@ export class DsnWaits extends Error {
   }
 }
 
+/**
+ * Signs one DSN as it is written (CONTRACT "DKIM": our DSNs are signed for <hostname>'s domain when it has
+ * selectors): fed the DSN's bytes in order, then `end()` gives the header fields to put on top, or null.
+ */
+export interface DsnSigner {
+  write(bytes: Uint8Array): void;
+  end(): string | null;
+}
+
 export interface NotifierLog {
   info(event: string, fields: Record<string, unknown>): void;
   warn(event: string, fields: Record<string, unknown>): void;
@@ -42,6 +51,8 @@ export interface NotifierOptions {
   spool: SpoolPort;
   /** Where our own mail to `address` goes (Policy.routeOwn), read at each DSN (a SIGHUP may change it). */
   routeOwn(address: string): OwnRoute;
+  /** A signer for the next DSN, or null when DSNs go unsigned ([dkim] sign off, or no selectors). */
+  signer?: () => DsnSigner | null;
   log: NotifierLog;
   now?: () => number;
 }
@@ -96,7 +107,13 @@ export class Notifier {
     const sink = this.o.spool.begin();
     try {
       const chunks = dsnChunks({ hostname: this.o.hostname, dsnId: sink.id, envelope: env, recipients, chunks: () => item.message.chunks(), now });
-      for (const c of chunks) sink.write(c);
+      const signer = this.o.signer?.() ?? null;
+      for (const c of chunks) {
+        sink.write(c);
+        signer?.write(c);
+      }
+      const fields = signer?.end() ?? null;
+      const prepend = fields === null ? undefined : new TextEncoder().encode(fields);
       await sink.commit({
         sender: "",
         recipients: targets.map((t): EnvelopeRecipient => ({ rcpt: env.sender, address: t.address, route: t.route })),
@@ -104,7 +121,7 @@ export class Notifier {
         smtputf8: /[^\x00-\x7f]/.test(env.sender),
         client: { address: "127.0.0.1", helo: this.o.hostname, listener: "dsn" },
         arrival: 0,
-      });
+      }, prepend);
     } catch (err) {
       sink.abort();
       throw err;

@@ -30,8 +30,8 @@ Deno.test({
       if (name === "a.test") return reply(q, { ad: true, answers: [{ type: "A", name, ttl: 60, data: "192.0.2.1" }] });
       return reply(q, { rcode: 3 });
     };
-    const udp = await startDnsStub((q) => [reply(q, { id: (q.id! + 1) & 0xffff }), answerFor(q, true)]);
-    // The TCP side on the same port (RFC 7766: TCP on the same address and port as UDP).
+    // The TCP side on the same port (RFC 7766: TCP on the same address and port as UDP). The UDP port's TCP twin
+    // may be taken by another test's connection: then both are picked again.
     const tcp = createServer((sock) => {
       let buf = Buffer.alloc(0);
       sock.on("data", (chunk: Buffer) => {
@@ -44,7 +44,17 @@ Deno.test({
         sock.end(framed);
       });
     });
-    await new Promise<void>((res) => tcp.listen(udp.port, "127.0.0.1", () => res()));
+    let udp = await startDnsStub((q) => [reply(q, { id: (q.id! + 1) & 0xffff }), answerFor(q, true)]);
+    for (let tries = 0; ; tries++) {
+      const bound = await new Promise<boolean>((res) => {
+        tcp.once("error", () => res(false));
+        tcp.listen(udp.port, "127.0.0.1", () => res(true));
+      });
+      if (bound) break;
+      await udp.stop();
+      if (tries === 20) throw new Error("no port free for both UDP and TCP");
+      udp = await startDnsStub((q) => [reply(q, { id: (q.id! + 1) & 0xffff }), answerFor(q, true)]);
+    }
     try {
       assert((tcp.address() as AddressInfo).port === udp.port, "tcp port");
       const r = new Resolver({ servers: [udp.server], timeoutMs: 1000 });

@@ -9,7 +9,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { SmtpClient, sendMail, spawnRingmta, startServer, waitFor, type Srv } from "../helpers/index.ts";
+import { CaptureServer } from "../helpers/capture-server.ts";
+import { dkimpyVerify, recordsOf } from "../helpers/dkim.ts";
+import { maildirFiles, peerTest, SmtpClient, sendMail, spawnRingmta, startServer, waitFor, type Srv } from "../helpers/index.ts";
 import { scrape, valueOf } from "../helpers/prometheus.ts";
 import { BUN, MAIN } from "../helpers/server.ts";
 
@@ -109,4 +111,44 @@ describe("DKIM signing in the server", () => {
     expect(code).toBe(2);
     expect(p.logs()).toContain(`config error: dkim.selectors.example.test: ${join(keys, "data", "dkim", "example.test", "nokey.key")}: no such file`);
   }, 30_000);
+});
+
+describe("our DSNs are signed (CONTRACT: for <hostname>'s domain when it has selectors)", () => {
+  peerTest("dkimverify", "a bounce from MAILER-DAEMON@mx.example.test carries both signatures, and dkimpy passes them", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ringmta-dkim-dsn-"));
+    const printed: string[] = [];
+    for (const [s, algo] of [["rsa1", "rsa"], ["ed1", "ed25519"]]) {
+      const r = spawnSync(BUN, [MAIN, "dkim", "keygen", "--domain", "example.test", "--selector", s!, "--algo", algo!], { cwd: dir, encoding: "utf8" });
+      expect(r.status, r.stderr).toBe(0);
+      printed.push(r.stdout);
+    }
+    // The next hop refuses the recipient: a permanent failure, so the DSN goes to the sender at once.
+    const refusing = await CaptureServer.start({ script: { RCPT: ["550 5.1.1 no such user"] } });
+    const bouncer = await startServer({
+      config: `hostname = "mx.example.test"\ndata_dir = "${join(dir, "data")}"\n${DKIM}\n[relay.routes]\n"far.test" = "127.0.0.1:${refusing.port}"\n`,
+    });
+    try {
+      const c = await SmtpClient.connect(bouncer.ports.mx);
+      await c.hello();
+      const r = await sendMail(c, "alice@example.test", ["nobody@far.test"], Buffer.from("From: <alice@example.test>\r\nSubject: s\r\n\r\nbody\r\n"));
+      expect(r.final?.code).toBe(250);
+      await c.cmd("QUIT");
+      c.destroy();
+      const files = await waitFor(() => {
+        const f = maildirFiles(join(dir, "data"), "example.test", "alice");
+        return f.length > 0 ? f : null;
+      }, 15_000);
+      const dsn = readFileSync(files[0]!);
+      const text = dsn.toString("latin1");
+      expect(text).toMatch(/^From: .*MAILER-DAEMON@mx\.example\.test/m);
+      // Two on the DSN itself (the returned original inside it carries its own two).
+      expect(text.slice(0, text.indexOf("\r\n\r\n")).match(/^DKIM-Signature:/gm)).toHaveLength(2);
+      // The Maildir file starts with the courier's Return-Path and Delivered-To; dkimpy reads the whole message.
+      expect(dkimpyVerify(dsn, recordsOf(printed))).toEqual(["rsa1:pass", "ed1:pass"]);
+    } finally {
+      await bouncer.dispose();
+      await refusing.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
