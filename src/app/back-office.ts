@@ -120,7 +120,13 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
   return {
     spool: s,
     pool,
-    reload: (next) => pool.updateRemote(remoteSettings(next)),
+    reload: (next) => {
+      pool.updateRemote(remoteSettings(next));
+      // The workers got their local courier at start; switching Maildir ↔ LMTP or the LMTP server needs new ones.
+      if (next.local.delivery !== config.local.delivery || next.local.lmtp !== config.local.lmtp) {
+        log.warn("config.local_delivery_changed", { note: "local.delivery and local.lmtp apply at the next restart" });
+      }
+    },
     directoryChanged: () => {
       if (notifier.waitingCount > 0) void notifier.retryWaiting();
     },

@@ -6,6 +6,7 @@
  * retried, delivered once it is back.
  */
 import { spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
 import { afterAll, describe, expect } from "vitest";
 import {
   BUN,
@@ -134,6 +135,10 @@ describe("LMTP delivery into Dovecot", () => {
       const metrics = await (await fetch(`http://127.0.0.1:${srv.ports.metrics}/metrics`)).text();
       expect(metrics).toMatch(/^ringmta_deliveries_total\{courier="lmtp",outcome="delivered"\} [1-9]/m);
       expect(metrics).toMatch(/^ringmta_deliveries_total\{courier="lmtp",outcome="failed"\} 1$/m);
+      // SIGHUP with another LMTP server: said to apply at the next restart (the workers keep their courier).
+      writeFileSync(srv.configPath, readFileSync(srv.configPath, "utf8").replace(`unix:${dv.lmtpSocket}`, "127.0.0.1:24"));
+      process.kill(srv.pid, "SIGHUP");
+      await waitFor(() => (srv.logs().includes("config.local_delivery_changed") ? true : null), 10_000);
       // The item is finished: nothing of it is left in the queue.
       expect(queueList(srv).find((q) => q.id === id)).toBeUndefined();
     },
