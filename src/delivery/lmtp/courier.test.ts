@@ -134,6 +134,23 @@ describe("LmtpCourier against Dovecot", () => {
     }
   });
 
+  peerTest([...haveDovecot], "every recipient refused at RCPT: each failed with its own 550, and the connection serves the next message", async () => {
+    const r = await relay(dovecot!.lmtpPort);
+    const courier = new LmtpCourier({ target: `127.0.0.1:${r.port}`, hostname: "mx.test", timeouts: FAST }, createBunDialer());
+    try {
+      const ghosts = [local("ghost1@example.test"), local("ghost2@example.test")];
+      const out = await courier.deliver(message(ghosts, "ghosts@test"), ghosts);
+      expect(out.map((o) => `${o.kind} ${o.code} ${o.enhanced}`)).toEqual(["failed 550 5.1.1", "failed 550 5.1.1"]);
+      const rs = [local("bob@example.test")];
+      const [o] = await courier.deliver(message(rs, "after-ghosts@test"), rs);
+      expect(o!.kind).toBe("delivered");
+      expect(r.connections()).toBe(1);
+    } finally {
+      courier.close();
+      await r.close();
+    }
+  });
+
   peerTest([...haveDovecot], "nothing listening: every recipient deferred (451 4.4.1), nothing bounced", async () => {
     const courier = new LmtpCourier({ target: `unix:${dovecot!.dir}/absent.sock`, hostname: "mx.test", timeouts: FAST }, createBunDialer());
     const rs = [local("alice@example.test"), local("bob@example.test")];
