@@ -85,6 +85,7 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
     maxAgeMs: config.queue.maxAgeMs,
     delayWarningMs: config.queue.delayWarningMs,
     remote: remoteSettings(config),
+    ...(config.local.delivery === "lmtp" ? { lmtp: { target: config.local.lmtp, hostname: config.hostname, timeouts: RFC5321_TIMEOUTS } } : {}),
     log,
     // Notices: a DSN from the queue; then a kept item is deleted by the pool.
     onFinished: (r) => notifier.notify(r.id, r.notices, r.done),
@@ -154,7 +155,13 @@ export async function startBackOffice(o: BackOfficeOptions): Promise<BackOffice>
   return {
     spool: s,
     pool,
-    reload: (next) => pool.updateRemote(remoteSettings(next)),
+    reload: (next) => {
+      pool.updateRemote(remoteSettings(next));
+      // The workers got their local courier at start; switching Maildir ↔ LMTP or the LMTP server needs new ones.
+      if (next.local.delivery !== config.local.delivery || next.local.lmtp !== config.local.lmtp) {
+        log.warn("config.local_delivery_changed", { note: "local.delivery and local.lmtp apply at the next restart" });
+      }
+    },
     directoryChanged: () => {
       if (notifier.waitingCount > 0) void notifier.retryWaiting();
     },

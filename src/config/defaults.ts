@@ -36,7 +36,7 @@ export function defaultConfig(cwd?: string): Config {
     server: { user: "" },
     tls: { cert: resolve(base, "certs/server.crt"), key: resolve(base, "certs/server.key") },
     listeners: defaultListeners(),
-    local: { domains: ["localhost"], usersFile: resolve(base, "users.txt"), catchAll: true, aliases: {} },
+    local: { domains: ["localhost"], usersFile: resolve(base, "users.txt"), catchAll: true, delivery: "maildir", lmtp: "", aliases: {} },
     directory: { kind: "file", url: "" },
     relay: {
       networks: [],

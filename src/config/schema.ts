@@ -70,6 +70,15 @@ function size(min: number) {
   });
 }
 
+/** `local.lmtp`: "unix:/absolute/path" or "host:port" (the path may also be relative to the config file). */
+function lmtpTarget() {
+  return textAs(
+    'expected "unix:/path/to/socket" or "host:port"',
+    (s) => (s === "" || (s.startsWith("unix:") && s.length > 5 && !s.includes("\0")) || splitHostPort(s, false) !== null ? s : null),
+    (s) => `${quote(s)} is not "unix:/path/to/socket" or "host:port"`,
+  );
+}
+
 /** "host:port" to connect to; `orEmpty` lets "" mean "not set". */
 function hostPort(allowZero: boolean, orEmpty: boolean) {
   return textAs(
@@ -169,6 +178,8 @@ function buildFileSchema() {
         domains: list(domain, "domain names").optional(),
         users_file: str.optional(),
         catch_all: bool.optional(),
+        delivery: oneOf(["maildir", "lmtp"]).optional(),
+        lmtp: lmtpTarget().optional(),
         aliases: keyedBy(
           list(address, "addresses").min(1, says("expected at least one target address")),
           "address = [addresses]",

@@ -42,6 +42,10 @@ export interface Config {
     /** Absolute; "" = no users file. */
     usersFile: string;
     catchAll: boolean;
+    /** "maildir": DATA/mail; "lmtp": every local recipient goes to `lmtp`. */
+    delivery: "maildir" | "lmtp";
+    /** "unix:/absolute/path" (resolved against the config file's directory) or "host:port"; "" when unset. */
+    lmtp: string;
     /** Lower-case address → lower-case target addresses (deduplicated). */
     aliases: Record<string, string[]>;
   };

@@ -36,6 +36,8 @@ describe("example.toml", () => {
       domains: ["example.test"],
       usersFile: join(here, "users.txt"),
       catchAll: false,
+      delivery: "maildir",
+      lmtp: "",
       aliases: { "postmaster@example.test": ["alice@example.test"] },
     });
     expect(c.directory).toEqual({ kind: "file", url: "" });
@@ -68,7 +70,14 @@ describe("defaultConfig", () => {
     expect(c.dataDir).toBe("/srv/mta/data");
     expect(c.configPath).toBeNull();
     expect(c.tls).toEqual({ cert: "/srv/mta/certs/server.crt", key: "/srv/mta/certs/server.key" });
-    expect(c.local).toEqual({ domains: ["localhost"], usersFile: "/srv/mta/users.txt", catchAll: true, aliases: {} });
+    expect(c.local).toEqual({
+      domains: ["localhost"],
+      usersFile: "/srv/mta/users.txt",
+      catchAll: true,
+      delivery: "maildir",
+      lmtp: "",
+      aliases: {},
+    });
     expect(c.listeners).toEqual([
       { name: "mx", host: "127.0.0.1", port: 2525, tls: "starttls", auth: "optional", proxyProtocol: false, proxyFrom: ["127.0.0.1/32"] },
       { name: "submission", host: "127.0.0.1", port: 2587, tls: "starttls", auth: "required", proxyProtocol: false, proxyFrom: ["127.0.0.1/32"] },
@@ -333,6 +342,19 @@ proxy_from = ["127.0.0.1/32", "10.0.0.0/33", 7]`),
     expect(errorsOf(`[server]\nuser = 0`)).toEqual(["server.user: expected a string"]);
     expect(errorsOf(`[local]\ncatch_all = "yes"`)).toEqual(["local.catch_all: expected true or false"]);
     expect(errorsOf(`data_dir = ""`)).toEqual(["data_dir: expected a non-empty string"]);
+  });
+  test("local.delivery and local.lmtp: lmtp required with delivery = \"lmtp\"; unix paths resolve", () => {
+    expect(errorsOf(`[local]\ndelivery = "lmtp"`)).toEqual(['local.lmtp: required when local.delivery = "lmtp"']);
+    expect(errorsOf(`[local]\ndelivery = "mbox"`)).toEqual(['local.delivery: expected one of "maildir", "lmtp"']);
+    expect(errorsOf(`[local]\ndelivery = "lmtp"\nlmtp = "dovecot"`)).toEqual([
+      'local.lmtp: "dovecot" is not "unix:/path/to/socket" or "host:port"',
+    ]);
+    const base = "/etc/ringmta";
+    const unix = ok(validateConfig(parse(`[local]\ndelivery = "lmtp"\nlmtp = "unix:run/lmtp"`), base, null)).local;
+    expect(unix).toMatchObject({ delivery: "lmtp", lmtp: "unix:/etc/ringmta/run/lmtp" });
+    const tcp = ok(validateConfig(parse(`[local]\ndelivery = "lmtp"\nlmtp = "127.0.0.1:24"`), base, null)).local;
+    expect(tcp).toMatchObject({ delivery: "lmtp", lmtp: "127.0.0.1:24" });
+    expect(ok(validateConfig(parse(`[local]\ndomains = []`), base, null)).local).toMatchObject({ delivery: "maildir", lmtp: "" });
   });
   test("[dkim]: sign and selectors per domain, errors naming the key path", () => {
     expect(valid(`[dkim]\nsign = false`).dkim).toEqual({ sign: false, selectors: {} });

@@ -38,6 +38,17 @@ function checkListeners(listeners: ListenerConfig[]): string[] {
   return errors;
 }
 
+/** A relative unix socket path resolves against the config file's directory, like every path of the file. */
+function lmtpPath(target: string, baseDir: string): string {
+  return target.startsWith("unix:") ? `unix:${resolve(baseDir, target.slice(5))}` : target;
+}
+
+/** Keys that depend on each other. */
+function checkLocal(local: Config["local"]): string[] {
+  if (local.delivery === "lmtp" && local.lmtp === "") return ['local.lmtp: required when local.delivery = "lmtp"'];
+  return [];
+}
+
 /** The file's values over the embedded defaults; relative paths against baseDir. */
 function toConfig(f: FileConfig, baseDir: string, configPath: string | null): Config {
   const d = defaultConfig(baseDir);
@@ -73,6 +84,8 @@ function toConfig(f: FileConfig, baseDir: string, configPath: string | null): Co
             domains: [...new Set(local.domains ?? [])],
             usersFile: optionalPath(local.users_file, d.local.usersFile),
             catchAll: local.catch_all ?? false,
+            delivery: local.delivery ?? d.local.delivery,
+            lmtp: lmtpPath(local.lmtp ?? d.local.lmtp, baseDir),
             aliases: Object.fromEntries(Object.entries(local.aliases ?? {}).map(([k, v]) => [k, [...new Set(v)]])),
           },
     directory: { kind: f.directory?.kind ?? d.directory.kind, url: f.directory?.url ?? d.directory.url },
@@ -133,6 +146,6 @@ export function validateConfig(raw: unknown, baseDir: string, configPath: string
   const parsed = fileSchema().safeParse(raw);
   if (!parsed.success) return { ok: false, errors: formatIssues(parsed.error.issues) };
   const config = toConfig(parsed.data, resolve(baseDir), configPath === null ? null : resolve(configPath));
-  const errors = checkListeners(config.listeners);
+  const errors = [...checkListeners(config.listeners), ...checkLocal(config.local)];
   return errors.length > 0 ? { ok: false, errors } : { ok: true, config };
 }

@@ -9,5 +9,7 @@ export type { DsnAction } from "./worker-protocol.ts";
 export { MaildirCourier, maildirName, maildirHostname } from "./local/index.ts";
 export type { MaildirOptions } from "./local/index.ts";
 export { RemoteCourier, RFC5321_TIMEOUTS } from "./remote/index.ts";
+export { LmtpCourier } from "./lmtp/index.ts";
+export type { LmtpSettings } from "./lmtp/index.ts";
 export type { RemoteSettings, RemoteTimeouts } from "./remote/index.ts";
 export type { Courier, Envelope, EnvelopeRecipient, Outcome, Route, StoredMessage } from "../mail/index.ts";

@@ -16,6 +16,7 @@ import { createRing, Ring } from "../ring/index.ts";
 import { deleteItem, DsnWaits, parseToken } from "../queue/index.ts";
 import { defaultRemoteSettings } from "./remote/index.ts";
 import type { RemoteSettings } from "./remote/index.ts";
+import type { LmtpSettings } from "./lmtp/index.ts";
 import { COURIER_KINDS, FLAG_RECHECK } from "./worker-protocol.ts";
 import type { Envelope, Route } from "../mail/index.ts";
 import type { DeliveryResult, PoolToWorker, WorkerInit, WorkerToPool } from "./worker-protocol.ts";
@@ -42,6 +43,8 @@ export interface DeliveryPoolOptions {
   delayWarningMs?: number;
   /** Routing and client settings of the remote courier; default: MX delivery on port 25, RFC timeouts. */
   remote?: RemoteSettings;
+  /** local.delivery = "lmtp": the LMTP server local recipients go to (read at start; a change takes a restart). */
+  lmtp?: LmtpSettings;
   /** Power of 2; default 4096. */
   ringCapacity?: number;
   /** Every result as it arrives (metrics, logs); `worker`: the slot of the worker that made it. */
@@ -328,6 +331,7 @@ export class DeliveryPool {
         maxAgeMs: this.opts.maxAgeMs ?? FIVE_DAYS,
         delayWarningMs: this.opts.delayWarningMs ?? 0,
         remote: this.opts.remote ?? defaultRemoteSettings(this.opts.hostname),
+        ...(this.opts.lmtp !== undefined ? { lmtp: this.opts.lmtp } : {}),
       };
       worker.postMessage(init satisfies PoolToWorker);
     });

@@ -30,6 +30,14 @@ describe("WorkerServices", () => {
     s.close();
   });
 
+  test('local.delivery = "lmtp": route kind "local" goes to the LMTP courier (at least once)', () => {
+    const i = { ...init(tempDir("services")), lmtp: { target: "unix:/run/dovecot/lmtp", hostname: "mx.test" } };
+    const s = new WorkerServices(i, new SyncBatcher(), { dialer: createBunDialer() });
+    expect(s.courier("local")).toMatchObject({ name: "lmtp", exactlyOnce: false });
+    expect(s.courier("remote")).toMatchObject({ name: "remote" });
+    s.close();
+  });
+
   test("a SIGHUP that changes no relay setting keeps the remote courier (its connections and caches)", () => {
     const i = init(tempDir("services"));
     const s = new WorkerServices(i, new SyncBatcher(), { dialer: createBunDialer() });

@@ -1,6 +1,6 @@
 /**
  * What a delivery worker keeps for its whole life, built once per worker thread: the couriers by route kind and
- * the stateful services behind them (the remote courier's connection pools and routing today; the DNS resolver's
+ * the stateful services behind them (the LMTP and remote couriers' connection pools and routing today; the DNS resolver's
  * cache and an MTA-STS policy cache as they land). A SIGHUP sends new settings; only what those settings change
  * is rebuilt, so a reload that changes nothing a service depends on keeps its caches and connections.
  *
@@ -10,6 +10,7 @@ import { Resolver } from "../dns/index.ts";
 import type { SyncBatcher } from "../queue/index.ts";
 import type { Dialer } from "../transport/types.ts";
 import type { Courier, Route } from "../mail/index.ts";
+import { LmtpCourier } from "./lmtp/index.ts";
 import { MaildirCourier } from "./local/index.ts";
 import { MtaStsCache, RemoteCourier } from "./remote/index.ts";
 import type { RemoteSettings } from "./remote/index.ts";
@@ -41,7 +42,13 @@ export class WorkerServices {
     this.remoteSettings = init.remote;
     this.dns = new Resolver({ servers: init.remote.dnsServers });
     this.sts = this.buildSts(init.remote);
-    this.couriers.set("local", new MaildirCourier({ mailDir: init.mailDir, hostname: init.hostname, batcher }));
+    // Route kind "local": the Maildirs under DATA/mail, or an LMTP server (local.delivery = "lmtp").
+    this.couriers.set(
+      "local",
+      init.lmtp !== undefined
+        ? new LmtpCourier(init.lmtp, deps.dialer)
+        : new MaildirCourier({ mailDir: init.mailDir, hostname: init.hostname, batcher }),
+    );
     this.couriers.set("remote", new RemoteCourier(init.remote, deps.dialer, this.dns, this.sts));
     for (const kind of COURIER_KINDS) if (!this.couriers.has(kind)) throw new Error(`no courier for route kind ${kind}`);
   }

@@ -1,6 +1,7 @@
 /**
  * The messages between the pool (main thread) and a delivery worker, and the ring slot flags.
  */
+import type { LmtpSettings } from "./lmtp/index.ts";
 import type { RemoteSettings } from "./remote/index.ts";
 import type { Route } from "../mail/index.ts";
 import type { DsnActionName, ItemResult } from "../queue/index.ts";
@@ -30,6 +31,8 @@ export interface WorkerInit {
   /** queue.delay_warning: a "delayed" DSN once a recipient has waited this long; 0 = never. */
   delayWarningMs: number;
   remote: RemoteSettings;
+  /** local.delivery = "lmtp": local recipients go to this LMTP server instead of the Maildirs under mailDir. */
+  lmtp?: LmtpSettings;
 }
 
 /** What an attempt on one item came to: the queue's ItemResult (queue/item-handle.ts). */

@@ -63,12 +63,13 @@ export async function processItem(
       try {
         await courier.deliver(item.message, rcpts, {
           recheck: item.recheck,
-          report: (ks, got) => item.record(isIdentity(ks, indices.length) ? indices : ks.map((k) => indices[k]), got, courier.exactlyOnce),
+          report: (ks, got) =>
+            item.record(isIdentity(ks, indices.length) ? indices : ks.map((k) => indices[k]), got, courier.exactlyOnce, courier.name),
         });
       } catch (err) {
         const left = item.unreported(indices);
         const o = localOutcome("deferred", 451, "4.3.0", `${courier.name} courier error: ${String(err)}`);
-        await item.record(left, left.map(() => o), courier.exactlyOnce);
+        await item.record(left, left.map(() => o), courier.exactlyOnce, courier.name);
       }
     }),
   );

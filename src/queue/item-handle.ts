@@ -45,7 +45,7 @@ export interface QueuePolicy {
 /** What an attempt on an item came to (what the worker reports to the pool). */
 export interface ItemResult {
   id: string;
-  /** courier: the route kind that delivered ("local" | "remote"); ms: from the start of this attempt. */
+  /** courier: the courier's name ("local" Maildir, "lmtp", "remote"); ms: from the start of this attempt. */
   outcomes: Array<{ index: number; outcome: Outcome; address: string; courier: string; ms: number }>;
   /** Every recipient is delivered or failed. */
   done: boolean;
@@ -181,9 +181,10 @@ export class ItemHandle {
 
   /**
    * Record the outcomes of recipients `indices` (into envelope.recipients), reported by a courier that is (or is
-   * not) `exactlyOnce`. Never throws: a failed write is reported by finish().
+   * not) `exactlyOnce`, named `courier` in the results (default: the recipient's route kind). Never throws: a
+   * failed write is reported by finish().
    */
-  async record(indices: readonly number[], got: readonly Outcome[], exactlyOnce: boolean): Promise<void> {
+  async record(indices: readonly number[], got: readonly Outcome[], exactlyOnce: boolean, courier?: string): Promise<void> {
     const now = Date.now();
     const policy = this.store.policy;
     const env = this.envelope;
@@ -205,7 +206,7 @@ export class ItemHandle {
       if (prev.warned || action === "delayed") rec.warned = true;
       this.state[index] = stateOf(rec);
       const r = env.recipients[index];
-      this.outcomes.push({ index, outcome: o, address: r.address, courier: r.route.kind, ms: now - this.started });
+      this.outcomes.push({ index, outcome: o, address: r.address, courier: courier ?? r.route.kind, ms: now - this.started });
       batch.push(rec);
     }
     this.pending -= batch.length;

@@ -142,6 +142,11 @@ export interface ClientTlsOptions {
 export interface DialOptions {
   host: string;
   port: number;
+  /**
+   * A Unix-domain socket path to connect to instead of host:port (a local LMTP server, RFC 2033); `host` then only
+   * names the peer in messages and `tls` does not apply.
+   */
+  unix?: string;
   /** Give up connecting after this long (RFC 5321 §4.5.3.2 "initial 220" is the caller's own timer). */
   timeoutMs: number;
   /** Implicit TLS from the first byte (RFC 8314), e.g. a smart host on 465. */

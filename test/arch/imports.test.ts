@@ -181,6 +181,20 @@ describe("architecture: import rules", () => {
     );
   });
 
+  test("delivery/lmtp/ imports only delivery/lmtp/, delivery/remote/ (its SMTP client), mail/ and transport types", () => {
+    report(
+      rule(
+        "delivery/lmtp",
+        (i) =>
+          within(i.target, "delivery/lmtp") ||
+          within(i.target, "delivery/remote") ||
+          within(i.target, "mail") ||
+          (i.typeOnly && i.target === "transport/types.ts"),
+        "delivery/lmtp/ may import only delivery/remote/, mail/ and `import type` from transport/types.ts",
+      ),
+    );
+  });
+
   test("cross-folder imports target the folder's index.ts or a types.ts", () => {
     report(
       imports

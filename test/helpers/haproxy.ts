@@ -13,8 +13,11 @@ import { removeDir, tempDir } from "./server.ts";
 import { sleep } from "./wait.ts";
 
 export interface HaproxyRoute {
-  /** Backend port (ringmta's listener on 127.0.0.1). */
-  to: number;
+  /**
+   * Backend port (ringmta's listener on 127.0.0.1); several: `balance roundrobin` over them, each health-checked
+   * (a plain TCP connect, every 300 ms), with a failed connect redispatched to another server (a fleet).
+   */
+  to: number | number[];
   proxy: "v1" | "v2";
 }
 
@@ -38,13 +41,18 @@ export async function startHaproxy(routes: HaproxyRoute[]): Promise<Haproxy> {
     "  timeout connect 5s",
     "  timeout client 60s",
     "  timeout server 60s",
-    ...routes.flatMap((r, i) => [
-      `frontend f${i}`,
-      `  bind 127.0.0.1:${ports[i]}`,
-      `  default_backend b${i}`,
-      `backend b${i}`,
-      `  server s${i} 127.0.0.1:${r.to} ${r.proxy === "v1" ? "send-proxy" : "send-proxy-v2"}`,
-    ]),
+    ...routes.flatMap((r, i) => {
+      const send = r.proxy === "v1" ? "send-proxy" : "send-proxy-v2";
+      const head = [`frontend f${i}`, `  bind 127.0.0.1:${ports[i]}`, `  default_backend b${i}`, `backend b${i}`];
+      if (!Array.isArray(r.to)) return [...head, `  server s${i} 127.0.0.1:${r.to} ${send}`];
+      return [
+        ...head,
+        "  balance roundrobin",
+        "  option redispatch",
+        "  retries 3",
+        ...r.to.map((port, j) => `  server s${i}_${j} 127.0.0.1:${port} ${send} check inter 300ms fall 1 rise 2`),
+      ];
+    }),
   ].join("\n");
   const file = join(dir, "haproxy.cfg");
   writeFileSync(file, cfg + "\n");

@@ -26,5 +26,7 @@ export { SmtpClient, dotStuff, dataPayload, sendMail } from "./smtp-client.ts";
 export type { Reply, ConnectOptions, SendResult } from "./smtp-client.ts";
 export { havePeer, peerPath, peerTest, peerInstallHint, PEER_PACKAGE } from "./peers.ts";
 export type { Peer } from "./peers.ts";
+export { startDovecot } from "./dovecot.ts";
+export type { Dovecot, DovecotOptions } from "./dovecot.ts";
 export { startHaproxy } from "./haproxy.ts";
 export type { Haproxy, HaproxyRoute } from "./haproxy.ts";

@@ -13,6 +13,7 @@ export type Peer =
   | "python3"
   | "openssl"
   | "dovecot"
+  | "lmtp"
   | "dnsmasq"
   | "postfix"
   | "unbound"
@@ -32,6 +33,7 @@ export const PEER_PACKAGE: Record<Peer, string> = {
   python3: "python3",
   openssl: "openssl",
   dovecot: "dovecot-imapd",
+  lmtp: "dovecot-lmtpd", // Dovecot's LMTP service, /usr/lib/dovecot/lmtp
   dnsmasq: "dnsmasq-base",
   postfix: "postfix",
   unbound: "unbound",
@@ -66,7 +68,8 @@ export function peerPath(name: Peer): string | null {
         .sort((a, b) => Number(b) - Number(a))
         .map((v) => join(PG_BIN, v, "bin"))
     : [];
-  const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/sbin", "/sbin", "/usr/local/sbin", ...pg];
+  // Dovecot's services (lmtp) live in /usr/lib/dovecot, which no PATH names.
+  const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/lib/dovecot", ...pg];
   let hit: string | null = null;
   for (const d of dirs) {
     if (!d) continue;

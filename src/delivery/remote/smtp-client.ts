@@ -4,6 +4,10 @@
  * server offers PIPELINING (RFC 2920), or MAIL/RCPT/BDAT for BODY=BINARYMIME (RFC 3030). Every wait has the
  * RFC 5321 §4.5.3.2 timeout given by the caller. Outcomes are per recipient: RCPT replies are per recipient, the
  * reply to the data applies to all recipients accepted.
+ *
+ * The same client speaks LMTP (RFC 2033) when `SessionOptions.lmtp` is set: LHLO instead of EHLO (§4.1, no HELO
+ * fallback), and after the data one reply per recipient accepted at RCPT, in RCPT order (§4.2), each that
+ * recipient's outcome. A target may be a Unix-domain socket (`SessionTarget.unix`).
  */
 import { DotStuffer, encodeBase64, encodeXtext } from "../../protocol/index.ts";
 import type { ClientConn, Dialer } from "../../transport/types.ts";
@@ -54,6 +58,8 @@ export interface SessionTarget {
   port: number;
   /** The host name: TLS server name, Remote-MTA of DSNs, logs. */
   name: string;
+  /** Connect to this Unix-domain socket path instead of address:port (LMTP). */
+  unix?: string;
 }
 
 export interface SessionOptions {
@@ -72,6 +78,8 @@ export interface SessionOptions {
   tlsa?: TlsaRecord[];
   /** A REQUIRETLS message (RFC 8689 §4.2.1): a server without STARTTLS is a permanent failure (5.7.30). */
   requireTls?: boolean;
+  /** Speak LMTP (RFC 2033): LHLO, and one reply per accepted recipient after the data. */
+  lmtp?: boolean;
 }
 
 /**
@@ -179,13 +187,14 @@ export class SmtpSession {
 
   /** Connect, read the greeting, EHLO, STARTTLS, AUTH. Throws SessionError; the connection is closed then. */
   static async open(dialer: Dialer, target: SessionTarget, opts: SessionOptions): Promise<SmtpSession> {
-    const where = `${target.name}[${target.address}]:${target.port}`;
+    const where = target.unix !== undefined ? `${target.name}[unix:${target.unix}]` : `${target.name}[${target.address}]:${target.port}`;
     let conn: ClientConn;
     try {
       conn = await dialer.connect({
         host: target.address,
         port: target.port,
         timeoutMs: opts.timeouts.connectMs,
+        ...(target.unix !== undefined ? { unix: target.unix } : {}),
         ...(opts.tls === "implicit" ? { tls: { servername: target.name, verify: opts.verify, ca: opts.ca } } : {}),
       });
     } catch (err) {
@@ -257,14 +266,16 @@ export class SmtpSession {
   private async hello(): Promise<void> {
     const t = this.opts.timeouts;
     this.ext.clear();
-    let r = await this.command(`EHLO ${this.opts.helo}`, t.commandMs);
-    if (r.code >= 500) {
+    const lmtp = this.opts.lmtp === true;
+    // RFC 2033 §4.1: LHLO replaces EHLO, and an LMTP server has no HELO to fall back to.
+    let r = await this.command(`${lmtp ? "LHLO" : "EHLO"} ${this.opts.helo}`, t.commandMs);
+    if (r.code >= 500 && !lmtp) {
       // RFC 5321 §4.1.1.1 / §3.2: a server that does not know EHLO gets HELO, and no extensions are used.
       r = await this.command(`HELO ${this.opts.helo}`, t.commandMs);
       if (r.code !== 250) throw this.refused(r, "HELO");
       return;
     }
-    if (r.code !== 250) throw this.refused(r, "EHLO");
+    if (r.code !== 250) throw this.refused(r, lmtp ? "LHLO" : "EHLO");
     for (const line of r.lines.slice(1)) {
       const sp = line.indexOf(" ");
       const kw = (sp < 0 ? line : line.slice(0, sp)).toUpperCase();
@@ -340,7 +351,9 @@ export class SmtpSession {
       // RFC 6152 §3: 8-bit content to a server without 8BITMIME must be converted or returned; we return it.
       return failAll(554, "5.6.3", `${host} does not support 8BITMIME, which this message needs`);
     }
-    if (env.requireTls === true && (!this.tls || !this.ext.has("REQUIRETLS"))) {
+    // REQUIRETLS governs relaying; LMTP is the final hop into our own mail store (RFC 8689 §4.2.2).
+    const requireTls = env.requireTls === true && this.opts.lmtp !== true;
+    if (requireTls && (!this.tls || !this.ext.has("REQUIRETLS"))) {
       // RFC 8689 §4.2.1: only over TLS to a server that offers REQUIRETLS; otherwise the message is returned.
       return failAll(550, "5.7.30", `${host} does not support REQUIRETLS, which this message needs`);
     }
@@ -358,7 +371,7 @@ export class SmtpSession {
     if (this.ext.has("SIZE")) mail += ` SIZE=${message.size}`;
     if (dsn && env.ret !== undefined) mail += ` RET=${env.ret}`;
     if (dsn && env.envid !== undefined) mail += ` ENVID=${encodeXtext(env.envid)}`;
-    if (env.requireTls === true) mail += " REQUIRETLS";
+    if (requireTls) mail += " REQUIRETLS";
     const lines: string[] = [];
     const sent: number[] = []; // indices of rcpts with a RCPT line
     for (let k = 0; k < rcpts.length; k++) {
@@ -434,6 +447,12 @@ export class SmtpSession {
           return this.finish(all(failedFallback(host)));
         }
         if (accepted.length === 0) {
+          // RFC 2033 §4.2: an LMTP server sends one reply per accepted recipient, so none here: the state of
+          // the connection is unclear, end it.
+          if (this.opts.lmtp === true) {
+            this.close();
+            return all(failedFallback(host));
+          }
           // RFC 2920 §3.1: every RCPT failed but DATA was accepted: end it empty; the server rejects it.
           this.conn.write(this.enc.encode(".\r\n"));
           await this.reader.next(t.dataEndMs, "end of data");
@@ -443,6 +462,12 @@ export class SmtpSession {
         await this.body(message, this.stuffer);
       }
       stage = "end of data";
+      if (this.opts.lmtp === true) {
+        // RFC 2033 §4.2: one reply per recipient accepted at RCPT, in that order; each is that recipient's
+        // outcome. LMTP delivery is final delivery, so a 250 is "delivered", never "relayed".
+        for (const k of accepted) out[k] = outcomeOf(await this.reader.next(t.dataEndMs, "end of data"), host, true);
+        return this.finish(all(failedFallback(host)));
+      }
       const fin = await this.reader.next(t.dataEndMs, bdat ? "BDAT LAST" : "end of data");
       for (const k of accepted) out[k] = outcomeOf(fin, host, dsn);
       return this.finish(all(failedFallback(host)));

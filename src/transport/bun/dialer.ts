@@ -206,7 +206,7 @@ export function createBunDialer(): Dialer {
   return {
     connect(o: DialOptions): Promise<ClientConn> {
       const conn = new BunClientConn();
-      const implicit = o.tls !== undefined;
+      const implicit = o.tls !== undefined && o.unix === undefined;
       if (implicit) conn.verify = o.tls!.verify;
       return new Promise<ClientConn>((resolve, reject) => {
         let settled = false;
@@ -217,7 +217,8 @@ export function createBunDialer(): Dialer {
           conn.destroy();
           reject(err);
         };
-        const timer = setTimeout(() => fail(new Error(`connect to ${o.host}:${o.port} timed out`)), o.timeoutMs);
+        const where = o.unix !== undefined ? `unix:${o.unix}` : `${o.host}:${o.port}`;
+        const timer = setTimeout(() => fail(new Error(`connect to ${where} timed out`)), o.timeoutMs);
         const ready = (): void => {
           if (settled) return;
           settled = true;
@@ -229,20 +230,19 @@ export function createBunDialer(): Dialer {
           conn.tlsWaiter = { resolve: () => ready(), reject: fail };
         }
         Bun.connect({
-          hostname: o.host,
-          port: o.port,
+          ...(o.unix !== undefined ? { unix: o.unix } : { hostname: o.host, port: o.port }),
           data: conn,
           ...(implicit ? { tls: bunClientTls(o.tls!) } : {}),
           socket: implicit ? { ...TLS_HANDLERS, connectError: RAW_HANDLERS.connectError } : RAW_HANDLERS,
         }).then(
           (s: BunSocket) => {
             conn.sock = s;
-            conn.remoteAddress = s.remoteAddress ?? o.host;
+            conn.remoteAddress = o.unix ?? s.remoteAddress ?? o.host;
             if (settled) {
               conn.destroy();
               return;
             }
-            if (conn.closed) fail(new Error(`connection to ${o.host}:${o.port} closed`));
+            if (conn.closed) fail(new Error(`connection to ${where} closed`));
             else if (!implicit) ready();
           },
           (err: Error) => fail(err instanceof Error ? err : new Error(String(err))),

@@ -24,10 +24,10 @@ class DenoClientConn implements ClientConn {
   private readonly link: SocketLink;
   readonly remoteAddress: string;
 
-  constructor(sock: Socket, tls: TlsInfo | null) {
+  constructor(sock: Socket, tls: TlsInfo | null, unix?: string) {
     this.link = new SocketLink(sock);
     this.link.tls = tls;
-    this.remoteAddress = sock.remoteAddress ?? "";
+    this.remoteAddress = unix ?? sock.remoteAddress ?? "";
   }
 
   get tls(): TlsInfo | null {
@@ -59,22 +59,27 @@ export function createDenoDialer(): Dialer {
   return {
     connect(o: DialOptions): Promise<ClientConn> {
       return new Promise<ClientConn>((resolve, reject) => {
-        const sock: Socket = o.tls
-          ? tlsConnect({ ...tlsOptions(o.tls), host: o.host, port: o.port })
-          : netConnect({ host: o.host, port: o.port });
+        const implicit = o.tls !== undefined && o.unix === undefined;
+        const sock: Socket =
+          o.unix !== undefined
+            ? netConnect({ path: o.unix })
+            : implicit
+              ? tlsConnect({ ...tlsOptions(o.tls!), host: o.host, port: o.port })
+              : netConnect({ host: o.host, port: o.port });
+        const where = o.unix !== undefined ? `unix:${o.unix}` : `${o.host}:${o.port}`;
         const timer = setTimeout(() => {
           sock.destroy();
-          reject(new Error(`connect to ${o.host}:${o.port} timed out after ${o.timeoutMs} ms`));
+          reject(new Error(`connect to ${where} timed out after ${o.timeoutMs} ms`));
         }, o.timeoutMs);
         const fail = (e: Error): void => {
           clearTimeout(timer);
           reject(e);
         };
         sock.on("error", fail);
-        sock.once(o.tls ? "secureConnect" : "connect", () => {
+        sock.once(implicit ? "secureConnect" : "connect", () => {
           clearTimeout(timer);
           sock.removeListener("error", fail);
-          resolve(new DenoClientConn(sock, o.tls ? tlsInfoOf(sock as TLSSocket) : null));
+          resolve(new DenoClientConn(sock, implicit ? tlsInfoOf(sock as TLSSocket) : null, o.unix));
         });
       });
     },

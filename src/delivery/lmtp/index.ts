@@ -1,0 +1,2 @@
+export { LmtpCourier, parseLmtpTarget } from "./courier.ts";
+export type { LmtpSettings } from "./courier.ts";
