@@ -9,6 +9,7 @@
  * `serverName`), so a wrong or self-signed certificate without its CA is refused.
  */
 import { constants as cryptoConstants } from "node:crypto";
+import { rootCertificates } from "node:tls";
 import { WriteQueue } from "./write-queue.ts";
 import type { ClientConn, ClientTlsOptions, ConnHandler, DialOptions, Dialer, TlsInfo } from "../types.ts";
 
@@ -22,7 +23,9 @@ function bunClientTls(o: ClientTlsOptions): object {
   return {
     serverName: o.servername,
     rejectUnauthorized: o.verify,
-    ...(o.ca ? { ca: o.ca } : {}),
+    // ClientTlsOptions.ca is extra CAs "besides the system's" (relay.smarthost_ca, relay.tls_ca): a `ca` given to
+    // Bun replaces its root store, so the system roots go along (as the Deno adapter does).
+    ...(o.ca ? { ca: [...rootCertificates, o.ca] } : {}),
     secureOptions: SECURE_OPTIONS,
   };
 }
