@@ -81,7 +81,8 @@ describe("MTA-STS policies over HTTPS", () => {
     });
     plainMx = await CaptureServer.start({ host: "127.0.0.1" });
     tlsMx = await CaptureServer.start({ host: "127.0.0.2", tls: { cert: mx.chain, key: mx.key } }, plainMx.port);
-    const domains = ["enf.test", "good.test", "tst.test", "nomatch.test", "wrongname.test"];
+    // broken.test announces a policy that is never served (asked for after the HTTPS server has stopped).
+    const domains = ["enf.test", "good.test", "tst.test", "nomatch.test", "wrongname.test", "broken.test"];
     dns = await startDnsmasq({
       zones: domains,
       mx: domains.map((d) => `${d},mx.${d},10`),
@@ -92,6 +93,7 @@ describe("MTA-STS policies over HTTPS", () => {
         "mx.nomatch.test,127.0.0.2",
         // The TLS MX's certificate names mx.good.test only.
         "mx.wrongname.test,127.0.0.2",
+        "mx.broken.test,127.0.0.1",
         ...domains.map((d) => `mta-sts.${d},127.0.0.1`),
       ],
       txt: [
@@ -200,14 +202,18 @@ retry_intervals = ["1h"]
     const dir = join(srv!.dataDir, "tls-rpt");
     const today = new Date().toISOString().slice(0, 10);
     const file = join(dir, `${today}.jsonl`);
-    await waitFor(() => existsSync(file) && readFileSync(file, "utf8").includes("wrongname.test"), 10_000);
+    // A domain whose policy cannot be fetched (the HTTPS server is gone): delivered as without a policy (RFC 8461
+    // §5), and reported as sts-policy-fetch-error.
+    await relay(srv!, "bob@broken.test", "sts-fetch-error");
+    await waitFor(() => plainMx!.messages.some((m) => m.rcptTo.some((a) => a.includes("broken.test"))), 30_000);
+    await waitFor(() => existsSync(file) && readFileSync(file, "utf8").includes("wrongname.test") && readFileSync(file, "utf8").includes("broken.test"), 10_000);
     expect(reports!.messages).toEqual([]); // the day is not over
     // The results of today's real sessions become yesterday's: the next start finds a finished day and reports it.
     await srv!.stop();
     const yesterday = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
     renameSync(file, join(dir, `${yesterday}.jsonl`));
     await srv!.restart();
-    await waitFor(() => reports!.messages.length >= 5, 20_000);
+    await waitFor(() => reports!.messages.length >= 6, 20_000);
     const byDomain = new Map<string, Record<string, any>>();
     for (const m of reports!.messages) {
       const text = m.data.toString("latin1");
@@ -232,6 +238,10 @@ retry_intervals = ["1h"]
     expect(tst.policy["policy-string"]).toContain("mode: testing");
     // Testing mode delivered in clear (the MX has no STARTTLS), and says so in the report.
     expect(tst["failure-details"][0]).toMatchObject({ "result-type": "starttls-not-supported", "receiving-mx-hostname": "mx.tst.test" });
+    expect(byDomain.get("broken.test")!.policies[0]).toMatchObject({
+      policy: { "policy-type": "sts", "policy-domain": "broken.test" },
+      "failure-details": [{ "result-type": "sts-policy-fetch-error", "receiving-mx-hostname": "mx.broken.test" }],
+    });
     // The day is marked sent: a further start sends nothing again.
     expect(existsSync(join(dir, `${yesterday}.jsonl.sent`))).toBe(true);
   }, 60_000);

@@ -233,17 +233,18 @@ export class RemoteCourier implements Courier {
     }
     const seen: SessionSeen = {};
     const outcomes = await this.transact(dest, message, rcpts, seen);
-    const policy = dest.policy;
-    if (policy === undefined || policy === "none") return outcomes;
+    const policy = dest.policy === "none" ? undefined : dest.policy;
     let rpt: TlsRptResult | undefined;
     if (this.s.tlsRpt === true && dest.report !== undefined && seen.mxHost !== undefined) {
       const r = dest.report;
       rpt = { domain: r.domain, policyType: r.type, policyString: r.policyString, mxHost: seen.mxHost };
       if (seen.ip !== undefined) rpt.receivingIp = seen.ip;
-      if (seen.failure !== undefined) rpt.failure = seen.failure;
+      const failure = dest.reportFailure ?? seen.failure;
+      if (failure !== undefined) rpt.failure = failure;
     }
+    if (policy === undefined && rpt === undefined) return outcomes;
     // Outcomes may be shared objects (one per group): stamp copies.
-    return outcomes.map((o) => (rpt === undefined ? { ...o, tlsPolicy: policy } : { ...o, tlsPolicy: policy, tlsRpt: rpt }));
+    return outcomes.map((o) => ({ ...o, ...(policy !== undefined ? { tlsPolicy: policy } : {}), ...(rpt !== undefined ? { tlsRpt: rpt } : {}) }));
   }
 
   private async transact(dest: Dest, message: StoredMessage, rcpts: EnvelopeRecipient[], seen: SessionSeen): Promise<Outcome[]> {

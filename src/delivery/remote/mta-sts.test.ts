@@ -162,4 +162,34 @@ describe("MTA-STS fetch and cache against a real HTTPS server", () => {
       other.remove();
     }
   });
+
+  peerTest("openssl", "a failed fetch names its RFC 8460 result type and is not retried for a while (each delivery would wait)", async () => {
+    let hits = 0;
+    bodies.html = () => {
+      hits++;
+      return { status: 200, body: "version: STSv1\nmode: strict\nmax_age: 1\n" };
+    };
+    const invalid = cache(() => ["v=STSv1; id=1"], "invalid");
+    expect(await invalid.policy("html.test")).toBeNull();
+    expect(invalid.lastError("html.test")).toBe("sts-policy-invalid");
+    expect(await invalid.policy("html.test")).toBeNull();
+    expect(hits).toBe(1);
+    bodies.hang = () => ({ status: 0, hang: true });
+    const hang = cache(() => ["v=STSv1; id=1"], "hang2", 300);
+    expect(await hang.policy("hang.test")).toBeNull();
+    expect(hang.lastError("hang.test")).toBe("sts-policy-fetch-error");
+    const t0 = performance.now();
+    expect(await hang.policy("hang.test")).toBeNull();
+    expect(performance.now() - t0).toBeLessThan(100);
+    const other = makeTestCa("unrelated");
+    try {
+      bodies.ok = () => ({ status: 200, body: good });
+      const c = new MtaStsCache({ dir: join(dir, "webpki"), dns: fakeDns(() => ["v=STSv1; id=1"]), ca: other.cert, port, timeoutMs: 2000 });
+      expect(await c.policy("ok.test")).toBeNull();
+      expect(c.lastError("ok.test")).toBe("sts-webpki-invalid");
+      expect(c.lastError("html.test")).toBeUndefined();
+    } finally {
+      other.remove();
+    }
+  });
 });

@@ -25,7 +25,17 @@ export interface StsPolicy {
 /** What the Router asks: the policy in force for a domain now, or null (none, or MTA-STS off). */
 export interface StsSource {
   policy(domain: string): Promise<StsPolicy | null>;
+  /**
+   * When the domain announces a policy (TXT) that could not be had lately: the RFC 8460 §4.3.2.1 result type
+   * (sts-policy-fetch-error, sts-policy-invalid, sts-webpki-invalid) for TLS-RPT; else undefined.
+   */
+  lastError?(domain: string): string | undefined;
 }
+
+/** After a failed fetch, the domain is not fetched again for this long (each delivery would wait for it). */
+const FETCH_BACKOFF_MS = 5 * 60_000;
+
+type FetchResult = { policy: StsPolicy } | { error: "sts-policy-fetch-error" | "sts-policy-invalid" | "sts-webpki-invalid" };
 
 /** §3.3: policy bodies beyond this are refused. */
 export const MAX_POLICY_BYTES = 64 * 1024;
@@ -100,6 +110,8 @@ export class MtaStsCache implements StsSource {
   /** null: no file for the domain (checked once; a fetch that succeeds replaces it). */
   private readonly mem = new Map<string, Cached | null>();
   private readonly inflight = new Map<string, Promise<StsPolicy | null>>();
+  /** Domains whose last fetch failed: the result type and until when no new fetch is tried. */
+  private readonly failed = new Map<string, { type: string; until: number }>();
   private readonly now: () => number;
 
   constructor(private readonly o: MtaStsOptions) {
@@ -124,10 +136,22 @@ export class MtaStsCache implements StsSource {
     // No (readable) record: a cached policy still applies until it expires (§5.1); else there is none.
     if (id === null) return fresh?.policy ?? null;
     if (fresh !== null && fresh.id === id) return fresh.policy;
-    const got = await this.fetchPolicy(domain);
-    if (got === null) return fresh?.policy ?? null;
-    this.store(domain, { id, policy: got, fetched: this.now() });
-    return got;
+    const f = this.failed.get(domain);
+    if (f !== undefined && this.now() < f.until) return fresh?.policy ?? null;
+    const got = await this.fetch(domain);
+    if ("error" in got) {
+      if (this.failed.size >= MAX_MEMO) this.failed.clear();
+      this.failed.set(domain, { type: got.error, until: this.now() + FETCH_BACKOFF_MS });
+      return fresh?.policy ?? null;
+    }
+    this.failed.delete(domain);
+    this.store(domain, { id, policy: got.policy, fetched: this.now() });
+    return got.policy;
+  }
+
+  lastError(domain: string): string | undefined {
+    const f = this.failed.get(domain.toLowerCase());
+    return f !== undefined && this.now() < f.until ? f.type : undefined;
   }
 
   private file(domain: string): string {
@@ -166,21 +190,38 @@ export class MtaStsCache implements StsSource {
     }
   }
 
-  /** The policy of `domain`, or null on any failure (each is logged by the caller's outcome, never thrown). */
+  /** The policy of `domain`, or null on any failure (never thrown). */
   async fetchPolicy(domain: string): Promise<StsPolicy | null> {
+    const r = await this.fetch(domain);
+    return "policy" in r ? r.policy : null;
+  }
+
+  private async fetch(domain: string): Promise<FetchResult> {
     const host = `mta-sts.${domain}`;
     const addrs = mergeAddresses(await this.o.dns.lookup(host, "A"), await this.o.dns.lookup(host, "AAAA"));
-    if (addrs.status !== "ok" || addrs.records.length === 0) return null;
-    const text = await fetchText(addrs.records[0], host, this.o.port ?? 443, this.o.ca, this.o.timeoutMs ?? 10_000);
-    return text === null ? null : parsePolicy(text);
+    if (addrs.status !== "ok" || addrs.records.length === 0) return { error: "sts-policy-fetch-error" };
+    const got = await fetchText(addrs.records[0], host, this.o.port ?? 443, this.o.ca, this.o.timeoutMs ?? 10_000);
+    if (typeof got !== "string") return { error: got.error };
+    const policy = parsePolicy(got);
+    return policy === null ? { error: "sts-policy-invalid" } : { policy };
   }
 }
 
+/** An X.509 verification failure (OpenSSL's names, Node's ERR_TLS_CERT_ALTNAME_INVALID), not a transport one. */
+function isCertificateError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === "string" && (code === "ERR_TLS_CERT_ALTNAME_INVALID" || /CERT|SELF_SIGNED|UNABLE_TO_|ISSUER/.test(code))) return true;
+  return /certificate/i.test(String((err as Error | null)?.message ?? ""));
+}
+
 /** GET the policy from `address` as `host`: verified TLS, 200 only (no redirects), ≤ 64 KiB, within `timeoutMs`. */
-function fetchText(address: string, host: string, port: number, ca: string, timeoutMs: number): Promise<string | null> {
+type FetchError = { error: "sts-policy-fetch-error" | "sts-webpki-invalid" };
+const FETCH_ERROR: FetchError = { error: "sts-policy-fetch-error" };
+
+function fetchText(address: string, host: string, port: number, ca: string, timeoutMs: number): Promise<string | FetchError> {
   return new Promise((resolve) => {
     let done = false;
-    const finish = (v: string | null): void => {
+    const finish = (v: string | FetchError): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
@@ -199,21 +240,21 @@ function fetchText(address: string, host: string, port: number, ca: string, time
       minVersion: "TLSv1.2",
       agent: false,
     });
-    const timer = setTimeout(() => finish(null), timeoutMs);
-    req.on("error", () => finish(null));
+    const timer = setTimeout(() => finish(FETCH_ERROR), timeoutMs);
+    req.on("error", (err) => finish(isCertificateError(err) ? { error: "sts-webpki-invalid" } : FETCH_ERROR));
     req.on("response", (res) => {
       // §3.3: no redirects; the media type is text/plain.
       const type = String(res.headers["content-type"] ?? "");
-      if (res.statusCode !== 200 || !/^text\/plain\b/i.test(type)) return finish(null);
+      if (res.statusCode !== 200 || !/^text\/plain\b/i.test(type)) return finish(FETCH_ERROR);
       const chunks: Buffer[] = [];
       let size = 0;
       res.on("data", (c: Buffer) => {
         size += c.length;
-        if (size > MAX_POLICY_BYTES) return finish(null);
+        if (size > MAX_POLICY_BYTES) return finish(FETCH_ERROR);
         chunks.push(c);
       });
       res.on("end", () => finish(Buffer.concat(chunks).toString("utf8")));
-      res.on("error", () => finish(null));
+      res.on("error", () => finish(FETCH_ERROR));
     });
     req.end();
   });

@@ -90,4 +90,11 @@ describe("Router: DANE and MTA-STS decisions", () => {
     expect(relaxed).toMatchObject({ kind: "hops", key: "mx:d.test" });
     expect(relaxed.kind === "hops" && relaxed.hops[0].policy).toBeUndefined();
   });
+
+  test("a policy announced but not fetched: delivered as without one, the destination carries the TLS-RPT failure", async () => {
+    const source: StsSource = { policy: async () => null, lastError: () => "sts-policy-fetch-error" };
+    const d = await new Router(settings, zone({ mxAd: false, aAd: false }), source).route("d.test");
+    expect(d).toMatchObject({ kind: "hops", key: "mx:d.test", reportFailure: "sts-policy-fetch-error", report: { domain: "d.test", type: "sts" } });
+    expect(d.kind === "hops" && d.policy).toBeUndefined();
+  });
 });

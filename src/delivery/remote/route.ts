@@ -52,7 +52,17 @@ export interface Hop {
 
 /** Where one domain's mail goes this attempt. `key` names the destination for connection reuse and limits. */
 export type Destination =
-  | { kind: "hops"; key: string; hops: Hop[]; tls: ClientTlsPolicy; smarthost: boolean; policy?: PolicyName; report?: PolicyReport }
+  | {
+      kind: "hops";
+      key: string;
+      hops: Hop[];
+      tls: ClientTlsPolicy;
+      smarthost: boolean;
+      policy?: PolicyName;
+      report?: PolicyReport;
+      /** TLS-RPT: a failure that is the policy's, whatever the session (an MTA-STS policy that could not be had). */
+      reportFailure?: string;
+    }
   | Refusal;
 
 /** The policy as TLS-RPT (RFC 8460 §4.4) names it: domain, type and policy-string. */
@@ -253,6 +263,11 @@ export class Router {
     if (sts !== null && sts.mode === "testing") {
       const report: PolicyReport = { domain, type: "sts", policyString: stsPolicyString(sts) };
       return { ...base, key: `mx:${domain}`, hops, policy: "mta-sts-testing", report };
+    }
+    // A policy announced in DNS that could not be fetched (RFC 8461 §5: deliver as without one): TLS-RPT says so.
+    const stsError = sts === null ? this.sts?.lastError?.(domain) : undefined;
+    if (stsError !== undefined) {
+      return { ...base, key: `mx:${domain}`, hops, report: { domain, type: "sts", policyString: [] }, reportFailure: stsError };
     }
     return { ...base, key: `mx:${domain}`, hops };
   }
