@@ -112,7 +112,7 @@ describe("LmtpCourier against Dovecot", () => {
     expect(got).toContain("\r\n.dot line\r\nbody\r\n");
   });
 
-  peerTest([...haveDovecot], "a REQUIRETLS message is delivered into our own store (REQUIRETLS governs relaying, RFC 8689 §4.2.2)", async () => {
+  peerTest([...haveDovecot], "a REQUIRETLS message is delivered into our own store (REQUIRETLS governs relaying, RFC 8689 §4)", async () => {
     const courier = new LmtpCourier({ target: `unix:${dovecot!.lmtpSocket}`, hostname: "mx.test", timeouts: FAST }, createBunDialer());
     try {
       const rs = [local("alice@example.test")];

@@ -162,8 +162,8 @@ export class RemoteCourier implements Courier {
       const o = localOutcome("failed", 501, "5.1.3", "the recipient address contains a control character");
       early.push(Promise.resolve(report(refused, refused.map(() => o))));
     }
-    // RFC 8689 §5: read only when a policy could apply (DANE or MTA-STS on); the header block, bounded.
-    // RFC 8689 §5: with REQUIRETLS the field is ignored.
+    // RFC 8689 §5 `TLS-Required: No`: looked for only when a policy could apply (DANE or MTA-STS on), in the header
+    // block (bounded); ignored for a REQUIRETLS message.
     const ignorePolicy = message.envelope.requireTls !== true && (this.s.dane === true || this.s.mtaSts === true) && tlsRequiredNo(message);
     await Promise.all(
       [...byDomain].map(async ([domain, indices]) => {

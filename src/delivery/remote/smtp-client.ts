@@ -163,8 +163,6 @@ export class SmtpSession {
   transactions = 0;
   /** False once the connection is in an unknown state; it is then closed, never reused. */
   usable = true;
-  /** The TLSA record the server's certificate matched ("DANE-EE 3 1 1"), when DANE authenticated it. */
-  daneMatch = "";
   private readonly enc = enc;
   /** One dot-stuffer per session, reset for each message. */
   private readonly stuffer = new DotStuffer();
@@ -255,7 +253,6 @@ export class SmtpSession {
           if (!v.ok) {
             throw withTlsFailure(new SessionError(localOutcome("deferred", 451, "4.7.5", `${where}: ${v.detail} (DANE policy)`)), "validation-failure");
           }
-          this.daneMatch = v.detail;
         }
         await this.hello();
       }
@@ -351,7 +348,7 @@ export class SmtpSession {
       // RFC 6152 §3: 8-bit content to a server without 8BITMIME must be converted or returned; we return it.
       return failAll(554, "5.6.3", `${host} does not support 8BITMIME, which this message needs`);
     }
-    // REQUIRETLS governs relaying; LMTP is the final hop into our own mail store (RFC 8689 §4.2.2).
+    // REQUIRETLS governs relaying to the next SMTP hop (RFC 8689 §4); LMTP is the final hop into our own mail store.
     const requireTls = env.requireTls === true && this.opts.lmtp !== true;
     if (requireTls && (!this.tls || !this.ext.has("REQUIRETLS"))) {
       // RFC 8689 §4.2.1: only over TLS to a server that offers REQUIRETLS; otherwise the message is returned.
