@@ -5,6 +5,7 @@
  * (§5.3), and mailed to the `mailto:` addresses of the domain's `_smtp._tls` TXT record (§3). A day's file is then
  * renamed `.sent`. Opt-in (relay.tls_rpt): reports to addresses taken from DNS get a careless sender blocklisted.
  */
+import { Buffer } from "node:buffer";
 import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";

@@ -11,6 +11,7 @@
  * certificate of the chain the server presented matches the record, the chain from the leaf up to it verifies
  * signature by signature, and the leaf carries a reference identifier: the MX host name (RFC 7672 §3.2.2).
  */
+import { Buffer } from "node:buffer";
 import { createHash, X509Certificate } from "node:crypto";
 import type { TlsaRecord } from "../../dns/index.ts";
 

@@ -6,6 +6,7 @@
  * id in DNS makes us fetch again. When the TXT lookup or the fetch fails, a cached policy that has not expired
  * still applies (§5.1: this is what makes a downgrade by DNS or HTTPS interference fail).
  */
+import { Buffer } from "node:buffer";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { request } from "node:https";

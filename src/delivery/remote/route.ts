@@ -9,6 +9,7 @@
  * SERVFAIL or an unreadable answer is never taken for an absence: the mail is deferred. A null MX (RFC 7505 §3:
  * an MX "." of preference 0) means the domain accepts no mail: permanent failure 556 5.1.10 (RFC 7505 §4.2).
  */
+import { Buffer } from "node:buffer";
 import { isIP } from "node:net";
 import { mergeAddresses, Resolver, type DnsLookup, type DnsResult, type TlsaRecord } from "../../dns/index.ts";
 import { usableTlsa } from "./dane.ts";
