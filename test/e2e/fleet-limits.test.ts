@@ -4,7 +4,8 @@
  * limits and greylisting through it. `ip` "3/1m": two messages through node A, then two through node B → the
  * fourth is 451 4.7.1. Greylisting (delay 2 s): the first try on node A is deferred, the retry after the delay
  * on node B is accepted (an early one through B is still deferred). The database stopped: both nodes still answer at
- * once with their local counts (never 5xx, nothing hangs), the local limit still applies.
+ * once with their local counts (never 5xx, nothing hangs), the local limit still applies; the same with the
+ * database hung (SIGSTOP).
  */
 import postgres from "postgres";
 import { afterAll, beforeAll, expect } from "vitest";
@@ -99,6 +100,20 @@ peerTest("initdb", 'rate limit ip "3/1m" over two nodes: 2 messages through A, 2
   const got = [await send(nodeA!, ip, from), await send(nodeA!, ip, from), await send(nodeB!, ip, from), await send(nodeB!, ip, from)];
   expect(got).toEqual(["250 2.0.0", "250 2.0.0", "250 2.0.0", "451 4.7.1"]);
   await waitFor(() => /defence\.reject.*"reason":"rate_limit".*"key":"ip".*"value":"127\.0\.2\.1"/.test(nodeB!.logs()) || null, 5000);
+}, 30_000);
+
+peerTest("initdb", "the database hung (SIGSTOP): a command waits at most the 0.5 s query timeout, never 5xx", async () => {
+  pg!.freeze(true);
+  try {
+    for (const n of [nodeA!, nodeB!, nodeA!, nodeB!]) {
+      const t = Date.now();
+      expect(await send(n, "127.0.5.1", "hung@remote.test")).toMatch(/^4/);
+      expect(Date.now() - t).toBeLessThan(3000);
+    }
+    for (const n of [nodeA!, nodeB!]) await waitFor(() => n.logs().includes("no answer from the database within 500 ms") || null, 5000);
+  } finally {
+    pg!.freeze(false);
+  }
 }, 30_000);
 
 peerTest("initdb", "the database stopped: both nodes answer at once from their local counts, never 5xx", async () => {
