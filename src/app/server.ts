@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { Authenticator, type AuthLimits } from "../auth/index.ts";
 import { loadKeyring, type DkimKeyring } from "../dkim/index.ts";
 import { ensureCertificate } from "../certs/index.ts";
-import { SharedAuthFailures } from "../directory/index.ts";
+import { SharedAuthFailures, SharedLimits } from "../directory/index.ts";
 import { splitHostPort, type Config, type ConfigResult, type ListenerConfig } from "../config/index.ts";
 import type { Stage } from "../mail/index.ts";
 import { serveObserve, type Logger } from "../observe/index.ts";
@@ -106,6 +106,8 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
         })
       : null;
   const auth = new Authenticator(directory, hasher, authLimits(config), Date.now, dummyHash, sharedFailures);
+  // ... and its rate limits and greylisting (CONTRACT: per node unless kind = "postgres").
+  const sharedLimits = config.directory.kind === "postgres" ? new SharedLimits({ url: config.directory.url, log }) : null;
 
   const stats = queueStats();
   let ringDepth = (): number => 0;
@@ -121,6 +123,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     // CONTRACT "DKIM": a missing or unreadable key is a config error at start (and on SIGHUP, below).
     keyring: opts.dkimKeyring ?? keyringOrThrow(config),
     extra: opts.extraStages ?? [],
+    fleet: sharedLimits,
   });
   const connections = new Connections({
     config: () => config,
@@ -156,6 +159,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     for (const l of listeners) l.stop();
     await directory.close();
     await sharedFailures?.close();
+    await sharedLimits?.close();
     throw e;
   }
 
@@ -268,6 +272,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
       await office.stop();
       await directory.close();
       await sharedFailures?.close();
+      await sharedLimits?.close();
       log.info("server.stopped", {});
     },
   };

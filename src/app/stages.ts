@@ -23,6 +23,7 @@ import {
   RateLimiter,
   rateLimitStage,
   type DefenceDeps,
+  type FleetCounters,
   type RateLimitEntry,
 } from "../inbound/index.ts";
 import type { SessionView, Stage } from "../mail/index.ts";
@@ -67,6 +68,8 @@ export function buildStages(o: {
   /** The keys of config.dkim.selectors (CONTRACT: a bad key is a config error, found before this). */
   keyring: DkimKeyring;
   extra: ReadonlyArray<Stage>;
+  /** kind = "postgres": rate limits and greylisting counted over the fleet through the database. */
+  fleet?: FleetCounters | null;
 }): InboundStages {
   const { log } = o;
   const initial = o.config();
@@ -116,8 +119,8 @@ export function buildStages(o: {
     hopCounterStage(() => o.config().limits.maxHops),
     dnsblStage(defence),
     pregreetStage(defence, sleep),
-    greylistStage(defence, greylist, Date.now),
-    rateLimitStage(() => rateLimits, defence.report, Date.now),
+    greylistStage(defence, greylist, Date.now, () => o.fleet ?? null),
+    rateLimitStage(() => rateLimits, defence.report, Date.now, () => o.fleet ?? null),
     dkimSign,
     ...o.extra,
   ];

@@ -5,3 +5,4 @@ export { PostgresDirectory, connect, stripScheme, type PostgresDirectoryOptions 
 export { migrate, NOTIFY_CHANNEL, SCHEMA_VERSION, type MigrateResult } from "./schema.ts";
 export { deleteUser, listUsers, upsertUser } from "./admin.ts";
 export { SharedAuthFailures, type SharedAuthFailuresOptions } from "./auth-failures.ts";
+export { SharedLimits, type FleetRateCharge, type SharedLimitsOptions } from "./shared-limits.ts";

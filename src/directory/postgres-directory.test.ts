@@ -61,6 +61,8 @@ peerTest("initdb", "directory migrate creates the tables and triggers; a second 
     "ringmta_auth_failures",
     "ringmta_directory_state",
     "ringmta_domains",
+    "ringmta_greylist",
+    "ringmta_rate_limits",
     "ringmta_users",
   ]);
   const triggers = await sql!<Array<{ t: string }>>`SELECT tgname AS t FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1`;

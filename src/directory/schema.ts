@@ -66,6 +66,24 @@ CREATE TABLE IF NOT EXISTS ringmta_auth_blocks (
 );
 `,
   },
+  {
+    // Rate limits and greylisting shared by the nodes (shared-limits.ts): one row per limit and key value (its
+    // GCRA theoretical arrival time, ms since the epoch on the database's clock), deleted once idle; one row per
+    // greylisting triple, deleted when it lapses.
+    version: 3,
+    sql: `
+CREATE TABLE IF NOT EXISTS ringmta_rate_limits (
+  k text PRIMARY KEY,
+  tat double precision NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ringmta_rate_limits_tat ON ringmta_rate_limits (tat);
+CREATE TABLE IF NOT EXISTS ringmta_greylist (
+  triple text PRIMARY KEY,
+  first_seen timestamptz NOT NULL,
+  known_until timestamptz
+);
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = STEPS[STEPS.length - 1]!.version;

@@ -12,7 +12,7 @@
 import type { MaybePromise, SessionView, Stage, StageRecipient, StageSession, Verdict } from "../mail/index.ts";
 import { clientNetwork, plainAddress } from "./client-address.ts";
 import type { ClientLists, DnsLists, ListResult } from "./dns-lists.ts";
-import { tripleKey, type GreylistStore } from "./greylist.ts";
+import { tripleKey, type GreylistAnswer, type GreylistStore } from "./greylist.ts";
 import type { RateLimiter } from "./rate-limiter.ts";
 import type { DefenceReport } from "./report.ts";
 
@@ -31,6 +31,17 @@ export interface DefenceDeps {
   trusted(view: SessionView): boolean;
   lists: DnsLists;
   report: DefenceReport;
+}
+
+/**
+ * The fleet-wide counts of a fleet on one PostgreSQL directory (directory/shared-limits.ts). The local store and
+ * limiters stay the fast path: the fleet is asked only when the local answer is "pass" for a rate limit or "defer"
+ * for an unknown triple; null (no answer in time) keeps the local answer, so SMTP never waits on a dead database.
+ */
+export interface FleetCounters {
+  /** -1: all within rate (charged); i: charges[i] over its rate (none charged); null: no answer. */
+  rate(charges: ReadonlyArray<{ key: string; count: number; windowMs: number }>): Promise<number | null>;
+  greylist(key: string, delayMs: number): Promise<GreylistAnswer | null>;
 }
 
 // CONTRACT replies; RFC 3463: 5.7.1 delivery not authorized, 5.5.1 invalid command (talking out of turn),
@@ -120,7 +131,7 @@ export function pregreetStage(deps: DefenceDeps, sleep: (ms: number) => Promise<
 }
 
 /** Greylisting of (client /24 or /64, sender, recipient) at RCPT (451 4.7.1); see greylist.ts. */
-export function greylistStage(deps: DefenceDeps, store: GreylistStore, now: () => number): Stage {
+export function greylistStage(deps: DefenceDeps, store: GreylistStore, now: () => number, fleet: () => FleetCounters | null = () => null): Stage {
   return {
     name: "greylist",
     open(view) {
@@ -128,11 +139,22 @@ export function greylistStage(deps: DefenceDeps, store: GreylistStore, now: () =
       if (!s.greylist || deps.trusted(view)) return null;
       const lists = s.dnswl.length > 0 ? listsOf(deps, view, s) : null;
       const network = clientNetwork(view.clientAddress);
-      const decide = (allowed: boolean, rcpt: StageRecipient, sender: string): Verdict => {
-        if (allowed || view.authUser !== undefined) return null;
-        if (store.attempt(tripleKey(network, sender, rcpt.address), now(), s.greylistDelayMs) === "pass") return null;
+      const defer = (rcpt: StageRecipient, sender: string): Verdict => {
         deps.report("greylist", { client: plainAddress(view.clientAddress), network, from: sender, to: rcpt.address });
         return DefenceReply.greylisted;
+      };
+      const decide = (allowed: boolean, rcpt: StageRecipient, sender: string): MaybePromise<Verdict> => {
+        if (allowed || view.authUser !== undefined) return null;
+        const key = tripleKey(network, sender, rcpt.address);
+        if (store.attempt(key, now(), s.greylistDelayMs) === "pass") return null;
+        // Unknown here: the fleet may have seen it on another node (one upsert; none for a locally known triple).
+        const shared = fleet();
+        if (shared === null) return defer(rcpt, sender);
+        return shared.greylist(key, s.greylistDelayMs).then((answer) => {
+          if (answer !== "pass") return defer(rcpt, sender);
+          store.known(key, now());
+          return null;
+        });
       };
       return {
         rcpt(rcpt, sender): MaybePromise<Verdict> {
@@ -178,9 +200,16 @@ function mailKeyValue(key: RateLimitKey, view: SessionView, sender: string): str
  * Rate limits (`[[rate_limits]]`): each MAIL FROM is one message for the ip, sender, sender_domain and auth_user
  * limits, each accepted-so-far RCPT TO one for the recipient limits; over any of them → 451 4.7.1 at that command.
  * Every limit is checked before any is charged, so a refused command costs no tokens. Limits count over all
- * listeners and sessions (one limiter per entry, shared); `entries` is read at each connection.
+ * listeners and sessions (one limiter per entry, shared); `entries` is read at each connection. With `fleet`
+ * (kind = "postgres") they count over every node too: what the local limiters allow is then checked and charged
+ * in the database (directory/shared-limits.ts: one transaction per MAIL, one per RCPT for recipient limits).
  */
-export function rateLimitStage(entries: () => readonly RateLimitEntry[], report: DefenceReport, now: () => number): Stage {
+export function rateLimitStage(
+  entries: () => readonly RateLimitEntry[],
+  report: DefenceReport,
+  now: () => number,
+  fleet: () => FleetCounters | null = () => null,
+): Stage {
   const ticks: number[] = [];
   /** Checks then charges `list` for the values `valueOf` gives; the entry that refused, or null. */
   const charge = (list: readonly RateLimitEntry[], valueOf: (e: RateLimitEntry) => string | null): { e: RateLimitEntry; value: string } | null => {
@@ -201,6 +230,36 @@ export function rateLimitStage(entries: () => readonly RateLimitEntry[], report:
     });
     return null;
   };
+  /**
+   * After the local limiters allowed it: the same limits fleet-wide (one transaction, a row per limit), or the
+   * local answer when there is no fleet or it did not answer. The local tokens stay charged either way.
+   */
+  const chargeFleet = (
+    list: readonly RateLimitEntry[],
+    valueOf: (e: RateLimitEntry) => string | null,
+  ): MaybePromise<{ e: RateLimitEntry; value: string } | null> => {
+    const shared = fleet();
+    if (shared === null) return null;
+    const charged: Array<{ e: RateLimitEntry; value: string }> = [];
+    for (const e of list) {
+      const value = valueOf(e);
+      if (value !== null) charged.push({ e, value });
+    }
+    if (charged.length === 0) return null;
+    const charges = charged.map(({ e, value }) => ({ key: `${e.key} ${e.rate} ${value}`, count: e.limiter.spec.count, windowMs: e.limiter.spec.windowMs }));
+    return shared.rate(charges).then((i) => (i === null || i < 0 ? null : charged[i]!));
+  };
+  const decide = (
+    list: readonly RateLimitEntry[],
+    valueOf: (e: RateLimitEntry) => string | null,
+    refuse: (hit: { e: RateLimitEntry; value: string }) => Verdict,
+  ): MaybePromise<Verdict> => {
+    const hit = charge(list, valueOf);
+    if (hit !== null) return refuse(hit);
+    const fleetHit = chargeFleet(list, valueOf);
+    if (fleetHit === null) return null;
+    return (fleetHit as Promise<{ e: RateLimitEntry; value: string } | null>).then((h) => (h === null ? null : refuse(h)));
+  };
   return {
     name: "rate_limits",
     open(view) {
@@ -214,16 +273,13 @@ export function rateLimitStage(entries: () => readonly RateLimitEntry[], report:
       };
       const session: StageSession = {};
       if (atMail.length > 0) {
-        session.mail = (sender) => {
-          const hit = charge(atMail, (e) => mailKeyValue(e.key, view, sender));
-          return hit === null ? null : refuse(hit, { from: sender });
-        };
+        session.mail = (sender) =>
+          decide(atMail, (e) => mailKeyValue(e.key, view, sender), (hit) => refuse(hit, { from: sender }));
       }
       if (atRcpt.length > 0) {
         session.rcpt = (rcpt, sender) => {
           const to = rcpt.address.toLowerCase();
-          const hit = charge(atRcpt, () => to);
-          return hit === null ? null : refuse(hit, { from: sender, to: rcpt.address });
+          return decide(atRcpt, () => to, (hit) => refuse(hit, { from: sender, to: rcpt.address }));
         };
       }
       return session;

@@ -60,6 +60,11 @@ export class GreylistStore {
     return this.remember(key, now, "defer");
   }
 
+  /** The fleet let `key` pass (another node saw it first): known here from now on, as after a local pass. */
+  known(key: string, now: number): void {
+    this.remember(key, -(now + GREYLIST_KNOWN_MS), "pass");
+  }
+
   private remember(key: string, value: number, answer: GreylistAnswer): GreylistAnswer {
     const e = this.entries;
     if (!e.delete(key) && e.size >= this.maxEntries) this.evict(value > 0 ? value : -value - GREYLIST_KNOWN_MS);

@@ -9,6 +9,7 @@ export {
   rateLimitStage,
   type DefenceDeps,
   type DefenceSettings,
+  type FleetCounters,
   type RateLimitEntry,
   type RateLimitKey,
 } from "./defence.ts";

@@ -156,7 +156,7 @@ afterAll(async () => {
 
 peerTest("initdb", "directory migrate creates the tables, a second run changes nothing; nodes warn that local.* is ignored", async () => {
   expect(migrateRuns.map((r) => r.code)).toEqual([0, 0]);
-  expect(migrateRuns[0]!.stdout).toContain("migrated from version 0 to 2");
+  expect(migrateRuns[0]!.stdout).toContain("migrated from version 0 to 3");
   expect(migrateRuns[1]!.stdout).toContain("up to date");
   const tables = await sql!<Array<{ t: string }>>`SELECT tablename AS t FROM pg_tables WHERE tablename LIKE 'ringmta_%' ORDER BY 1`;
   expect(tables.map((r) => r.t)).toEqual([
@@ -165,6 +165,8 @@ peerTest("initdb", "directory migrate creates the tables, a second run changes n
     "ringmta_auth_failures",
     "ringmta_directory_state",
     "ringmta_domains",
+    "ringmta_greylist",
+    "ringmta_rate_limits",
     "ringmta_users",
   ]);
   for (const n of [nodeA!, nodeB!]) {

@@ -16,6 +16,7 @@ import {
   type DefenceDeps,
   type DefenceReason,
   type DefenceSettings,
+  type FleetCounters,
   type ListLookup,
   type ListLookupStatus,
   type RateLimitEntry,
@@ -366,5 +367,60 @@ describe("rate limits", () => {
     await a.settle();
     a.send("MAIL FROM:<alice@example.test>\r\nRSET\r\nMAIL FROM:<alice@example.test>\r\n");
     expect(codes(a.replies()).slice(-3)).toEqual(["250 2.1.0", "250 2.0.0", "451 4.7.1"]);
+  });
+});
+
+/** A scripted fleet (directory/shared-limits.ts is tested against PostgreSQL in test/e2e/fleet-limits.test.ts). */
+function fakeFleet(o: { rate?: number | null; greylist?: "pass" | "defer" | null }): FleetCounters & { calls: string[] } {
+  const calls: string[] = [];
+  return {
+    calls,
+    rate(charges) {
+      calls.push(`rate ${charges.map((c) => `${c.key}=${c.count}/${c.windowMs}`).join(",")}`);
+      return Promise.resolve(o.rate === undefined ? -1 : o.rate);
+    },
+    greylist(key, delayMs) {
+      calls.push(`greylist ${key} ${delayMs}`);
+      return Promise.resolve(o.greylist === undefined ? "defer" : o.greylist);
+    },
+  };
+}
+
+describe("fleet-wide counts (kind = postgres)", () => {
+  const entry = (key: RateLimitEntry["key"], count: number): RateLimitEntry => ({
+    key,
+    rate: `${count}/1m`,
+    limiter: new RateLimiter({ count, windowMs: MINUTE }),
+  });
+  test("rate limits: the fleet is asked only after the local limiters allow; its refusal names the limit; no answer keeps the local one", async () => {
+    const clock = new ManualClock(false);
+    const reports: Array<{ reason: DefenceReason; fields: Record<string, unknown> }> = [];
+    const limits = [entry("ip", 2), entry("sender", 5)];
+    let fleet = fakeFleet({ rate: 1 });
+    const stage = rateLimitStage(() => limits, (reason, fields) => reports.push({ reason, fields }), () => clock.now(), () => fleet);
+    const t = await transaction([stage], { remoteAddress: "192.0.2.1", from: "S@remote.test" });
+    expect(codes(t.replies()).slice(2, 3)).toEqual(["451 4.7.1"]);
+    expect(fleet.calls).toEqual([`rate ip 2/1m 192.0.2.1=2/${MINUTE},sender 5/1m s@remote.test=5/${MINUTE}`]);
+    expect(reports[0]!.fields).toMatchObject({ key: "sender", value: "s@remote.test" });
+    fleet = fakeFleet({ rate: null }); // no answer: the local limiters decide (one token left for the ip)
+    expect(codes((await transaction([stage], { remoteAddress: "192.0.2.1" })).replies())[2]).toBe("250 2.1.0");
+    const last = fakeFleet({ rate: -1 });
+    fleet = last;
+    expect(codes((await transaction([stage], { remoteAddress: "192.0.2.1" })).replies())[2]).toBe("451 4.7.1");
+    expect(last.calls).toEqual([]); // refused locally: the fleet is not asked
+  });
+  test("greylisting: an unknown triple asks the fleet; its pass is remembered locally; no answer defers as before", async () => {
+    const r = rig({ greylist: true, greylistDelayMs: 5 * MINUTE }, scripted({}));
+    const store = new GreylistStore();
+    let fleet = fakeFleet({ greylist: "pass" });
+    const stage = greylistStage(r.deps, store, () => r.clock.now(), () => fleet);
+    expect(codes((await transaction([stage], { remoteAddress: "192.0.2.10" })).replies()).at(-1)).toBe("250 2.1.5");
+    expect(fleet.calls).toEqual([`greylist 192.0.2.0/24 s@remote.test alice@example.test ${5 * MINUTE}`]);
+    fleet = fakeFleet({ greylist: "defer" });
+    expect(codes((await transaction([stage], { remoteAddress: "192.0.2.10" })).replies()).at(-1)).toBe("250 2.1.5");
+    expect(fleet.calls).toEqual([]); // known here now: no query
+    fleet = fakeFleet({ greylist: null });
+    expect(codes((await transaction([stage], { remoteAddress: "198.51.100.1" })).replies()).at(-1)).toBe("451 4.7.1");
+    expect(r.reports.at(-1)!.reason).toBe("greylist");
   });
 });
