@@ -26,6 +26,14 @@ export async function serveCommand(argv: string[], transport: () => Transport): 
   const dkimKeyring = loadKeyringOrReport(config);
   if (!dkimKeyring) return 2;
   const explicit = flag(a, "config");
+  // Until the server is up, a SIGHUP or SIGUSR1 (whose default action ends the process) is noted, not fatal: the
+  // reload or flush is done once startServer resolves. SIGTERM/SIGINT keep their default (stop) until then.
+  const early = new Set<string>();
+  const note = (signal: string) => (): void => void early.add(signal);
+  const noteHup = note("SIGHUP");
+  const noteUsr1 = note("SIGUSR1");
+  process.on("SIGHUP", noteHup);
+  process.on("SIGUSR1", noteUsr1);
   const server = await startServer(config, {
     transport: transport(),
     log,
@@ -72,5 +80,9 @@ export async function serveCommand(argv: string[], transport: () => Transport): 
       log.info("signal", { signal: "SIGUSR1", action: "queue flush" });
       server.flushQueue();
     });
+    process.off("SIGHUP", noteHup);
+    process.off("SIGUSR1", noteUsr1);
+    if (early.has("SIGHUP")) void server.reload();
+    if (early.has("SIGUSR1")) server.flushQueue();
   });
 }
