@@ -1,6 +1,6 @@
 import { availableParallelism, cpus, hostname } from "node:os";
 import { resolve } from "node:path";
-import type { Config, ListenerConfig } from "./types.ts";
+import type { ChecksConfig, Config, ListenerConfig } from "./types.ts";
 
 /** CONTRACT example: the peers allowed to send a PROXY header when a listener's proxy_from is absent. */
 export const DEFAULT_PROXY_FROM: readonly string[] = ["127.0.0.1/32"];
@@ -27,6 +27,9 @@ export function cpuCount(): number {
  * CONTRACT "Embedded defaults" (no config file); every other value is the default of the CONTRACT's example.
  * Relative paths resolve against cwd, as they would against the directory of a config file.
  */
+/** [checks] of a config file that leaves keys out (CONTRACT "Defaults when a key is absent"). */
+export const FILE_CHECKS_DEFAULTS: Readonly<ChecksConfig> = { spf: true, spfReject: false, dkim: true, arc: true, dmarc: "enforce" };
+
 export function defaultConfig(cwd?: string): Config {
   const base = resolve(cwd ?? "");
   return {
@@ -56,6 +59,9 @@ export function defaultConfig(cwd?: string): Config {
     defence: { dnsbl: [], dnswl: [], pregreetMs: 0, greylist: false, greylistDelayMs: 300_000 },
     rateLimits: [],
     dkim: { sign: true, selectors: {} },
+    // CONTRACT: with no config file at all, [checks] is off (a development server on loopback does no DNS).
+    checks: { spf: false, spfReject: false, dkim: false, arc: false, dmarc: "off" },
+    srs: { secret: "", domain: "" },
     queue: {
       retryIntervalsMs: [60_000, 300_000, 1_800_000, 7_200_000, 21_600_000],
       maxAgeMs: 5 * 86_400_000,

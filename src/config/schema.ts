@@ -266,6 +266,17 @@ function buildFileSchema() {
           (k) => `${quote(k)} is not a valid domain name`,
         ).optional(),
       }),
+      checks: table({
+        spf: oneOf(["off", "on"]).optional(),
+        spf_reject: bool.optional(),
+        dkim: oneOf(["off", "on"]).optional(),
+        arc: oneOf(["off", "on"]).optional(),
+        dmarc: oneOf(["off", "on", "enforce"]).optional(),
+      }),
+      srs: table({
+        secret: str.optional(),
+        domain: z.union([z.literal(""), domain], says("expected a domain name")).optional(),
+      }),
       queue: table({
         retry_intervals: list(duration(true), "durations")
           .min(1, says("expected at least one duration"))

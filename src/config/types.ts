@@ -93,6 +93,13 @@ export interface Config {
    * (lower-case) → selectors, each key at DATA/dkim/<domain>/<selector>.key (loaded by dkim/, not here).
    */
   dkim: { sign: boolean; selectors: Record<string, string[]> };
+  /**
+   * CONTRACT [checks]: inbound checks of MX sessions (neither authenticated nor from relay.networks). A config
+   * file without [checks] has them all on (dmarc "enforce"); the embedded defaults (no file) have them all off.
+   */
+  checks: ChecksConfig;
+  /** CONTRACT [srs]: secret "" = off; domain "" = the first local domain (resolved where the domains are known). */
+  srs: { secret: string; domain: string };
   queue: { retryIntervalsMs: number[]; maxAgeMs: number; delayWarningMs: number };
   /** 0 in the file is resolved to the number of CPUs. */
   delivery: { workers: number };
@@ -116,6 +123,19 @@ export interface Config {
   };
   /** "host:port" or "" (off). */
   metrics: { listen: string };
+}
+
+export interface ChecksConfig {
+  /** SPF (RFC 7208) of MAIL FROM, of the HELO name when it is <>. */
+  spf: boolean;
+  /** An SPF "fail" gets 550 5.7.23 at MAIL FROM (RFC 7372). */
+  spfReject: boolean;
+  /** Verify every DKIM-Signature (RFC 6376, RFC 8463). */
+  dkim: boolean;
+  /** Verify the ARC chain (RFC 8617). */
+  arc: boolean;
+  /** "on" records the result; "enforce" acts on the policy (reject → 550 5.7.1, quarantine → .Junk). */
+  dmarc: "off" | "on" | "enforce";
 }
 
 /** Each error is one line "dotted.path: message", the path in TOML key names. */

@@ -55,11 +55,35 @@ describe("example.toml", () => {
     expect([c.limits.errorDelayAfter, c.limits.maxErrors, c.limits.maxConnectionRatePerIp]).toEqual([10, 20, 0]);
     expect(c.metrics.listen).toBe("127.0.0.1:9025");
     expect(c.dkim).toEqual({ sign: true, selectors: { "example.test": ["rsa2026", "ed2026"] } });
+    expect(c.checks).toEqual({ spf: true, spfReject: false, dkim: true, arc: true, dmarc: "enforce" });
+    expect(c.srs).toEqual({ secret: "", domain: "" });
   });
-  test("an empty file equals the embedded defaults resolved against the file's directory", () => {
+  test("an empty file equals the embedded defaults resolved against the file's directory, except [checks] on", () => {
     const c = valid("");
-    expect({ ...c, configPath: null }).toEqual(defaultConfig(BASE));
+    const d = defaultConfig(BASE);
+    // CONTRACT: absent keys of a config file turn the checks on; only no file at all has them off.
+    expect({ ...c, configPath: null }).toEqual({ ...d, checks: { spf: true, spfReject: false, dkim: true, arc: true, dmarc: "enforce" } });
+    expect(d.checks).toEqual({ spf: false, spfReject: false, dkim: false, arc: false, dmarc: "off" });
     expect(c.configPath).toBe(`${BASE}/ringmta.toml`);
+  });
+});
+
+describe("[checks] and [srs]", () => {
+  test("each check can be turned off and dmarc set to on", () => {
+    const c = valid('[checks]\nspf = "off"\nspf_reject = true\ndkim = "off"\narc = "off"\ndmarc = "on"\n');
+    expect(c.checks).toEqual({ spf: false, spfReject: true, dkim: false, arc: false, dmarc: "on" });
+  });
+  test("bad values name the key", () => {
+    expect(errorsOf('[checks]\ndmarc = "strict"\n')[0]).toMatch(/^checks\.dmarc: /);
+    expect(errorsOf('[checks]\nspf = true\n')[0]).toMatch(/^checks\.spf: /);
+    expect(errorsOf('[checks]\nbimi = "on"\n')[0]).toMatch(/^checks/);
+  });
+  test("the SRS domain must be a local domain", () => {
+    const c = valid('[local]\ndomains = ["a.test", "b.test"]\n[srs]\nsecret = "s3"\ndomain = "B.test"\n');
+    expect(c.srs).toEqual({ secret: "s3", domain: "b.test" });
+    expect(errorsOf('[local]\ndomains = ["a.test"]\n[srs]\nsecret = "s3"\ndomain = "c.test"\n')).toEqual([
+      'srs.domain: "c.test" is not one of local.domains',
+    ]);
   });
 });
 

@@ -1,6 +1,6 @@
 import { resolve } from "node:path";
 import type * as z from "zod";
-import { cpuCount, defaultConfig, defaultListeners, DEFAULT_PROXY_FROM } from "./defaults.ts";
+import { cpuCount, defaultConfig, defaultListeners, DEFAULT_PROXY_FROM, FILE_CHECKS_DEFAULTS } from "./defaults.ts";
 import { fileSchema, type FileConfig } from "./schema.ts";
 import type { Config, ConfigResult, ListenerConfig } from "./types.ts";
 
@@ -47,6 +47,12 @@ function lmtpPath(target: string, baseDir: string): string {
 function checkLocal(local: Config["local"]): string[] {
   if (local.delivery === "lmtp" && local.lmtp === "") return ['local.lmtp: required when local.delivery = "lmtp"'];
   return [];
+}
+
+/** CONTRACT [srs]: the SRS domain is one of local.domains (a PostgreSQL directory's domains are not known here). */
+function checkSrs(c: Config): string[] {
+  if (c.srs.domain === "" || c.directory.kind !== "file" || c.local.domains.includes(c.srs.domain)) return [];
+  return [`srs.domain: "${c.srs.domain}" is not one of local.domains`];
 }
 
 /** The file's values over the embedded defaults; relative paths against baseDir. */
@@ -116,6 +122,14 @@ function toConfig(f: FileConfig, baseDir: string, configPath: string | null): Co
       sign: f.dkim?.sign ?? d.dkim.sign,
       selectors: Object.fromEntries(Object.entries(f.dkim?.selectors ?? d.dkim.selectors).map(([k, v]) => [k, [...new Set(v)]])),
     },
+    checks: {
+      spf: (f.checks?.spf ?? (FILE_CHECKS_DEFAULTS.spf ? "on" : "off")) === "on",
+      spfReject: f.checks?.spf_reject ?? FILE_CHECKS_DEFAULTS.spfReject,
+      dkim: (f.checks?.dkim ?? (FILE_CHECKS_DEFAULTS.dkim ? "on" : "off")) === "on",
+      arc: (f.checks?.arc ?? (FILE_CHECKS_DEFAULTS.arc ? "on" : "off")) === "on",
+      dmarc: f.checks?.dmarc ?? FILE_CHECKS_DEFAULTS.dmarc,
+    },
+    srs: { secret: f.srs?.secret ?? d.srs.secret, domain: f.srs?.domain ?? d.srs.domain },
     queue: {
       retryIntervalsMs: f.queue?.retry_intervals ?? d.queue.retryIntervalsMs,
       maxAgeMs: f.queue?.max_age ?? d.queue.maxAgeMs,
@@ -146,6 +160,6 @@ export function validateConfig(raw: unknown, baseDir: string, configPath: string
   const parsed = fileSchema().safeParse(raw);
   if (!parsed.success) return { ok: false, errors: formatIssues(parsed.error.issues) };
   const config = toConfig(parsed.data, resolve(baseDir), configPath === null ? null : resolve(configPath));
-  const errors = [...checkListeners(config.listeners), ...checkLocal(config.local)];
+  const errors = [...checkListeners(config.listeners), ...checkLocal(config.local), ...checkSrs(config)];
   return errors.length > 0 ? { ok: false, errors } : { ok: true, config };
 }

@@ -123,7 +123,7 @@ describe("architecture: import rules", () => {
     );
   });
 
-  test("inbound/ (the message stages) imports only inbound/, mail/, dns/, dkim/, protocol/ and node: modules", () => {
+  test("inbound/ (the message stages) imports only inbound/, mail/, dns/, dkim/, checks/, protocol/ and node: modules", () => {
     report(
       rule(
         "inbound",
@@ -133,8 +133,26 @@ describe("architecture: import rules", () => {
           within(i.target, "mail") ||
           within(i.target, "dns") ||
           within(i.target, "dkim") ||
+          within(i.target, "checks") ||
           within(i.target, "protocol"),
-        "inbound/ may import only mail/, dns/, dkim/, protocol/ (stages reach anything else through ports)",
+        "inbound/ may import only mail/, dns/, dkim/, checks/, protocol/ (stages reach anything else through ports)",
+      ),
+    );
+  });
+
+  test("checks/ (SPF, DKIM/ARC verify, DMARC) imports only checks/, dns/, dkim/, mail/, node: modules and mailauth", () => {
+    report(
+      rule(
+        "checks",
+        (i) =>
+          isNode(i) ||
+          i.spec === "mailauth" ||
+          i.spec.startsWith("mailauth/") ||
+          within(i.target, "checks") ||
+          within(i.target, "dns") ||
+          within(i.target, "dkim") ||
+          within(i.target, "mail"),
+        "checks/ may import only dns/, dkim/, mail/, node: modules and mailauth (no sessions, no I/O of its own)",
       ),
     );
   });
