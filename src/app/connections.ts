@@ -19,6 +19,8 @@ import type { ServerMetrics } from "./metrics.ts";
 const NOOP_HANDLER: ConnHandler = { onData() {}, onDrain() {}, onClose() {} };
 const enc = new TextEncoder();
 
+const checksOn = (c: Config): boolean => c.checks.spf || c.checks.dkim || c.checks.arc || c.checks.dmarc !== "off";
+
 function sessionSettings(c: Config, l: ListenerConfig): SessionSettings {
   return {
     hostname: c.hostname,
@@ -30,6 +32,8 @@ function sessionSettings(c: Config, l: ListenerConfig): SessionSettings {
     maxAuthFailures: c.limits.maxAuthFailures,
     errorDelayAfter: c.limits.errorDelayAfter,
     maxErrors: c.limits.maxErrors,
+    // RFC 8601 §5: with any check on we add our Authentication-Results, so fields forged with our id go.
+    ownAuthservId: checksOn(c) ? c.hostname : "",
   };
 }
 

@@ -21,6 +21,8 @@ export interface ServerMetrics {
   defenceReject(reason: string): void;
   /** A message DKIM-signed for `domain` (d=). */
   dkimSigned(domain: string): void;
+  /** One result of an inbound check (spf, dkim, arc, dmarc): pass, fail, none, temperror, ... */
+  authCheck(check: string, result: string): void;
 }
 
 export function serverMetrics(stats: QueueStats, ringDepth: () => number): ServerMetrics {
@@ -47,6 +49,9 @@ export function serverMetrics(stats: QueueStats, ringDepth: () => number): Serve
   );
   for (const reason of ["dnsbl", "pregreet", "greylist", "rate_limit"]) mDefence.bind({ reason });
   const mDkimSigned = registry.add(new Counter("ringmta_dkim_signed_total", "Messages DKIM-signed, by signing domain (d=)."));
+  const mAuthChecks = registry.add(
+    new Counter("ringmta_auth_checks_total", "Results of the inbound checks (spf, one per DKIM signature, arc, dmarc), by check and result."),
+  );
   registry.add(new GaugeFn("ringmta_queue_messages", "Messages in the spool.", () => stats.count));
   registry.add(new GaugeFn("ringmta_ring_depth", "Message ids waiting in the ring for a delivery worker.", ringDepth));
   registry.add(new GaugeFn("ringmta_queue_oldest_seconds", "Age of the oldest message in the spool.", () => stats.oldestSeconds()));
@@ -80,5 +85,6 @@ export function serverMetrics(stats: QueueStats, ringDepth: () => number): Serve
     refused: (code) => mRejected.inc({ code }),
     defenceReject: (reason) => mDefence.inc({ reason }),
     dkimSigned: (domain) => mDkimSigned.inc({ domain }),
+    authCheck: (check, result) => mAuthChecks.inc({ check, result }),
   };
 }

@@ -46,12 +46,18 @@ export interface StageRecipient {
 /** What a stage's end-of-data answer does to the message. */
 export type EndVerdict =
   /** Refuse the message: nothing is stored, the client gets `reply` (e.g. "550 5.7.1 ..."). */
-  | { kind: "reject"; reply: string }
+  | { kind: "reject"; reply: string; log?: Readonly<Record<string, unknown>> }
   /**
    * Accept, with header fields to put on top of the message (each ending in CRLF; the spool stores them with the
    * item and writes them above our Received field) and/or the Maildir++ folder for local copies (".Junk").
    */
-  | { kind: "accept"; prepend?: string; folder?: string }
+  | {
+      kind: "accept";
+      prepend?: string;
+      folder?: string;
+      /** Fields for the message's `smtp.accepted` log line (e.g. the check results), merged in stage order. */
+      log?: Readonly<Record<string, unknown>>;
+    }
   /** Nothing to add. */
   | null;
 
@@ -64,6 +70,8 @@ export interface MessageObserver {
   write(bytes: Uint8Array): void;
   /** End of data (or BDAT LAST) of a message that is within the size limit. */
   end(): MaybePromise<EndVerdict>;
+  /** The message will not end (RSET, size exceeded, connection gone): release what is held. */
+  abort?(): void;
 }
 
 /** The transaction at the start of message data. */

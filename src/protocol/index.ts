@@ -5,6 +5,7 @@ export type { Command, MailParams, ParseError, ParsedCommand, Path, RcptParams }
 export { DATA_BARE_NEWLINE, DATA_MORE, DotReader } from "./dot-reader.ts";
 export { BareNewlineCheck } from "./bdat.ts";
 export { ReceivedCounter } from "./header-counter.ts";
+export { carriesAuthservId, OwnAuthResultsFilter } from "./auth-results-filter.ts";
 export { authChallenge, bdatOk, greeting, multiline, okQueued, Reply, replyBytes, replyLine } from "./reply.ts";
 export type { ReplyName } from "./reply.ts";
 export { DotStuffer } from "./dot-stuff.ts";

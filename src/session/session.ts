@@ -30,6 +30,7 @@ import {
   DATA_BARE_NEWLINE,
   DATA_MORE,
   DotReader,
+  OwnAuthResultsFilter,
   LOGIN_PASS_PROMPT,
   LOGIN_USER_PROMPT,
   MAX_AUTH_LINE,
@@ -74,6 +75,11 @@ export interface SessionSettings {
   errorDelayAfter: number;
   /** The maxErrors-th error reply is 421 4.7.0, then close (CONTRACT [limits] max_errors). */
   maxErrors: number;
+  /**
+   * With [checks] on, our authserv-id (the hostname): Authentication-Results fields that claim it are removed from
+   * every message as it streams (RFC 8601 §5), before stages and spool see it. "" keeps them all.
+   */
+  ownAuthservId?: string;
 }
 
 export interface SessionDeps {
@@ -222,6 +228,8 @@ export class Session {
   private sink: MessageSink | null = null;
   /** The transaction as stages see it (made at MAIL when any stage has a message hook). */
   private tx: { sender: string; recipients: StageRecipient[]; smtputf8: boolean } | null = null;
+  /** Removes forged Authentication-Results fields of this message (settings.ownAuthservId), null when off. */
+  private arFilter: OwnAuthResultsFilter | null = null;
   /** This message's body observers (from the stages' message hooks). */
   private observers: MessageObserver[] = NO_OBSERVERS;
 
@@ -393,6 +401,7 @@ export class Session {
       auth: this.v.authUser,
     });
     this.abortMessage();
+    this.dropObservers();
     for (const s of this.closeHooks) {
       try {
         s.close!();
@@ -730,6 +739,10 @@ export class Session {
     this.sink = sink;
     this.bodySize = 0;
     this.tooBig = false;
+    const authservId = this.settings.ownAuthservId ?? "";
+    if (authservId === "") this.arFilter = null;
+    else if (this.arFilter === null) this.arFilter = new OwnAuthResultsFilter(authservId);
+    else this.arFilter.reset();
     if (this.tx !== null) {
       const tx: StageTransaction = this.tx;
       const observers: MessageObserver[] = [];
@@ -770,12 +783,19 @@ export class Session {
     if (this.bodySize > this.settings.maxMessageSize) {
       this.tooBig = true;
       this.sink?.abort();
+      this.dropObservers();
       return;
     }
+    if (this.arFilter !== null) this.arFilter.feed(bytes, this.keepBytes);
+    else this.keepBytes(bytes);
+  }
+
+  /** Message bytes that are kept: to the stages' observers, then the spool. */
+  private readonly keepBytes = (bytes: Uint8Array): void => {
     const observers = this.observers;
     for (let i = 0; i < observers.length; i++) observers[i]!.write(bytes);
     this.sink!.write(bytes);
-  }
+  };
 
   private endOfChunk(): void {
     if (this.bdatDiscard !== null) {
@@ -795,23 +815,27 @@ export class Session {
   private endOfMessage(): void {
     this.phase = "command";
     if (this.tooBig) return this.refuseMessage(Reply.tooBig);
+    this.arFilter?.finish(this.keepBytes);
     const observers = this.observers;
     this.observers = NO_OBSERVERS;
     if (observers.length === 0) return this.commitMessage(null);
     // The stages' answers, in order; the first rejection wins. Synchronous answers keep the session out of busy.
     let prepend = "";
     let folder: string | undefined;
+    let log: Record<string, unknown> | undefined;
     const settle = (v: EndVerdict): boolean => {
       if (v === null) return true;
       if (v.kind === "reject") {
-        this.refuseMessage(v.reply);
+        this.refuseMessage(v.reply, v.log);
         return false;
       }
       if (v.prepend !== undefined) prepend += v.prepend;
       if (v.folder !== undefined) folder = v.folder;
+      if (v.log !== undefined) log = { ...log, ...v.log };
       return true;
     };
-    const done = (): void => this.commitMessage(prepend === "" && folder === undefined ? null : { prepend, folder });
+    const done = (): void =>
+      this.commitMessage(prepend === "" && folder === undefined && log === undefined ? null : { prepend, folder, log });
     for (let i = 0; i < observers.length; i++) {
       let r: MaybePromise<EndVerdict>;
       try {
@@ -849,7 +873,9 @@ export class Session {
   }
 
   /** Make the message durable; 250 only once it is (CONTRACT guarantees). */
-  private commitMessage(added: { prepend: string; folder: string | undefined } | null): void {
+  private commitMessage(
+    added: { prepend: string; folder: string | undefined; log?: Readonly<Record<string, unknown>> } | null,
+  ): void {
     const sink = this.sink!;
     const envelope = this.envelope();
     if (added?.folder !== undefined) envelope.folder = added.folder;
@@ -870,6 +896,7 @@ export class Session {
           to: envelope.recipients.map((r) => r.address),
           size,
           auth: this.v.authUser,
+          ...added?.log,
         });
         this.resetTransaction();
         this.leaveBusy(reply);
@@ -884,7 +911,7 @@ export class Session {
   }
 
   /** A transaction refused at its end: one log line, nothing stored. */
-  private refuseMessage(reply: string): void {
+  private refuseMessage(reply: string, fields?: Readonly<Record<string, unknown>>): void {
     this.deps.log.info("smtp.rejected", {
       client: this.conn.remoteAddress,
       listener: this.settings.listener,
@@ -892,6 +919,7 @@ export class Session {
       to: this.recipients.map((r) => r.address),
       size: this.bodySize,
       reply,
+      ...fields,
     });
     this.resetTransaction();
     this.reject(reply);
@@ -1163,6 +1191,14 @@ export class Session {
     }
   }
 
+  /** Observers of a message that will not end are told so (end() was never called on them). */
+  private dropObservers(): void {
+    const observers = this.observers;
+    if (observers.length === 0) return;
+    this.observers = NO_OBSERVERS;
+    for (let i = 0; i < observers.length; i++) observers[i]!.abort?.();
+  }
+
   private resetTransaction(): void {
     this.abortMessage();
     this.sender = null;
@@ -1170,7 +1206,7 @@ export class Session {
     if (this.recipients.length) this.recipients = [];
     this.seen = null;
     this.tx = null;
-    this.observers = NO_OBSERVERS;
+    this.dropObservers();
     this.rcptCount = 0;
     this.bdatActive = false;
     this.bdatDiscard = null;

@@ -401,6 +401,7 @@ export function tierSettings(o: TierOptions = {}): SessionSettings {
     maxAuthFailures: o.maxAuthFailures ?? 3,
     errorDelayAfter: o.errorDelayAfter ?? 10,
     maxErrors: o.maxErrors ?? 20,
+    ownAuthservId: o.ownAuthservId ?? "",
   };
 }
 
