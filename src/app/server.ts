@@ -94,7 +94,7 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
   dummyHash ??= await hasher.hash("ringmta-dummy-password");
   const directory = await openDirectory(config, log);
   const policyOf = (c: Config): Policy =>
-    new Policy({ directory, catchAll: c.local.catchAll, relayNetworks: c.relay.networks });
+    new Policy({ directory, catchAll: c.local.catchAll, relayNetworks: c.relay.networks, srs: c.srs });
   let policy = policyOf(config);
   // A fleet on one database shares the AUTH brute-force records through it, too.
   const sharedFailures =

@@ -29,6 +29,14 @@ export interface EnvelopeRecipient {
   orcpt?: string;
   /** RFC 3461 NOTIFY values, upper-case, when given. */
   notify?: Array<"NEVER" | "SUCCESS" | "FAILURE" | "DELAY">;
+  /**
+   * The envelope sender (MAIL FROM) of this recipient's copy when it is not Envelope.sender: the SRS0 address of a
+   * copy forwarded to an alias target outside local.domains (CONTRACT "Forwarding"). Decided once, by the policy
+   * at RCPT, and stored with the item, so a retry days later sends the same address (its timestamp is the day of
+   * acceptance). Absent (as in every item spooled before it existed) = Envelope.sender. DSNs always go to
+   * Envelope.sender, the original sender, never to this address.
+   */
+  sender?: string;
 }
 
 /** Everything we know about a message besides its bytes. Stored with the message in the spool. */

@@ -270,3 +270,40 @@ describe("directory unavailable", () => {
     expect(resolve(p, "alice@example.test")).toEqual(["local:alice@example.test"]);
   });
 });
+
+describe("SRS (CONTRACT Forwarding)", () => {
+  const NOW = Date.UTC(2026, 4, 1);
+  const srsPolicy = (domains: string[], srsDomain: string, up = true): Policy =>
+    new Policy({
+      directory: { snapshot: () => (up ? fileDirectory({ domains, users: [], aliases: { "fwd@a.test": ["x@remote.test"] } }).snapshot() : null) },
+      catchAll: false,
+      relayNetworks: [],
+      srs: { secret: "k", domain: srsDomain },
+      now: () => NOW,
+    });
+  const fwdSender = (p: Policy): string | undefined => {
+    const d = p.recipient("fwd", "a.test", { ...ANON, sender: "s@elsewhere.test" });
+    return d.kind === "accept" ? d.targets[0]!.sender : d.kind;
+  };
+
+  test("domain \"\" is the first local domain; a configured one is used in lower case", () => {
+    expect(fwdSender(srsPolicy(["a.test", "b.test"], ""))).toMatch(/@a\.test$/);
+    expect(fwdSender(srsPolicy(["a.test", "b.test"], "B.Test"))).toMatch(/@b\.test$/);
+  });
+
+  test("an SRS domain that is not local (a PostgreSQL directory without it) turns SRS off", () => {
+    const p = srsPolicy(["a.test"], "gone.test");
+    expect(fwdSender(p)).toBeUndefined();
+    const made = srsPolicy(["a.test", "gone.test"], "gone.test").recipient("fwd", "a.test", { ...ANON, sender: "s@elsewhere.test" });
+    const address = made.kind === "accept" ? made.targets[0]!.sender! : "";
+    // gone.test is not local to p: a remote address, and an anonymous client may not relay there.
+    expect(resolve(p, address)).toBe("relayDenied");
+  });
+
+  test("a bounce to our SRS0 address is routed for DSNs too (routeOwn), and the directory being down is 451, not 550", () => {
+    const p = srsPolicy(["a.test"], "");
+    const address = (p.recipient("fwd", "a.test", { ...ANON, sender: "s@elsewhere.test" }) as { targets: Array<{ sender?: string }> }).targets[0]!.sender!;
+    expect(p.routeOwn(address)).toEqual({ kind: "accept", targets: [{ address: "s@elsewhere.test", route: { kind: "remote", domain: "elsewhere.test" } }] });
+    expect(srsPolicy(["a.test"], "", false).recipient("SRS0=AAAA=AA=x.test=y", "a.test", ANON).kind).toBe("tempfail");
+  });
+});

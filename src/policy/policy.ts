@@ -7,13 +7,20 @@ import type { DirectorySnapshot, DirectoryView } from "../directory/index.ts";
 import { NAME_MAX, addressKey, foldLocalPart, formatPath, splitAddress as splitParts, utf8Length, type OwnRoute, type Route } from "../mail/index.ts";
 import type { PolicyPort, RcptContext, RcptDecision } from "../session/index.ts";
 import { cidrContains, parseCidr, parseIp, type Cidr } from "./cidr.ts";
+import { srsForward, srsReverse } from "./srs.ts";
 
 export interface PolicySettings {
   /** Domains, users and aliases. A view that is unavailable (null) makes every decision "tempfail". */
   directory: DirectoryView;
   catchAll: boolean;
   relayNetworks: string[];
+  /** CONTRACT [srs]: secret "" = off; domain "" = the first local domain. Absent = off. */
+  srs?: { secret: string; domain: string };
+  /** The time for SRS timestamps (ms since the epoch); default Date.now. */
+  now?: () => number;
 }
+
+type Targets = Extract<RcptDecision, { kind: "accept" }>["targets"];
 
 /** Alias chains deeper than this are treated as loops (Postfix: virtual_alias_recursion_limit = 1000; we are
  *  stricter because a deep chain is a mistake). */
@@ -71,6 +78,20 @@ export class Policy implements PolicyPort {
     return d.kind === "tempfail" ? { kind: "later" } : { kind: "nowhere" };
   }
 
+  /**
+   * SRS as the directory's tables stand: the secret and the SRS domain (lower case), or null when off. The domain
+   * is looked up here rather than at config load because a PostgreSQL directory's domains are known only now (its
+   * "first" domain is the first in alphabetical order, as it loads them); a configured domain that is not local
+   * (possible only with PostgreSQL, whose domains the config check cannot see) turns SRS off rather than write
+   * addresses nobody here would accept a bounce for.
+   */
+  private srs(t: Tables): { secret: string; domain: string } | null {
+    const c = this.s.srs;
+    if (c === undefined || c.secret === "") return null;
+    const domain = c.domain !== "" ? c.domain.toLowerCase() : t.domains.values().next().value;
+    return domain !== undefined && t.domains.has(domain) ? { secret: c.secret, domain } : null;
+  }
+
   /** `ctx` null: our own mail (routeOwn), which may go anywhere. */
   private decide(localPart: string, domain: string, ctx: RcptContext | null): RcptDecision {
     // CONTRACT: directory unavailable → 451 4.3.0, never a 5xx we cannot vouch for (nor a relay decision: we
@@ -87,13 +108,53 @@ export class Policy implements PolicyPort {
       if (ctx !== null && !this.mayRelay(ctx)) return { kind: "relayDenied" };
       return { kind: "accept", targets: [{ address: formatPath(localPart, domain), route: this.remote(domain) }] };
     }
-    const targets: Array<{ address: string; route: Route }> = [];
-    if (!this.expand(t, localPart, domain, targets, null, 0)) return { kind: "unknownUser" };
-    if (targets.length === 0) return { kind: "unknownUser" };
+    const srs = this.srs(t);
+    let targets: Targets = [];
+    // CONTRACT "Forwarding": a bounce to an SRS0 address of the SRS domain goes back to the original sender. Only
+    // what our hash vouches for, and only for 21 days, or the SRS domain would relay for anyone.
+    const back = srs !== null && domain.toLowerCase() === srs.domain ? srsReverse(srs.secret, localPart, this.now()) : null;
+    if (back !== null && back.ok) {
+      const original = splitAddress(back.address);
+      // Routed as our own mail is (ctx null): the original sender is anywhere, and the hash, not the client,
+      // is what allows the relay. Its own decision (unknown local user, unwritable) is this one's.
+      const d = this.decide(original[0], original[1], null);
+      if (d.kind !== "accept") return d;
+      targets = d.targets;
+    } else if (back !== null && back.reason !== "not-srs") {
+      return { kind: "srsInvalid", reason: back.reason };
+    } else {
+      if (!this.expand(t, localPart, domain, targets, null, 0)) return { kind: "unknownUser" };
+      if (targets.length === 0) return { kind: "unknownUser" };
+    }
     // Whatever is accepted must be deliverable: a mailbox name the file system cannot hold would defer until
     // max_age (ENAMETOOLONG), a way to park mail in the queue. Refused now with 553 5.1.3 instead.
     for (const t of targets) if (t.route.kind === "local" && !mailboxFits(t.route)) return { kind: "unwritable" };
+    if (srs !== null && ctx?.sender) this.rewriteForwarded(t, srs, ctx.sender, targets);
     return { kind: "accept", targets };
+  }
+
+  /**
+   * CONTRACT "Forwarding": a copy to a target outside local.domains, reached from a local address (an alias, or
+   * an SRS reversal), leaves with MAIL FROM rewritten to SRS0 in the SRS domain, so that the next hop's SPF check
+   * sees our domain, not one whose SPF record does not list us. Not rewritten: <> (never, RFC 5321 §4.5.5), a
+   * sender in local.domains (our SPF covers it), local copies (Return-Path keeps the original) and mail relayed
+   * to a remote RCPT directly (that is not forwarding). Decided here, once per RCPT, because here is where it is
+   * known that a target came from expansion; the session stores it per recipient (EnvelopeRecipient.sender).
+   */
+  private rewriteForwarded(t: Tables, srs: { secret: string; domain: string }, sender: string, targets: Targets): void {
+    const senderDomain = splitAddress(sender)[1].toLowerCase();
+    if (senderDomain === "" || t.domains.has(senderDomain)) return;
+    let rewritten: string | null | undefined;
+    for (let k = 0; k < targets.length; k++) {
+      if (targets[k]!.route.kind !== "remote") continue;
+      rewritten ??= srsForward(srs.secret, srs.domain, sender, this.now());
+      if (rewritten === null) return; // too long to be a path: the original goes out (CONTRACT: no lost mail)
+      targets[k] = { ...targets[k]!, sender: rewritten };
+    }
+  }
+
+  private now(): number {
+    return (this.s.now ?? Date.now)();
   }
 
   /**

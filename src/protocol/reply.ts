@@ -55,6 +55,9 @@ export const Reply = {
   authFailed: "535 5.7.8 Authentication credentials invalid",
   encryptionRequired: "538 5.7.11 Encryption required for requested authentication mechanism",
   unknownUser: "550 5.1.1 Mailbox unavailable",
+  // CONTRACT "Forwarding": a bounce to an SRS0 address of the SRS domain that we did not make, or made too long ago.
+  srsForged: "550 5.1.1 Invalid SRS address",
+  srsExpired: "550 5.1.1 Expired SRS address",
   tooBig: "552 5.3.4 Message size exceeds fixed limit",
   senderMismatch: "553 5.7.1 Sender address not owned by authenticated user",
   mailboxUnwritable: "553 5.1.3 Mailbox name not allowed on this system",

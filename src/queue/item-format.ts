@@ -12,6 +12,10 @@
  * at end of data (MessageSink.commit's `prepend`): they are stored beside the received bytes, never spliced into
  * them, and a reader yields them first (StoredMessage.chunks). An item without such fields is still written as v1,
  * and v1 items (every item of earlier versions) load as before.
+ *
+ * A recipient may carry `sender`, the MAIL FROM of its copy when not the envelope's (SRS forwarding,
+ * EnvelopeRecipient.sender). It is an optional field inside the envelope JSON, so the version stays: an item
+ * written before it has none, and its copies go out with the envelope sender, as they always did.
  */
 import { Buffer } from "node:buffer";
 import type { Envelope } from "../mail/index.ts";
@@ -90,7 +94,11 @@ export function decodeMeta(bytes: Uint8Array, expectId?: string): ItemMeta {
     typeof e.sender !== "string" ||
     typeof e.arrival !== "number" ||
     !Array.isArray(e.recipients) ||
-    e.recipients.some((r) => !r || typeof r.address !== "string" || !r.route || typeof r.route.kind !== "string")
+    e.recipients.some(
+      (r) =>
+        !r || typeof r.address !== "string" || !r.route || typeof r.route.kind !== "string" ||
+        (r.sender !== undefined && typeof r.sender !== "string"),
+    )
   ) {
     throw new CorruptItemError("bad envelope");
   }

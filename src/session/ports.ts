@@ -8,8 +8,10 @@ export type { MessageSink, SpoolPort } from "../mail/index.ts";
 
 /** What RCPT TO turns into. */
 export type RcptDecision =
-  | { kind: "accept"; targets: Array<{ address: string; route: Route }> }
+  // `sender`: this target's copy goes out with this MAIL FROM (SRS forwarding; EnvelopeRecipient.sender).
+  | { kind: "accept"; targets: Array<{ address: string; route: Route; sender?: string }> }
   | { kind: "unknownUser" } // 550 5.1.1
+  | { kind: "srsInvalid"; reason: "forged" | "expired" } // 550 5.1.1: an SRS0 address we did not make, or too old
   | { kind: "relayDenied" } // 554 5.7.1
   | { kind: "unwritable" } // 553 5.1.3: the folded mailbox name does not fit the file system
   | { kind: "tempfail" }; // 451 4.3.0: the directory is unavailable (CONTRACT: never a 5xx then)
@@ -17,6 +19,8 @@ export type RcptDecision =
 export interface RcptContext {
   clientAddress: string;
   authUser: string | undefined;
+  /** The transaction's MAIL FROM ("" = <>); given, a forwarded copy may get an SRS sender. */
+  sender?: string;
 }
 
 export interface PolicyPort {

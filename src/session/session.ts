@@ -652,10 +652,13 @@ export class Session {
     if (cmd.path.utf8 && !this.mailParams!.smtputf8) return this.reject(Reply.smtputf8Required);
     const ctx = (this.rcptCtx ??= { clientAddress: this.conn.remoteAddress, authUser: undefined });
     ctx.authUser = this.v.authUser;
+    ctx.sender = this.sender;
     const decision = this.deps.policy.recipient(cmd.path.localPart, cmd.path.domain, ctx);
     switch (decision.kind) {
       case "unknownUser":
         return this.reject(Reply.unknownUser);
+      case "srsInvalid":
+        return this.reject(decision.reason === "forged" ? Reply.srsForged : Reply.srsExpired);
       case "relayDenied":
         return this.reject(Reply.relayDenied);
       case "unwritable":
@@ -685,6 +688,7 @@ export class Session {
   private addRecipient(cmd: Extract<Command, { verb: "RCPT" }>, targets: RcptTargets): void {
     for (const t of targets) {
       const r: EnvelopeRecipient = { rcpt: cmd.path.address, address: t.address, route: t.route };
+      if (t.sender !== undefined) r.sender = t.sender;
       if (cmd.params.orcpt !== undefined) r.orcpt = cmd.params.orcpt;
       if (cmd.params.notify !== undefined) r.notify = cmd.params.notify;
       // CONTRACT: within one transaction, at most once to each final mailbox. The first recipient needs no check;

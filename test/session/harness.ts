@@ -65,6 +65,8 @@ export interface TierPolicy {
   aliases?: Record<string, string[]>;
   catchAll?: boolean;
   relayNetworks?: string[];
+  /** CONTRACT [srs] (default off); its timestamps follow the tier's clock. */
+  srs?: { secret: string; domain: string };
 }
 
 export interface TierOptions extends Partial<SessionSettings> {
@@ -424,6 +426,7 @@ function tierPorts(o: TierOptions): TierPorts {
     directory: o.directoryDown ? { snapshot: () => null } : directory,
     catchAll: o.policy?.catchAll ?? false,
     relayNetworks: o.policy?.relayNetworks ?? [],
+    ...(o.policy?.srs !== undefined ? { srs: o.policy.srs, now: () => clock.now() } : {}),
   });
   // CONTRACT defaults of auth_ip_delay_after / auth_ip_block_after / auth_ip_block.
   const limits = o.authLimits ?? { delayAfter: 3, blockAfter: 10, blockMs: 600_000 };

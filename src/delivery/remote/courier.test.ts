@@ -73,6 +73,18 @@ describe("RemoteCourier over relay.routes", () => {
     courier.close();
   });
 
+  test("one transaction per envelope sender: a forwarded copy's SRS sender (EnvelopeRecipient.sender) is its MAIL FROM", async () => {
+    const cap = await capture();
+    const courier = new RemoteCourier(settings({ routes: { "far.test": `127.0.0.1:${cap.port}` } }), createBunDialer());
+    const srs = "SRS0=abcd=AA=elsewhere.test=s@example.test";
+    const rs = [rcpt("bob@far.test", { sender: srs }), rcpt("carol@far.test"), rcpt("dave@far.test", { sender: srs })];
+    const out = await courier.deliver(message(BODY, rs), rs);
+    expect(out.map((o) => o.kind)).toEqual(["delivered", "delivered", "delivered"]);
+    const byFrom = Object.fromEntries(cap.messages.map((m) => [m.mailFrom.split(" ")[0], m.rcptTo]));
+    expect(byFrom).toEqual({ [`<${srs}>`]: ["<bob@far.test>", "<dave@far.test>"], "<alice@example.test>": ["<carol@far.test>"] });
+    courier.close();
+  });
+
   test("PIPELINING: MAIL, every RCPT and DATA reach the server in one segment", async () => {
     const cap = await capture();
     // A 200 ms delay on the MAIL reply: without pipelining the RCPTs could not have arrived before it.

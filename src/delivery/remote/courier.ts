@@ -64,6 +64,25 @@ export function defaultRemoteSettings(hostname: string, over: Partial<RemoteSett
 
 type Dest = Extract<Destination, { kind: "hops" }> & { requireTls?: boolean };
 
+/**
+ * `indices` (sorted) split by envelope sender: one transaction has one MAIL FROM, and a forwarded copy's is its SRS
+ * address (EnvelopeRecipient.sender, CONTRACT "Forwarding") while a recipient relayed directly keeps the original.
+ * Usually there is one sender, and the list comes back as it is.
+ */
+function bySender(recipients: EnvelopeRecipient[], indices: number[]): number[][] {
+  indices.sort((a, b) => a - b);
+  const first = recipients[indices[0]!]!.sender;
+  if (indices.every((k) => recipients[k]!.sender === first)) return [indices];
+  const parts = new Map<string | undefined, number[]>();
+  for (const k of indices) {
+    const s = recipients[k]!.sender;
+    const p = parts.get(s);
+    if (p) p.push(k);
+    else parts.set(s, [k]);
+  }
+  return [...parts.values()];
+}
+
 /** What TLS-RPT needs from an attempt: the MX host and address tried last, and the failure type if TLS failed. */
 interface SessionSeen {
   mxHost?: string;
@@ -191,11 +210,12 @@ export class RemoteCourier implements Courier {
     );
     await Promise.all([
       ...early,
-      ...[...groups.values()].map(async ({ dest, indices }) => {
-        indices.sort((a, b) => a - b);
-        const outcomes = await this.transaction(dest, message, indices.map((k) => recipients[k]));
-        await report(indices, outcomes);
-      }),
+      ...[...groups.values()].flatMap(({ dest, indices }) =>
+        bySender(recipients, indices).map(async (part) => {
+          const outcomes = await this.transaction(dest, message, part.map((k) => recipients[k]));
+          await report(part, outcomes);
+        }),
+      ),
     ]);
   }
 

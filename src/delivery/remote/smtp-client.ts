@@ -319,11 +319,14 @@ export class SmtpSession {
   }
 
   /**
-   * One mail transaction for `rcpts` (all of the same destination). Never throws except StaleConnectionError
-   * (a reused connection that turned out dead before anything was sent for this message).
+   * One mail transaction for `rcpts` (all of the same destination and the same envelope sender: the courier
+   * groups them so). Never throws except StaleConnectionError (a reused connection that turned out dead before
+   * anything was sent for this message).
    */
   async send(message: StoredMessage, rcpts: EnvelopeRecipient[]): Promise<Outcome[]> {
     const env = message.envelope;
+    // A forwarded copy goes out with its SRS sender (EnvelopeRecipient.sender, CONTRACT "Forwarding").
+    const sender = rcpts[0]?.sender ?? env.sender;
     const t = this.opts.timeouts;
     const host = this.host;
     const out: Array<Outcome | null> = rcpts.map(() => null);
@@ -332,9 +335,9 @@ export class SmtpSession {
     const failAll = (code: number, enhanced: string, text: string): Outcome[] => all(localOutcome("failed", code, enhanced, text));
 
     // Nothing from the message or an address may put a line break on a command line (command injection).
-    if (hasControl(env.sender)) return failAll(501, "5.1.7", "the sender address contains a control character");
+    if (hasControl(sender)) return failAll(501, "5.1.7", "the sender address contains a control character");
     if (env.envid !== undefined && hasControl(env.envid)) return failAll(501, "5.5.4", "ENVID contains a control character");
-    const needsUtf8 = env.smtputf8 && (!isAscii(env.sender) || rcpts.some((r) => !isAscii(r.address)));
+    const needsUtf8 = env.smtputf8 && (!isAscii(sender) || rcpts.some((r) => !isAscii(r.address)));
     if (needsUtf8 && !this.ext.has("SMTPUTF8")) {
       // RFC 6531 §3.2: without SMTPUTF8 at the server the message cannot be sent; it is returned (5.6.7).
       return failAll(553, "5.6.7", `${host} does not support SMTPUTF8, which this message needs`);
@@ -362,7 +365,7 @@ export class SmtpSession {
 
     const dsn = this.ext.has("DSN");
     // CONTRACT: addresses leave in RFC 5321 form (a local part that needs quoting is quoted).
-    let mail = `MAIL FROM:<${mailboxText(env.sender)}>`;
+    let mail = `MAIL FROM:<${mailboxText(sender)}>`;
     if (this.ext.has("8BITMIME") && env.body !== "7BIT") mail += ` BODY=${env.body}`;
     if (needsUtf8) mail += " SMTPUTF8";
     if (this.ext.has("SIZE")) mail += ` SIZE=${message.size}`;
