@@ -12,8 +12,8 @@ const MAX_COMMENT = 160;
 
 /** RFC 2045 §5.1 token characters (RFC 8601 §2.2 value = token / quoted-string). */
 const TOKEN = /^[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+$/;
-/** pvalue's "[local-part "@"] domain-name" form, for smtp.mailfrom (RFC 8601 §2.2). */
-const ADDRESS = /^(?:[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+@)?[0-9A-Za-z](?:[0-9A-Za-z.\-]*[0-9A-Za-z])?$/;
+/** pvalue's "[local-part "@"] domain-name" form (local-part a dot-atom or a quoted-string), for smtp.mailfrom (RFC 8601 §2.2). */
+const ADDRESS = /^(?:(?:[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+|"(?:[^"\\\x00-\x1f\x7f]|\\[^\x00-\x1f\x7f])*")@)?[0-9A-Za-z](?:[0-9A-Za-z.\-]*[0-9A-Za-z])?$/;
 
 /** RFC 8601 §2.2 pvalue: as it is when it is a token or an address, else a quoted-string (RFC 5322 §3.2.4). */
 function pvalue(v: string): string {

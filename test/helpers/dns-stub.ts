@@ -27,15 +27,19 @@ export async function startDnsStub(answer: StubAnswer, host = "127.0.0.1", tcpAn
   const v6 = host.includes(":");
   const sock = createSocket(v6 ? "udp6" : "udp4");
   const queries: packet.DecodedPacket[] = [];
-  sock.on("message", (msg, rinfo) => {
+  /** Decodes and records a query; the answers to send (none for an undecodable one). */
+  const handle = (msg: Buffer, by: StubAnswer): Buffer[] => {
     let q: packet.DecodedPacket;
     try {
       q = packet.decode(msg);
     } catch {
-      return;
+      return [];
     }
     queries.push(q);
-    for (const out of answer(q, msg)) sock.send(out, rinfo.port, rinfo.address);
+    return by(q, msg);
+  };
+  sock.on("message", (msg, rinfo) => {
+    for (const out of handle(msg, answer)) sock.send(out, rinfo.port, rinfo.address);
   });
   await new Promise<void>((res) => sock.bind(0, host, () => res()));
   const port = sock.address().port;
@@ -52,14 +56,7 @@ export async function startDnsStub(answer: StubAnswer, host = "127.0.0.1", tcpAn
         while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
           const msg = buf.subarray(2, 2 + buf.readUInt16BE(0));
           buf = buf.subarray(2 + msg.length);
-          let q: packet.DecodedPacket;
-          try {
-            q = packet.decode(msg);
-          } catch {
-            continue;
-          }
-          queries.push(q);
-          for (const out of tcpAnswer(q, msg)) {
+          for (const out of handle(msg, tcpAnswer)) {
             const len = Buffer.alloc(2);
             len.writeUInt16BE(out.length);
             c.write(Buffer.concat([len, out]));
