@@ -15,3 +15,8 @@ export type {
   SpfQuery,
   SpfResult,
 } from "./types.ts";
+export { MessageVerifier, MAX_SIGNATURES } from "./message.ts";
+export type { ArcSealer, VerifiedMessage, VerifyOptions } from "./message.ts";
+export { checkDmarc, organizationalDomain } from "./dmarc.ts";
+export { authenticationResults, hasAuthservId } from "./results.ts";
+export { decide, DMARC_REJECT_REPLY, DMARC_TEMPFAIL_REPLY } from "./decide.ts";

@@ -23,7 +23,8 @@ export type Peer =
   | "opendkim"
   | "haproxy"
   | "initdb"
-  | "dovecot-pgsql";
+  | "dovecot-pgsql"
+  | "authres";
 
 /** Debian package that brings each program (the ones .ci/run installs). */
 export const PEER_PACKAGE: Record<Peer, string> = {
@@ -44,12 +45,15 @@ export const PEER_PACKAGE: Record<Peer, string> = {
   haproxy: "haproxy",
   initdb: "postgresql",
   "dovecot-pgsql": "dovecot-pgsql",
+  authres: "python3-authres", // a module of Debian's /usr/bin/python3 (dkimpy's ARC signing needs it too)
 };
 
 /** Not on PATH: PostgreSQL's server programs live in /usr/lib/postgresql/<major>/bin (newest major wins). */
 const PG_BIN = "/usr/lib/postgresql";
 /** Dovecot's PostgreSQL driver is a module, not a program. */
 const DOVECOT_PGSQL = "/usr/lib/dovecot/modules/auth/libdriver_pgsql.so";
+/** python3-authres is a Python module, not a program. */
+const AUTHRES = "/usr/lib/python3/dist-packages/authres/__init__.py";
 
 const found = new Map<Peer, string | null>();
 
@@ -57,8 +61,9 @@ const found = new Map<Peer, string | null>();
 export function peerPath(name: Peer): string | null {
   const cached = found.get(name);
   if (cached !== undefined) return cached;
-  if (name === "dovecot-pgsql") {
-    const hit = existsSync(DOVECOT_PGSQL) ? DOVECOT_PGSQL : null;
+  if (name === "dovecot-pgsql" || name === "authres") {
+    const file = name === "authres" ? AUTHRES : DOVECOT_PGSQL;
+    const hit = existsSync(file) ? file : null;
     found.set(name, hit);
     return hit;
   }
