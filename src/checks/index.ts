@@ -15,3 +15,5 @@ export type {
   SpfQuery,
   SpfResult,
 } from "./types.ts";
+export { checkSpf, SPF_TIMEOUT_MS } from "./spf.ts";
+export type { SpfOptions } from "./spf.ts";

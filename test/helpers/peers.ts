@@ -23,7 +23,8 @@ export type Peer =
   | "opendkim"
   | "haproxy"
   | "initdb"
-  | "dovecot-pgsql";
+  | "dovecot-pgsql"
+  | "pyspf";
 
 /** Debian package that brings each program (the ones .ci/run installs). */
 export const PEER_PACKAGE: Record<Peer, string> = {
@@ -44,12 +45,16 @@ export const PEER_PACKAGE: Record<Peer, string> = {
   haproxy: "haproxy",
   initdb: "postgresql",
   "dovecot-pgsql": "dovecot-pgsql",
+  pyspf: "python3-spf", // pyspf, the SPF oracle: a module of Debian's /usr/bin/python3, not a program
 };
 
 /** Not on PATH: PostgreSQL's server programs live in /usr/lib/postgresql/<major>/bin (newest major wins). */
 const PG_BIN = "/usr/lib/postgresql";
 /** Dovecot's PostgreSQL driver is a module, not a program. */
 const DOVECOT_PGSQL = "/usr/lib/dovecot/modules/auth/libdriver_pgsql.so";
+/** pyspf is a module of Debian's python (the python3 on PATH may be another one without Debian's modules). */
+const PYSPF = "/usr/lib/python3/dist-packages/spf.py";
+export const DEBIAN_PYTHON = "/usr/bin/python3";
 
 const found = new Map<Peer, string | null>();
 
@@ -57,8 +62,9 @@ const found = new Map<Peer, string | null>();
 export function peerPath(name: Peer): string | null {
   const cached = found.get(name);
   if (cached !== undefined) return cached;
-  if (name === "dovecot-pgsql") {
-    const hit = existsSync(DOVECOT_PGSQL) ? DOVECOT_PGSQL : null;
+  if (name === "dovecot-pgsql" || name === "pyspf") {
+    const file = name === "pyspf" ? PYSPF : DOVECOT_PGSQL;
+    const hit = existsSync(file) && (name !== "pyspf" || existsSync(DEBIAN_PYTHON)) ? file : null;
     found.set(name, hit);
     return hit;
   }
