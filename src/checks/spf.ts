@@ -9,6 +9,14 @@
  *   reports errors only inside its Received-SPF comment, so the reason is read back from that text.
  * - mailauth's deadline races the evaluation but leaves its pending lookups running; our resolver bounds each of
  *   them (per-query timeout), so nothing outlives the evaluation by more than one query timeout.
+ *
+ * Known and left as they are (test/checks/spf-pyspf.test.ts shows them):
+ * - mailauth checks the identity's domain with hostname rules (Joi) before any lookup, so a domain with an
+ *   underscore in a label gives "none", where RFC 7208 §4.3 (and pyspf) evaluate it: DNS labels may hold "_"
+ *   (RFC 2181 §11). The check is inside mailauth's spf(); working around it would mean re-implementing its lookup
+ *   accounting. A permissive error only: "none" is never worse for the sender than the record's own result.
+ * - A quoted local part holding "@" ("a@b"@example.com) is split at the last "@" (RFC 5321 §4.1.2), as mailauth
+ *   does; pyspf splits at the first and answers none.
  */
 import { hostname } from "node:os";
 import { createRequire } from "node:module";
