@@ -14,7 +14,7 @@
  * - mailauth checks the identity's domain with hostname rules (Joi) before any lookup, so a domain with an
  *   underscore in a label gives "none", where RFC 7208 §4.3 (and pyspf) evaluate it: DNS labels may hold "_"
  *   (RFC 2181 §11). The check is inside mailauth's spf(); working around it would mean re-implementing its lookup
- *   accounting. A permissive error only: "none" is never worse for the sender than the record's own result.
+ *   accounting. It can only lose a result (pass or fail becomes none), never make one up.
  * - A quoted local part holding "@" ("a@b"@example.com) is split at the last "@" (RFC 5321 §4.1.2), as mailauth
  *   does; pyspf splits at the first and answers none.
  */
