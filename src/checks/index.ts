@@ -20,3 +20,5 @@ export type { ArcSealer, VerifiedMessage, VerifyOptions } from "./message.ts";
 export { checkDmarc, organizationalDomain } from "./dmarc.ts";
 export { authenticationResults, hasAuthservId } from "./results.ts";
 export { decide, DMARC_REJECT_REPLY, DMARC_TEMPFAIL_REPLY } from "./decide.ts";
+export { checkSpf, SPF_TIMEOUT_MS } from "./spf.ts";
+export type { SpfOptions } from "./spf.ts";

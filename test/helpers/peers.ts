@@ -24,7 +24,8 @@ export type Peer =
   | "haproxy"
   | "initdb"
   | "dovecot-pgsql"
-  | "authres";
+  | "authres"
+  | "pyspf";
 
 /** Debian package that brings each program (the ones .ci/run installs). */
 export const PEER_PACKAGE: Record<Peer, string> = {
@@ -46,6 +47,7 @@ export const PEER_PACKAGE: Record<Peer, string> = {
   initdb: "postgresql",
   "dovecot-pgsql": "dovecot-pgsql",
   authres: "python3-authres", // a module of Debian's /usr/bin/python3 (dkimpy's ARC signing needs it too)
+  pyspf: "python3-spf", // pyspf, the SPF oracle: a module of Debian's /usr/bin/python3, not a program
 };
 
 /** Not on PATH: PostgreSQL's server programs live in /usr/lib/postgresql/<major>/bin (newest major wins). */
@@ -54,6 +56,9 @@ const PG_BIN = "/usr/lib/postgresql";
 const DOVECOT_PGSQL = "/usr/lib/dovecot/modules/auth/libdriver_pgsql.so";
 /** python3-authres is a Python module, not a program. */
 const AUTHRES = "/usr/lib/python3/dist-packages/authres/__init__.py";
+/** pyspf is a module of Debian's python (the python3 on PATH may be another one without Debian's modules). */
+const PYSPF = "/usr/lib/python3/dist-packages/spf.py";
+export const DEBIAN_PYTHON = "/usr/bin/python3";
 
 const found = new Map<Peer, string | null>();
 
@@ -61,9 +66,10 @@ const found = new Map<Peer, string | null>();
 export function peerPath(name: Peer): string | null {
   const cached = found.get(name);
   if (cached !== undefined) return cached;
-  if (name === "dovecot-pgsql" || name === "authres") {
-    const file = name === "authres" ? AUTHRES : DOVECOT_PGSQL;
-    const hit = existsSync(file) ? file : null;
+  // Modules, not programs: Dovecot's PostgreSQL driver, and Python modules of Debian's /usr/bin/python3.
+  if (name === "dovecot-pgsql" || name === "authres" || name === "pyspf") {
+    const file = name === "authres" ? AUTHRES : name === "pyspf" ? PYSPF : DOVECOT_PGSQL;
+    const hit = existsSync(file) && (name === "dovecot-pgsql" || existsSync(DEBIAN_PYTHON)) ? file : null;
     found.set(name, hit);
     return hit;
   }
