@@ -25,7 +25,8 @@ export const LOAD_USAGE = `usage: bun run bench -- [options]
   --json                 print one JSON object instead of the summary
   --no-progress          no progress line even on a TTY
 subcommands: compare [--quick], idle --connections N, flood [--garbage N --sources K --duration D] (flood --help),
-  defence [--messages N] [--reps R], dkim [--messages N] [--rounds R] [--connections C] [--algos rsa,ed25519]`;
+  defence [--messages N] [--reps R], dkim [--messages N] [--rounds R] [--connections C] [--algos rsa,ed25519],
+  checks [--messages N] [--reps R]`;
 
 function int(name: string, v: string | undefined, min: number): number | undefined {
   if (v === undefined) return undefined;

@@ -1,7 +1,8 @@
-/** Subcommand dispatch: the load run (default), `compare`, `idle`, `flood`, `defence`, `dkim`. Returns the exit code. */
+/** Subcommand dispatch: the load run (default), `compare`, `idle`, `flood`, `defence`, `dkim`, `checks`. Returns the exit code. */
 import { LOAD_USAGE, parseLoadArgs, UsageError } from "./args.ts";
 import { runCompare } from "./compare.ts";
 import { runFlood } from "./flood.ts";
+import { runChecksBench } from "./checks.ts";
 import { runDefence } from "./defence.ts";
 import { runDkimBench } from "./dkim.ts";
 import { runIdle } from "./idle.ts";
@@ -16,6 +17,7 @@ export async function run(argv: string[]): Promise<number> {
     if (sub === "flood") return await runFlood(rest);
     if (sub === "defence") return await runDefence(rest);
     if (sub === "dkim") return await runDkimBench(rest);
+    if (sub === "checks") return await runChecksBench(rest);
     if (sub === "help" || sub === "--help" || sub === "-h") {
       console.log(LOAD_USAGE);
       return 0;

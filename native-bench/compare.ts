@@ -19,6 +19,7 @@ import { which } from "./proc.ts";
 import { RESULTS_PATH, writeSection } from "./results-file.ts";
 import { runSmtpSource, smtpSourceArgs } from "./smtp-source.ts";
 import { formatCount, formatSize } from "./units.ts";
+import { median } from "./stats.ts";
 
 export type Client = "ringmta-bench" | "smtp-source";
 
@@ -52,12 +53,6 @@ function fullLoads(scale: number): Load[] {
   ];
 }
 
-function median(xs: number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 function log(line: string): void {
   console.error(line);

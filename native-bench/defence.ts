@@ -5,41 +5,14 @@
  * sessions, in alternating repetitions in one run; end to end (a message counts when it is a Maildir file). Prints
  * the medians and the ratio defended / plain (the issue's target: at least 85%).
  */
-import { spawn } from "node:child_process";
 import { connect } from "node:net";
-import { parseArgs } from "node:util";
-import { UsageError } from "./args.ts";
-import { runLoad } from "./load.ts";
-import { defaultLoadOptions } from "./options.ts";
-import { BENCH_DOMAIN, runLocal, type RunningPeer } from "./peer.ts";
+import { alternateRuns, parseRepsArgs, type NamedPeer } from "./ab-runs.ts";
 import { startRingmta } from "./peer-ringmta.ts";
-import { freePorts, which } from "./proc.ts";
+import { startBenchDns } from "./dnsmasq.ts";
+import { median } from "./stats.ts";
 
 const ZONES = ["bl1.bench.test", "bl2.bench.test"];
 
-/** dnsmasq authoritative for the two zones (every name in them: NXDOMAIN, except the listed 127.0.0.2). */
-async function startDnsmasq(): Promise<{ server: string; stop(): void }> {
-  const bin = which("dnsmasq") ?? (["/usr/sbin/dnsmasq", "/sbin/dnsmasq"].find((p) => Bun.file(p).size > 0) ?? null);
-  if (bin === null) throw new Error("dnsmasq not found: install with: apt-get install -y dnsmasq-base");
-  const [port] = await freePorts(1);
-  const args = [
-    "--no-daemon",
-    `--port=${port}`,
-    "--listen-address=127.0.0.1",
-    "--bind-interfaces",
-    "--no-resolv",
-    "--no-hosts",
-    "--conf-file=/dev/null",
-    "--user=root",
-    ...ZONES.map((z) => `--local=/${z}/`),
-    ...ZONES.map((z) => `--host-record=2.0.0.127.${z},127.0.0.2`),
-  ];
-  const p = spawn(bin, args, { stdio: "ignore" });
-  process.once("exit", () => p.kill("SIGKILL"));
-  await Bun.sleep(300);
-  if (p.exitCode !== null) throw new Error(`dnsmasq exited: ${bin} ${args.join(" ")}`);
-  return { server: `127.0.0.1:${port}`, stop: () => void p.kill("SIGTERM") };
-}
 
 /**
  * Proof that the defended server really asks the lists: a session from 127.0.0.2 (listed in both zones) must get
@@ -61,26 +34,14 @@ async function probeListed(port: number): Promise<string> {
   return line;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 export const DEFENCE_USAGE = "usage: bun run bench -- defence [--messages N (default 5000)] [--reps R (default 3)]";
 
 export async function runDefence(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({ args: argv, options: { messages: { type: "string" }, reps: { type: "string" } } }));
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-  const messages = Number(values.messages ?? 5000);
-  const reps = Number(values.reps ?? 3);
-  if (!Number.isInteger(messages) || messages < 1 || !Number.isInteger(reps) || reps < 1) throw new UsageError(DEFENCE_USAGE);
+  const { messages, reps } = parseRepsArgs(argv, DEFENCE_USAGE);
 
-  const dns = await startDnsmasq();
+  // dnsmasq authoritative for the two zones (every name in them: NXDOMAIN, except the listed 127.0.0.2).
+  const dns = await startBenchDns(ZONES, ZONES.map((z) => `--host-record=2.0.0.127.${z},127.0.0.2`));
   const defended = `
 [dns]
 servers = ["${dns.server}"]
@@ -100,40 +61,14 @@ rate = "100000000/1m"
 key = "recipient"
 rate = "100000000/1m"
 `;
-  const peers: Array<{ name: string; peer: RunningPeer & { output(): string } }> = [];
+  const peers: NamedPeer[] = [];
   try {
     peers.push({ name: "plain", peer: await startRingmta() });
     peers.push({ name: "defended", peer: await startRingmta({ extra: defended }) });
     const probe = await probeListed(peers[1]!.peer.port);
     if (!probe.startsWith("554 5.7.1")) throw new Error(`the defended server did not refuse a listed client: ${probe}`);
     console.error(`probe from 127.0.0.2 (listed): ${probe}`);
-    const rates: Record<string, number[]> = { plain: [], defended: [] };
-    let run = 0;
-    for (let r = 0; r < reps; r++) {
-      // Alternate which goes first, so neither always meets a warmer (or busier) machine.
-      const order = r % 2 === 0 ? peers : [...peers].reverse();
-      for (const { name, peer } of order) {
-        const local = runLocal(++run);
-        const o = defaultLoadOptions();
-        Object.assign(o, {
-          port: peer.port,
-          connections: 20,
-          messages,
-          sizes: [{ bytes: 1024, weight: 1 }],
-          to: `${local}@${BENCH_DOMAIN}`,
-          maildir: peer.maildir(local),
-          maildirTimeoutMs: 600_000,
-          maxErrorRate: 0,
-          progress: false,
-        });
-        // maxErrorRate 0: a single refused message (a defence hit) fails the run.
-        const res = await runLoad(o);
-        if (!res.ok) throw new Error(`${name}: run failed (${res.errors} errors; ${res.firstError ?? ""})\n${peer.output().slice(-2000)}`);
-        const rate = res.maildir ? res.maildir.msgsPerSec : res.msgsPerSec;
-        rates[name]!.push(rate);
-        console.error(`${name} rep ${r + 1}: ${rate.toFixed(0)} msgs/s`);
-      }
-    }
+    const rates = await alternateRuns(peers, { messages, reps });
     const p = median(rates.plain!);
     const d = median(rates.defended!);
     console.log(`1 KiB × 20 sessions, ${messages} messages, ${reps} reps each, end to end (Maildir)`);

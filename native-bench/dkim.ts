@@ -23,6 +23,7 @@ import { exited, freePorts, startChild, stopChild, waitForSmtp, type Child } fro
 import { describeMachine, machineMarkdown } from "./machine.ts";
 import { writeSection } from "./results-file.ts";
 import { formatCount } from "./units.ts";
+import { median } from "./stats.ts";
 
 const USER = `bench@${BENCH_DOMAIN}`;
 const PASS = "bench-password";
@@ -105,11 +106,6 @@ async function signedCount(s: Server): Promise<number> {
   return n;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 export async function runDkimBench(argv: string[]): Promise<number> {
   const { values } = parseArgs({

@@ -107,7 +107,14 @@ class LoadRun implements SessionHost {
     }
     let t = s.templates[k];
     if (!t) {
-      t = new MessageTemplate({ size: this.o.sizes[k]!.bytes, from: this.o.from, to: this.o.to, tag: `${this.tag}.${s.id}` });
+      t = new MessageTemplate({
+        size: this.o.sizes[k]!.bytes,
+        from: this.o.from,
+        to: this.o.to,
+        tag: `${this.tag}.${s.id}`,
+        prefix: this.o.headers,
+        date: this.o.date || undefined,
+      });
       s.templates[k] = t;
     }
     return t;

@@ -18,6 +18,10 @@ export interface MessageSpec {
   to: string;
   /** Distinguishes the sessions and runs in the Message-ID (letters, digits, dots). */
   tag: string;
+  /** Header fields (each ending CRLF) put first, e.g. a DKIM-Signature made over the rest (Message-ID unsigned). */
+  prefix?: string;
+  /** The Date field's value; default: now. */
+  date?: string;
 }
 
 export class MessageTemplate {
@@ -29,10 +33,11 @@ export class MessageTemplate {
 
   constructor(spec: MessageSpec) {
     const head =
+      (spec.prefix ?? "") +
       `From: <${spec.from}>\r\n` +
       `To: <${spec.to}>\r\n` +
       `Subject: ringmta bench ${spec.size} bytes\r\n` +
-      `Date: ${new Date().toUTCString().replace("GMT", "+0000")}\r\n` +
+      `Date: ${spec.date ?? new Date().toUTCString().replace("GMT", "+0000")}\r\n` +
       `Message-ID: <${"0".repeat(COUNTER_DIGITS)}.${spec.tag}@bench.ringmta>\r\n` +
       `MIME-Version: 1.0\r\n` +
       `Content-Type: text/plain; charset=us-ascii\r\n` +
@@ -57,6 +62,18 @@ export class MessageTemplate {
     }
     // Headers never start with "." so stuffing leaves them where they were.
     this.counterAt = head.indexOf("Message-ID: <") + "Message-ID: <".length;
+  }
+
+  /** The message as stored (unstuffed, without the end-of-data marker), with the counter as it is now. */
+  unstuffed(): Uint8Array {
+    const b = this.bytes.subarray(0, this.bytes.length - 3);
+    const out: number[] = [];
+    for (let i = 0; i < b.length; i++) {
+      // A stuffed line starts with ".." (RFC 5321 §4.5.2): drop the first dot.
+      if (b[i] === 46 && b[i + 1] === 46 && (i === 0 || b[i - 1] === 10)) continue;
+      out.push(b[i]!);
+    }
+    return Uint8Array.from(out);
   }
 
   /** Writes `n` into the Message-ID and returns the bytes to send. */

@@ -18,6 +18,10 @@ export interface LoadOptions {
   rcpts: number;
   from: string;
   to: string;
+  /** Header fields put first in every message (e.g. a DKIM-Signature over the rest); "" for none. */
+  headers: string;
+  /** The Date field of every message; "" = when the run starts. */
+  date: string;
   pipelining: boolean;
   starttls: boolean;
   auth: { user: string; pass: string } | null;
@@ -45,6 +49,8 @@ export function defaultLoadOptions(): LoadOptions {
     rcpts: 1,
     from: "bench@client.test",
     to: "bench@bench.test",
+    headers: "",
+    date: "",
     pipelining: false,
     starttls: false,
     auth: null,

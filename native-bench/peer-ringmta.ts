@@ -12,6 +12,14 @@ import { exited, freePorts, startChild, stopChild, waitForSmtp } from "./proc.ts
 
 export const REPO = fileURLToPath(new URL("../", import.meta.url));
 
+/** A config file turns [checks] on; the bench compares like with like (Postfix checks nothing) unless `extra` says. */
+const CHECKS_OFF = `[checks]
+spf = "off"
+dkim = "off"
+arc = "off"
+dmarc = "off"
+`;
+
 export interface RingmtaConfig {
   port: number;
   dataDir: string;
@@ -24,7 +32,7 @@ export interface RingmtaConfig {
 export function ringmtaToml(c: RingmtaConfig): string {
   return `hostname = "ringmta.bench.localhost"
 data_dir = ${JSON.stringify(c.dataDir)}
-
+${/^\[checks\]/m.test(c.extra ?? "") ? "" : CHECKS_OFF}
 [[listeners]]
 name = "bench"
 host = "127.0.0.1"

@@ -36,3 +36,11 @@ export class RunStats {
     return out;
   }
 }
+
+/** The median of a run's repetitions (NaN for none). */
+export function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}

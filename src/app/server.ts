@@ -120,6 +120,8 @@ export async function startServer(initial: Config, opts: ServerOptions): Promise
     log,
     defenceReject: metrics.defenceReject,
     dkimSigned: metrics.dkimSigned,
+    authCheck: metrics.authCheck,
+    localDomains: () => directory.snapshot()?.domains ?? null,
     // CONTRACT "DKIM": a missing or unreadable key is a config error at start (and on SIGHUP, below).
     keyring: opts.dkimKeyring ?? keyringOrThrow(config),
     extra: opts.extraStages ?? [],

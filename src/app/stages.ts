@@ -11,6 +11,7 @@ import type { Config } from "../config/index.ts";
 import { DkimSigning, type DkimKeyring } from "../dkim/index.ts";
 import { Resolver } from "../dns/index.ts";
 import {
+  authChecksStage,
   DnsLists,
   dkimSignStage,
   dnsblStage,
@@ -26,7 +27,8 @@ import {
   type FleetCounters,
   type RateLimitEntry,
 } from "../inbound/index.ts";
-import type { SessionView, Stage } from "../mail/index.ts";
+import type { ArcSealer } from "../checks/index.ts";
+import type { SessionView, Stage, StageTransaction } from "../mail/index.ts";
 import type { Logger } from "../observe/index.ts";
 import type { Policy } from "../policy/index.ts";
 import type { DsnSigner } from "../queue/index.ts";
@@ -47,6 +49,23 @@ function rateLimitEntries(c: Config, old: readonly RateLimitEntry[]): RateLimitE
   });
 }
 
+/**
+ * CONTRACT "Forwarding": with [srs] on, a transaction with an alias target outside the local domains is
+ * forwarded mail, ARC-sealed with the SRS domain's first selector (its key, or its nearest parent's, in the
+ * keyring). Null when SRS is off, nothing is forwarded, or no key applies.
+ */
+function forwardSealer(c: Config, keyring: DkimKeyring, domains: ReadonlySet<string> | null, tx: StageTransaction): ArcSealer | null {
+  if (c.srs.secret === "" || domains === null) return null;
+  const forwards = tx.recipients.some((r) => domains.has(r.domain.toLowerCase()) && r.targets.some((t) => !domains.has(domainOf(t))));
+  if (!forwards) return null;
+  const srsDomain = c.srs.domain !== "" ? c.srs.domain : [...domains][0];
+  if (srsDomain === undefined) return null;
+  const key = keyring.forDomain(srsDomain)[0];
+  return key === undefined ? null : { domain: key.domain, selector: key.selector, key: key.key };
+}
+
+const domainOf = (address: string): string => address.slice(address.lastIndexOf("@") + 1).toLowerCase();
+
 export interface InboundStages {
   readonly stages: ReadonlyArray<Stage>;
   /** Load the greylisting state of the last run and start saving it (as the unprivileged user: it is under DATA). */
@@ -65,6 +84,9 @@ export function buildStages(o: {
   log: Logger;
   defenceReject: (reason: string) => void;
   dkimSigned: (domain: string) => void;
+  authCheck: (check: string, result: string) => void;
+  /** The local domains now (the directory's; null while it is unavailable), to tell a forward from a delivery. */
+  localDomains: () => ReadonlySet<string> | null;
   /** The keys of config.dkim.selectors (CONTRACT: a bad key is a config error, found before this). */
   keyring: DkimKeyring;
   extra: ReadonlyArray<Stage>;
@@ -115,12 +137,23 @@ export function buildStages(o: {
       }
     },
   });
+  const authChecks = authChecksStage({
+    switches: () => o.config().checks,
+    // CONTRACT: checks never apply to (nor reject) authenticated or relay.networks sessions.
+    checked: (view) => view.authUser === undefined && !o.policy().inRelayNetworks(view.clientAddress),
+    authservId: () => o.config().hostname,
+    dns: () => resolver,
+    sealer: (tx) => forwardSealer(o.config(), keyring, o.localDomains(), tx),
+    now: Date.now,
+    counted: o.authCheck,
+  });
   const stages: Stage[] = [
     hopCounterStage(() => o.config().limits.maxHops),
     dnsblStage(defence),
     pregreetStage(defence, sleep),
     greylistStage(defence, greylist, Date.now, () => o.fleet ?? null),
     rateLimitStage(() => rateLimits, defence.report, Date.now, () => o.fleet ?? null),
+    authChecks,
     dkimSign,
     ...o.extra,
   ];

@@ -104,7 +104,7 @@ export async function checkDmarc(o: {
   const notes = [softened ? `policy softened by ${pct < 100 ? `pct=${pct}` : "t=y"}` : "", o.arc.result === "pass" ? "arc=pass not trusted" : ""];
   if (spfAligned || dkimAligned) {
     const by = dkimAligned ? `aligned DKIM ${dkimAligned.domain}` : `aligned SPF ${o.spf!.domain}`;
-    return { result: "pass", fromDomain, policy, ...inherited, reason: [by, notes[0]].filter(Boolean).join("; ") };
+    return { result: "pass", fromDomain, policy, ...inherited, reason: [by, notes[0]].filter(Boolean).join(", ") };
   }
-  return { result: "fail", fromDomain, policy, ...inherited, reason: ["no aligned SPF or DKIM pass", ...notes].filter(Boolean).join("; ") };
+  return { result: "fail", fromDomain, policy, ...inherited, reason: ["no aligned SPF or DKIM pass", ...notes].filter(Boolean).join(", ") };
 }

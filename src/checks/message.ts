@@ -45,6 +45,11 @@ export interface VerifiedMessage {
   /** Distinct RFC5322.From domains, lower-case (DMARC needs exactly one). */
   readonly fromDomains: ReadonlyArray<string>;
   /**
+   * The header section was over the bound (HEADER_TOO_LARGE) and not read: nothing is known of it, From included,
+   * so a caller that enforces DMARC must not let such a message through as "no DMARC" (it would bypass p=reject).
+   */
+  readonly headerTooLarge: boolean;
+  /**
    * RFC 8617 §5.1: the ARC-Seal, ARC-Message-Signature and ARC-Authentication-Results fields (each CRLF-terminated,
    * folded) to put on top of the message, sealed with the construction's sealer; `authResults` is the value of our
    * Authentication-Results field. null when there is no sealer, checks.arc is off, the chain failed or is full.
@@ -332,6 +337,7 @@ export class MessageVerifier {
       dkim,
       arc,
       fromDomains,
+      headerTooLarge: this.state === "oversized",
       async seal(authResults: string, now: number): Promise<string | null> {
         // RFC 8617 §5.1.2: a failed chain is not sealed further (cv=fail would end it for every later hop).
         if (sealer === null || key === null || v === null || v.headers === false || arc.result === "fail") return null;

@@ -1,5 +1,5 @@
 /**
- * The CLI (CONTRACT "Commands"): serve, check-config, user, queue, certs, dkim, dns-records. Exit codes: 0 ok, 1 runtime failure,
+ * The CLI (CONTRACT "Commands"): serve, check-config, user, queue, certs, dkim, dns-records, verify. Exit codes: 0 ok, 1 runtime failure,
  * 2 bad usage or bad config. Errors go to stderr, one plain sentence each.
  */
 import type { Transport } from "../transport/types.ts";
@@ -12,6 +12,7 @@ import { directoryCommand } from "./directory.ts";
 import { queueCommand } from "./queue.ts";
 import { serveCommand } from "./serve.ts";
 import { userCommand } from "./user.ts";
+import { verifyCommand } from "./verify.ts";
 
 export interface CliRuntime {
   transport: () => Transport;
@@ -30,6 +31,7 @@ const USAGE = `usage: ringmta <command> [options]
   certs generate --host NAME [--out DIR] [--rsa]
   dkim keygen --domain D --selector S [--algo rsa|ed25519] [--bits 2048] [--config FILE]
   dns-records [--domain D] [--config FILE]
+  verify --ip IP --helo NAME --mail-from ADDR [--config FILE] [MESSAGE_FILE]
   directory migrate [--config FILE]
 `;
 
@@ -51,6 +53,8 @@ export async function run(argv: string[], rt: CliRuntime): Promise<number> {
         return dkimCommand(rest);
       case "dns-records":
         return dnsRecordsCommand(rest);
+      case "verify":
+        return await verifyCommand(rest);
       case "directory":
         return await directoryCommand(rest);
       case "help":

@@ -17,3 +17,12 @@ export { GREYLIST_KNOWN_MS, GREYLIST_MAX_ENTRIES, GREYLIST_RETRY_WINDOW_MS, Grey
 export { RATE_LIMIT_MAX_KEYS, RateLimiter, type RateLimitSpec } from "./rate-limiter.ts";
 export type { DefenceLog, DefenceReason, DefenceReport } from "./report.ts";
 export { dkimSignStage, type DkimSignSettings } from "./dkim-sign.ts";
+export {
+  authChecksStage,
+  concludeChecks,
+  verifierFor,
+  type AuthCheck,
+  type AuthChecksDeps,
+  type AuthCheckSwitches,
+  type ChecksReport,
+} from "./auth-checks.ts";

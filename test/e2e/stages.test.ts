@@ -55,6 +55,7 @@ beforeAll(async () => {
       listeners: [{ name: "mx", host: "127.0.0.1", port, tls: "none", auth: "off" }],
       metrics: { listen: "" },
       delivery: { workers: 1 },
+      checks: { spf: "off", dkim: "off", arc: "off", dmarc: "off" },
     },
     dir,
     null,

@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { Resolver } from "node:dns/promises";
+import { dnsmasqArgs } from "../../native-bench/dnsmasq.ts";
 import { freePorts } from "./ports.ts";
 import { peerPath } from "./peers.ts";
 import { sleep } from "./wait.ts";
@@ -36,22 +37,13 @@ export async function startDnsmasq(opts: DnsmasqOptions): Promise<Dnsmasq> {
   const bin = peerPath("dnsmasq");
   if (bin === null) throw new Error("dnsmasq not installed");
   const [port] = await freePorts(1);
-  const args = [
-    "--no-daemon",
-    `--port=${port}`,
-    "--listen-address=127.0.0.1",
-    "--bind-interfaces",
-    "--no-resolv",
-    "--no-hosts",
-    "--conf-file=/dev/null",
-    "--user=root",
-    ...opts.zones.map((z) => `--local=/${z}/`),
+  const args = dnsmasqArgs(port!, opts.zones, [
     ...(opts.mx ?? []).map((m) => `--mx-host=${m}`),
     ...(opts.hosts ?? []).map((h) => `--host-record=${h}`),
     ...(opts.txt ?? []).map((t) => `--txt-record=${t}`),
     ...(opts.cnames ?? []).map((c) => `--cname=${c}`),
     ...(opts.extra ?? []),
-  ];
+  ]);
   const proc: ChildProcess = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] });
   let err = "";
   proc.stderr!.on("data", (b: Buffer) => (err += b.toString()));

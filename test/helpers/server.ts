@@ -227,6 +227,8 @@ export async function startServer(opts: ServerOptions = {}): Promise<Srv> {
     delivery: { workers: 2 },
     limits: { max_recipients: 5, max_message_size: 200000 },
     metrics: { listen: `127.0.0.1:${ports.metrics}` },
+    // A config file turns [checks] on (CONTRACT defaults); the test server does no DNS unless a test asks for it.
+    checks: { spf: "off", dkim: "off", arc: "off", dmarc: "off" },
   };
   if (opts.config) config = deepMerge(config, parse(opts.config) as Toml);
   writeFileSync(configPath, stringify(config) + "\n");

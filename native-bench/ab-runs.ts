@@ -1,0 +1,68 @@
+/**
+ * Two ringmta servers under the same load in alternating repetitions of one run (`bench defence`, `bench checks`):
+ * 1 KiB × 20 sessions, end to end (a message counts when it is a Maildir file), every message accepted or the run
+ * fails. Alternating which goes first keeps either from always meeting a warmer (or busier) machine.
+ */
+import { parseArgs } from "node:util";
+import { UsageError } from "./args.ts";
+import { runLoad } from "./load.ts";
+import { defaultLoadOptions, type LoadOptions } from "./options.ts";
+import { BENCH_DOMAIN, runLocal, type RunningPeer } from "./peer.ts";
+
+export interface NamedPeer {
+  name: string;
+  peer: RunningPeer & { output(): string };
+}
+
+/** `--messages N (default 5000) --reps R (default 3)`. */
+export function parseRepsArgs(argv: string[], usage: string): { messages: number; reps: number } {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, options: { messages: { type: "string" }, reps: { type: "string" } } }));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const messages = Number(values.messages ?? 5000);
+  const reps = Number(values.reps ?? 3);
+  if (!Number.isInteger(messages) || messages < 1 || !Number.isInteger(reps) || reps < 1) throw new UsageError(usage);
+  return { messages, reps };
+}
+
+/**
+ * The rates (messages per second, end to end) of each peer by name; `load` adds options (sender, headers); `after`
+ * sees each peer's run (its mailbox) once it is done.
+ */
+export async function alternateRuns(
+  peers: NamedPeer[],
+  o: { messages: number; reps: number; load?: Partial<LoadOptions>; after?: (p: NamedPeer, mailbox: string) => void },
+): Promise<Record<string, number[]>> {
+  const rates: Record<string, number[]> = Object.fromEntries(peers.map((p) => [p.name, [] as number[]]));
+  let run = 0;
+  for (let r = 0; r < o.reps; r++) {
+    const order = r % 2 === 0 ? peers : [...peers].reverse();
+    for (const p of order) {
+      const local = runLocal(++run);
+      const opts = defaultLoadOptions();
+      Object.assign(opts, {
+        port: p.peer.port,
+        connections: 20,
+        messages: o.messages,
+        sizes: [{ bytes: 1024, weight: 1 }],
+        to: `${local}@${BENCH_DOMAIN}`,
+        maildir: p.peer.maildir(local),
+        maildirTimeoutMs: 600_000,
+        maxErrorRate: 0,
+        progress: false,
+        ...o.load,
+      });
+      // maxErrorRate 0: a single refused message (a defence hit, a failed check) fails the run.
+      const res = await runLoad(opts);
+      if (!res.ok) throw new Error(`${p.name}: run failed (${res.errors} errors; ${res.firstError ?? ""})\n${p.peer.output().slice(-2000)}`);
+      const rate = res.maildir ? res.maildir.msgsPerSec : res.msgsPerSec;
+      rates[p.name]!.push(rate);
+      console.error(`${p.name} rep ${r + 1}: ${rate.toFixed(0)} msgs/s`);
+      o.after?.(p, p.peer.maildir(local)!);
+    }
+  }
+  return rates;
+}

@@ -1,0 +1,117 @@
+/**
+ * `bun run bench -- checks [--messages N] [--reps R]`: what the inbound checks cost (issue 11). Two ringmta servers,
+ * one with [checks] off and one with SPF, DKIM, ARC and DMARC on (dmarc "enforce"), get the same load through their
+ * MX listener — 1 KiB × 20 sessions, in alternating repetitions in one run, end to end (a message counts when it is
+ * a Maildir file). The sender's domain publishes what a real one does, served by dnsmasq on loopback: an SPF record
+ * that passes 127.0.0.1 through an include, a DKIM key for each of the message's two signatures (RSA-2048 and
+ * ed25519, made by mailauth over From, To, Subject, Date and the body; the Message-ID the load tool rewrites is not
+ * signed) and a DMARC p=reject record — so every message runs every check and passes them all. Prints the medians
+ * and the ratio checked / unchecked (the issue's target: at least 70%).
+ */
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { dkimSign } from "mailauth/lib/dkim/sign";
+import { MessageTemplate } from "./message.ts";
+import { alternateRuns, parseRepsArgs, type NamedPeer } from "./ab-runs.ts";
+import { BENCH_DOMAIN } from "./peer.ts";
+import { startRingmta } from "./peer-ringmta.ts";
+import { startBenchDns } from "./dnsmasq.ts";
+import { median } from "./stats.ts";
+
+const SENDER_DOMAIN = "sender.bench.test";
+const FROM = `bench@${SENDER_DOMAIN}`;
+const DATE = "Thu, 03 Dec 2026 00:00:00 +0000";
+
+function spki(key: KeyObject, algo: "rsa" | "ed25519"): string {
+  const der = key.export({ format: "der", type: "spki" });
+  // RFC 8463 §4.2: an ed25519 p= is the bare 32-byte key, not the SPKI structure.
+  return (algo === "ed25519" ? der.subarray(der.length - 32) : der).toString("base64");
+}
+
+
+
+/** The newest delivered file's Authentication-Results field (the proof that the checks ran and passed). */
+function lastResults(maildir: string): string {
+  for (const sub of ["new", "cur"]) {
+    let names: string[] = [];
+    try {
+      names = readdirSync(join(maildir, sub));
+    } catch {
+      continue;
+    }
+    if (names.length === 0) continue;
+    const text = readFileSync(join(maildir, sub, names[names.length - 1]!), "latin1");
+    const m = /^Authentication-Results:[^\r\n]*(?:\r\n[ \t][^\r\n]*)*/m.exec(text);
+    return m ? m[0].replace(/\r\n[ \t]+/g, " ") : "(no Authentication-Results field)";
+  }
+  return "(no message)";
+}
+
+export const CHECKS_USAGE = "usage: bun run bench -- checks [--messages N (default 5000)] [--reps R (default 3)]";
+
+export async function runChecksBench(argv: string[]): Promise<number> {
+  const { messages, reps } = parseRepsArgs(argv, CHECKS_USAGE);
+
+  const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const ed = generateKeyPairSync("ed25519");
+  const rsaP = spki(rsa.publicKey, "rsa");
+  const template = new MessageTemplate({ size: 1024, from: FROM, to: `x@${BENCH_DOMAIN}`, tag: "sign", date: DATE });
+  const signed = await dkimSign(Buffer.from(template.unstuffed()), {
+    canonicalization: "relaxed/relaxed",
+    headerList: ["from", "to", "subject", "date", "mime-version", "content-type"],
+    signTime: new Date(),
+    signatureData: [
+      { signingDomain: SENDER_DOMAIN, selector: "rsa", privateKey: rsa.privateKey.export({ format: "pem", type: "pkcs8" }) as string },
+      { signingDomain: SENDER_DOMAIN, selector: "ed", privateKey: ed.privateKey.export({ format: "pem", type: "pkcs8" }) as string },
+    ],
+  } as never);
+  if (!signed.signatures) throw new Error(`mailauth made no signature: ${JSON.stringify(signed.errors)}`);
+  // dnsmasq for the sender's domain: SPF (through an include), two DKIM keys, DMARC p=reject.
+  const dns = await startBenchDns([SENDER_DOMAIN], [
+    `${SENDER_DOMAIN},v=spf1 include:_spf.${SENDER_DOMAIN} -all`,
+    `_spf.${SENDER_DOMAIN},v=spf1 ip4:192.0.2.0/24 ip4:127.0.0.0/8 ~all`,
+    `rsa._domainkey.${SENDER_DOMAIN},v=DKIM1; k=rsa; p=${rsaP.slice(0, 250)},${rsaP.slice(250)}`,
+    `ed._domainkey.${SENDER_DOMAIN},v=DKIM1; k=ed25519; p=${spki(ed.publicKey, "ed25519")}`,
+    `_dmarc.${SENDER_DOMAIN},v=DMARC1; p=reject; rua=mailto:dmarc@${SENDER_DOMAIN}`,
+  ].map((r) => `--txt-record=${r}`));
+  const checked = `
+[dns]
+servers = ["${dns.server}"]
+
+[checks]
+spf = "on"
+dkim = "on"
+arc = "on"
+dmarc = "enforce"
+`;
+  const peers: NamedPeer[] = [];
+  try {
+    peers.push({ name: "unchecked", peer: await startRingmta() });
+    peers.push({ name: "checked", peer: await startRingmta({ extra: checked }) });
+    let proof = "";
+    const rates = await alternateRuns(peers, {
+      messages,
+      reps,
+      load: { from: FROM, headers: signed.signatures, date: DATE },
+      after: (p, mailbox) => {
+        if (p.name === "checked" && proof === "") proof = lastResults(mailbox);
+      },
+    });
+    if (!/spf=pass/.test(proof) || (proof.match(/dkim=pass/g) ?? []).length !== 2 || !/dmarc=pass/.test(proof)) {
+      throw new Error(`the checked server did not pass every check: ${proof}`);
+    }
+    const u = median(rates.unchecked!);
+    const c = median(rates.checked!);
+    console.log(`1 KiB × 20 sessions through the MX listener, ${messages} messages, ${reps} reps each, end to end (Maildir)`);
+    console.log(`checks off: median ${u.toFixed(0)} msgs/s  (${rates.unchecked!.map((x) => x.toFixed(0)).join(", ")})`);
+    console.log(`checks on:  median ${c.toFixed(0)} msgs/s  (${rates.checked!.map((x) => x.toFixed(0)).join(", ")})`);
+    console.log(`  a delivered message: ${proof}`);
+    console.log(`ratio on/off: ${((100 * c) / u).toFixed(1)}% (target >= 70%)`);
+    return c / u >= 0.7 ? 0 : 1;
+  } finally {
+    for (const { peer } of peers) await peer.stop();
+    for (const { peer } of peers) peer.remove();
+    dns.stop();
+  }
+}
