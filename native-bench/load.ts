@@ -114,6 +114,7 @@ class LoadRun implements SessionHost {
         tag: `${this.tag}.${s.id}`,
         prefix: this.o.headers,
         date: this.o.date || undefined,
+        bodySize: this.o.bodySize || undefined,
       });
       s.templates[k] = t;
     }

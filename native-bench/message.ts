@@ -12,7 +12,7 @@ const HEX = "0123456789abcdef";
 const enc = new TextEncoder();
 
 export interface MessageSpec {
-  /** Bytes of the message before dot-stuffing (headers + body), at least the header size. */
+  /** Bytes of the message before dot-stuffing (headers + body, the prefix not counted), at least the header size. */
   size: number;
   from: string;
   to: string;
@@ -22,6 +22,8 @@ export interface MessageSpec {
   prefix?: string;
   /** The Date field's value; default: now. */
   date?: string;
+  /** The body's exact size (the same body whatever the header fields), instead of what `size` leaves. */
+  bodySize?: number;
 }
 
 export class MessageTemplate {
@@ -32,8 +34,9 @@ export class MessageTemplate {
   private readonly counterAt: number;
 
   constructor(spec: MessageSpec) {
+    // The prefix comes on top of `size`, so that a signature over the rest covers the very body it was made for.
+    const prefix = enc.encode(spec.prefix ?? "");
     const head =
-      (spec.prefix ?? "") +
       `From: <${spec.from}>\r\n` +
       `To: <${spec.to}>\r\n` +
       `Subject: ringmta bench ${spec.size} bytes\r\n` +
@@ -43,9 +46,11 @@ export class MessageTemplate {
       `Content-Type: text/plain; charset=us-ascii\r\n` +
       `\r\n`;
     const headBytes = enc.encode(head);
-    const raw = new Uint8Array(Math.max(spec.size, headBytes.length + 2));
-    raw.set(headBytes, 0);
-    fillBody(raw, headBytes.length);
+    const bodyBytes = spec.bodySize ?? Math.max(spec.size - headBytes.length, 2);
+    const raw = new Uint8Array(prefix.length + headBytes.length + bodyBytes);
+    raw.set(prefix, 0);
+    raw.set(headBytes, prefix.length);
+    fillBody(raw, prefix.length + headBytes.length);
     this.size = raw.length;
 
     const parts: Uint8Array[] = [];
@@ -61,7 +66,7 @@ export class MessageTemplate {
       at += p.length;
     }
     // Headers never start with "." so stuffing leaves them where they were.
-    this.counterAt = head.indexOf("Message-ID: <") + "Message-ID: <".length;
+    this.counterAt = prefix.length + head.indexOf("Message-ID: <") + "Message-ID: <".length;
   }
 
   /** The message as stored (unstuffed, without the end-of-data marker), with the counter as it is now. */

@@ -22,6 +22,8 @@ export interface LoadOptions {
   headers: string;
   /** The Date field of every message; "" = when the run starts. */
   date: string;
+  /** > 0: every body exactly this size, whatever the header fields (a signature over it stays valid). */
+  bodySize: number;
   pipelining: boolean;
   starttls: boolean;
   auth: { user: string; pass: string } | null;
@@ -51,6 +53,7 @@ export function defaultLoadOptions(): LoadOptions {
     to: "bench@bench.test",
     headers: "",
     date: "",
+    bodySize: 0,
     pipelining: false,
     starttls: false,
     auth: null,
