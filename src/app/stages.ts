@@ -27,7 +27,7 @@ import {
   type FleetCounters,
   type RateLimitEntry,
 } from "../inbound/index.ts";
-import type { ArcSealer } from "../checks/index.ts";
+import { SpfMemo, type ArcSealer } from "../checks/index.ts";
 import type { SessionView, Stage, StageTransaction } from "../mail/index.ts";
 import type { Logger } from "../observe/index.ts";
 import type { Policy } from "../policy/index.ts";
@@ -137,12 +137,14 @@ export function buildStages(o: {
       }
     },
   });
+  let spfMemo = new SpfMemo();
   const authChecks = authChecksStage({
     switches: () => o.config().checks,
     // CONTRACT: checks never apply to (nor reject) authenticated or relay.networks sessions.
     checked: (view) => view.authUser === undefined && !o.policy().inRelayNetworks(view.clientAddress),
     authservId: () => o.config().hostname,
     dns: () => resolver,
+    spf: (q, dns, receiver) => spfMemo.check(q, dns, { receiver }),
     sealer: (tx) => forwardSealer(o.config(), keyring, o.localDomains(), tx),
     now: Date.now,
     counted: o.authCheck,
@@ -174,7 +176,10 @@ export function buildStages(o: {
     reload(next, nextKeyring) {
       keyring = nextKeyring;
       rateLimits = rateLimitEntries(next, rateLimits);
-      if (next.dns.servers.join() !== o.config().dns.servers.join()) resolver = new Resolver({ servers: next.dns.servers });
+      if (next.dns.servers.join() !== o.config().dns.servers.join()) {
+        resolver = new Resolver({ servers: next.dns.servers });
+        spfMemo = new SpfMemo(); // other servers may answer otherwise
+      }
     },
     stop() {
       if (saver !== null) clearInterval(saver);

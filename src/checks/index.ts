@@ -22,3 +22,4 @@ export { authenticationResults, hasAuthservId } from "./results.ts";
 export { decide, DMARC_REJECT_REPLY, DMARC_TEMPFAIL_REPLY } from "./decide.ts";
 export { checkSpf, SPF_TIMEOUT_MS } from "./spf.ts";
 export type { SpfOptions } from "./spf.ts";
+export { SPF_MEMO_MAX, SPF_MEMO_MS, SpfMemo } from "./spf-memo.ts";

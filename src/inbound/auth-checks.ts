@@ -14,13 +14,13 @@
 import {
   authenticationResults,
   checkDmarc,
-  checkSpf,
   decide,
   MessageVerifier,
   type ArcSealer,
   type ChecksAction,
   type DmarcOutcome,
   type SpfOutcome,
+  type SpfQuery,
   type VerifiedMessage,
 } from "../checks/index.ts";
 import type { DnsLookup } from "../dns/index.ts";
@@ -45,6 +45,8 @@ export interface AuthChecksDeps {
   authservId(): string;
   /** The resolver in force (SIGHUP may replace it). */
   dns(): DnsLookup;
+  /** SPF check_host() through `dns` (checks/checkSpf, or its SpfMemo); `receiver` is our name for %{r}. */
+  spf(q: SpfQuery, dns: DnsLookup, receiver: string): Promise<SpfOutcome>;
   /** The key to ARC-seal a transaction that forwards mail (SRS on, an alias target outside our domains), or null. */
   sealer(tx: StageTransaction): ArcSealer | null;
   now(): number;
@@ -188,7 +190,7 @@ export function authChecksStage(deps: AuthChecksDeps): Stage {
           if (!s.spf) return null;
           const q = { ip: view.clientAddress, helo: view.helo ?? "", sender };
           // %{r} in an explanation (RFC 7208 §7.3) is our name, as in the Authentication-Results field.
-          return checkSpf(q, deps.dns(), { receiver: deps.authservId() }).then((r) => {
+          return deps.spf(q, deps.dns(), deps.authservId()).then((r) => {
             spf = r;
             deps.counted("spf", r.result);
             return r.result === "fail" && s.spfReject ? spfRejectReply(r) : null;

@@ -4,11 +4,12 @@
  * outside signer), DMARC reject → 550 5.7.1 and nothing stored, quarantine → the .Junk Maildir++ folder, none →
  * the inbox, a DNS failure under p=reject → 451 4.7.0; an authenticated submission is never checked nor rejected;
  * one Authentication-Results field with our authserv-id, forged ones removed; `verify` prints the same field;
- * spf_reject → 550 5.7.23 at MAIL FROM; a message with 10,000 header fields gets a result and the server goes on.
+ * spf_reject → 550 5.7.23 at MAIL FROM; a message with 10,000 header fields gets a result and the server goes on;
+ * a forwarded message (alias to a remote address, [srs] on) leaves ARC-sealed, and dkimpy's arc_verify passes it.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import nodemailer from "nodemailer";
@@ -25,6 +26,8 @@ import {
   type Srv,
 } from "../helpers/index.ts";
 import { scrape, valueOf } from "../helpers/prometheus.ts";
+import { CaptureServer } from "../helpers/capture-server.ts";
+import { dkimpyArcVerify, dkimpySign as dkimpySignWith, keyName, rsaKey, txtRecord } from "../checks/dkimpy.ts";
 import { BUN, HOSTNAME, MAIN, REPO, USERS } from "../helpers/server.ts";
 
 const CHECKS_ON = `[checks]\nspf = "on"\ndkim = "on"\narc = "on"\ndmarc = "enforce"\n`;
@@ -250,5 +253,59 @@ describe("spf_reject", () => {
     } finally {
       c.destroy();
     }
+  });
+});
+
+describe("forwarding: SRS and an ARC seal that an outside verifier accepts", () => {
+  const author = rsaKey("author.test", "s1");
+  const arcKey = rsaKey("example.test", "arc");
+  let dns: Dnsmasq | null = null;
+  let srv: Srv | null = null;
+  let cap: CaptureServer | null = null;
+  beforeAll(async () => {
+    if (!havePeer("dnsmasq")) return;
+    dns = await startDnsmasq({
+      zones: ["author.test"],
+      txt: [txtRecord(keyName(author), author.record), "author.test,v=spf1 -all", "_dmarc.author.test,v=DMARC1; p=reject"],
+    });
+    cap = await CaptureServer.start();
+    // The ARC key is the SRS domain's first selector (CONTRACT "Forwarding"), read at start from DATA/dkim.
+    const data = mkdtempSync(join(tmpdir(), "ringmta-arc-"));
+    mkdirSync(join(data, "dkim", "example.test"), { recursive: true });
+    writeFileSync(join(data, "dkim", "example.test", "arc.key"), arcKey.private.export({ format: "pem", type: "pkcs8" }), { mode: 0o600 });
+    srv = await startServer({
+      config:
+        `data_dir = "${data}"\n[dns]\nservers = ["${dns.server}"]\n${CHECKS_ON}` +
+        `[srs]\nsecret = "arc-e2e"\n[dkim.selectors]\n"example.test" = ["arc"]\n` +
+        `[local.aliases]\n"fwd@example.test" = ["user@remote.test"]\n[relay.routes]\n"remote.test" = "127.0.0.1:${cap.port}"\n`,
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await srv?.dispose();
+    await cap?.close();
+    await dns?.stop();
+  });
+
+  peerTest("dkimverify", "a DKIM-signed message to an alias of a remote address: SRS0 sender, ARC set i=1, arc_verify pass", async (ctx) => {
+    if (!havePeer("dnsmasq")) return ctx.skip();
+    const original = Buffer.from(message("writer@author.test", "forward-me").replace("alice@example.test", "fwd@example.test"), "latin1");
+    const signed = dkimpySignWith(original, author);
+    const c = await SmtpClient.connect(srv!.ports.mx);
+    try {
+      await c.hello("client.test");
+      const r = await sendMail(c, "writer@author.test", ["fwd@example.test"], signed);
+      expect(r.final?.code).toBe(250);
+    } finally {
+      c.destroy();
+    }
+    const got = await waitFor(() => cap!.messages.find((m) => m.data.includes("Subject: forward-me")), 15_000);
+    expect(got.mailFrom).toMatch(/^<SRS0=[^=]{4}=[A-Z2-7]{2}=author\.test=writer@example\.test>/);
+    const text = got.data.toString("latin1");
+    expect(text).toMatch(/^ARC-Seal: i=1;/m);
+    expect(text).toMatch(/^ARC-Message-Signature: i=1;/m);
+    expect(text).toMatch(/^ARC-Authentication-Results: i=1; mx\.test\.ringmta;/m);
+    expect(ourFields(text)[0]).toMatch(/dkim=pass[^;]*header\.d=author\.test/);
+    // The next hop's view: dkimpy validates the chain through our ARC key (and the author's DKIM key).
+    expect(dkimpyArcVerify(got.data, [arcKey, author])).toMatchObject({ cv: "pass" });
   });
 });
