@@ -1,10 +1,14 @@
 /**
  * The parts of mailauth 7.1.0 (pinned exactly in package.json) that checks/ uses, with the narrow types we rely on.
  * mailauth ships no types for its lib/ modules; the shapes below are read from its source (dkim/dkim-verifier.js,
- * arc/index.js, dmarc/get-dmarc-record.js). Loaded on first use, so importing checks/ runs nothing.
+ * arc/index.js, dmarc/get-dmarc-record.js).
  */
-import { createRequire } from "node:module";
 import type { Buffer } from "node:buffer";
+// Static imports (CommonJS module.exports as the default), so that `bun build --compile` bundles them: a require()
+// built at run time is not seen by the bundler and fails inside the binary.
+import arcModule from "mailauth/lib/arc/index.js";
+import verifierModule from "mailauth/lib/dkim/dkim-verifier.js";
+import dmarcRecordModule from "mailauth/lib/dmarc/get-dmarc-record.js";
 
 /** A header field as mailauth's parseHeaders gives it: lower-case name, the raw line (name, colon, value, folds). */
 export interface ParsedHeader {
@@ -97,10 +101,9 @@ let lib: MailauthLib | null = null;
 
 export function mailauth(): MailauthLib {
   if (lib !== null) return lib;
-  const require = createRequire(import.meta.url);
-  const verifier = require("mailauth/lib/dkim/dkim-verifier.js") as { DkimVerifier: DkimVerifierClass };
-  const arcLib = require("mailauth/lib/arc/index.js") as Pick<MailauthLib, "arc" | "createSeal">;
-  const dmarcRecord = require("mailauth/lib/dmarc/get-dmarc-record.js") as Pick<MailauthLib, "parseDmarcRecord" | "getPolicyTags">;
+  const verifier = verifierModule as { DkimVerifier: DkimVerifierClass };
+  const arcLib = arcModule as Pick<MailauthLib, "arc" | "createSeal">;
+  const dmarcRecord = dmarcRecordModule as Pick<MailauthLib, "parseDmarcRecord" | "getPolicyTags">;
   lib = {
     DkimVerifier: verifier.DkimVerifier,
     arc: arcLib.arc,

@@ -19,7 +19,7 @@
  *   does; pyspf splits at the first and answers none.
  */
 import { hostname } from "node:os";
-import { createRequire } from "node:module";
+import spfModule from "mailauth/lib/spf/index.js";
 import { nodeDnsAdapter, type DnsLookup } from "../dns/index.ts";
 import type { SpfOutcome, SpfQuery, SpfResult } from "./types.ts";
 
@@ -40,11 +40,9 @@ interface MailauthSpfResponse {
   explanation?: string;
 }
 
-// mailauth is CommonJS without an exports map; its SPF module alone is loaded (not the DKIM/ARC/BIMI code).
-const require = createRequire(import.meta.url);
-const { spf: mailauthSpf } = require("mailauth/lib/spf/index.js") as {
-  spf: (opts: MailauthSpfOptions) => Promise<MailauthSpfResponse>;
-};
+// mailauth is CommonJS without an exports map: its SPF module is imported statically (module.exports as the
+// default) so that `bun build --compile` bundles it.
+const { spf: mailauthSpf } = spfModule as { spf: (opts: MailauthSpfOptions) => Promise<MailauthSpfResponse> };
 
 /** RFC 7208 §4.6.4: "at least 20 seconds" is the suggested limit on the whole evaluation. */
 export const SPF_TIMEOUT_MS = 20_000;

@@ -94,6 +94,15 @@ listen = ""
     expect(bad.stderr).toMatch(/^config error: limits\.max_recipients: /m);
   });
 
+  test("verify: the checks (mailauth inside the binary) read a message and print the Authentication-Results field", () => {
+    // DKIM and ARC need no DNS for an unsigned message; SPF and DMARC would ask DNS, so they are off here.
+    writeFileSync(join(run, "verify.toml"), `hostname = "mx.bin.test"\n[checks]\nspf = "off"\ndkim = "on"\narc = "on"\ndmarc = "off"\n`);
+    writeFileSync(join(run, "m.eml"), "From: <a@sender.test>\r\nSubject: v\r\n\r\nbody\r\n");
+    const v = ringmta(["verify", "--ip", "192.0.2.1", "--helo", "c.test", "--mail-from", "a@sender.test", "--config", "verify.toml", "m.eml"]);
+    expect(v.status, v.stderr).toBe(0);
+    expect(v.stdout).toBe("Authentication-Results: mx.bin.test;\n dkim=none;\n arc=none\n");
+  });
+
   test("user add / user list", () => {
     const add = ringmta(["user", "add", "alice@example.test", "--password-stdin", "--config", "ringmta.toml"], "secret-alice\n");
     expect(add.status, add.stderr).toBe(0);
