@@ -7,9 +7,9 @@
  * Started as root, Dovecot gives mail access as `nobody` (it refuses uid 0), so the mail root is handed to nobody.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { freePorts, canConnect } from "./ports.ts";
 import { peerPath } from "./peers.ts";
 import { tempDir } from "./server.ts";
@@ -20,6 +20,8 @@ export interface DovecotOptions {
   users?: Record<string, string>;
   /** Replaces the passwd-file passdb/userdb with these config blocks (e.g. `passdb { driver = sql ... }`). */
   authConfig?: (mailRoot: string) => string;
+  /** An existing mail tree to read (ringmta's DATA/mail), instead of one of Dovecot's own. */
+  mailRoot?: string;
 }
 
 export interface Dovecot {
@@ -32,8 +34,10 @@ export interface Dovecot {
   log(): string;
   start(): Promise<void>;
   stop(): Promise<void>;
-  /** imaplib: the INBOX of `user`, each message's bytes. */
-  fetchInbox(user: string, password: string): { exists: number; messages: Buffer[] };
+  /** imaplib: a mailbox of `user` (default INBOX), each message's bytes. */
+  fetchInbox(user: string, password: string, mailbox?: string): { exists: number; messages: Buffer[] };
+  /** imaplib LIST: the names of `user`'s mailboxes. */
+  mailboxes(user: string, password: string): string[];
   /** imaplib LOGIN only: true when Dovecot accepts the credentials. */
   canLogin(user: string, password: string): boolean;
   /** smtplib.LMTP over the Unix socket: Dovecot's reply code to RCPT TO:<address> (then RSET, QUIT). */
@@ -50,7 +54,7 @@ const IMAP_FETCH = `
 import base64, imaplib, json, sys
 m = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
 m.login(sys.argv[2], sys.argv[3])
-typ, data = m.select("INBOX")
+typ, data = m.select(sys.argv[4])
 assert typ == "OK", data
 exists = int(data[0])
 msgs = []
@@ -60,6 +64,17 @@ if exists > 0:
     msgs = [base64.b64encode(p[1]).decode() for p in data if isinstance(p, tuple)]
 m.logout()
 print(json.dumps({"exists": exists, "messages": msgs}))
+`;
+
+const IMAP_LIST = `
+import imaplib, json, sys
+m = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+m.login(sys.argv[2], sys.argv[3])
+typ, data = m.list()
+assert typ == "OK", data
+m.logout()
+# Each line: (flags) "separator" name
+print(json.dumps([line.decode().rsplit(" ", 1)[-1].strip('"') for line in data]))
 `;
 
 const LMTP_RCPT = `
@@ -90,8 +105,12 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<Dovecot> 
   const conf = join(dir, "dovecot.conf");
   const logPath = join(dir, "dovecot.log");
   const passwd = join(dir, "passwd");
-  const mailRoot = join(dir, "mail");
-  mkdirSync(mailRoot, { mode: 0o700 });
+  const mailRoot = opts.mailRoot ?? join(dir, "mail");
+  if (opts.mailRoot === undefined) mkdirSync(mailRoot, { mode: 0o700 });
+  else if (process.getuid?.() === 0) {
+    // nobody must reach the tree: the directories above it (temp dirs are 0700) become traversable.
+    for (let d = dirname(mailRoot); d !== dirname(d); d = dirname(d)) chmodSync(d, statSync(d).mode | 0o111);
+  }
   const runDir = join(dir, "run");
   const lmtpSocket = join(runDir, "lmtp");
   const users = opts.users ?? {};
@@ -195,11 +214,16 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<Dovecot> 
     log,
     start,
     stop,
-    fetchInbox(user, password) {
-      const r = python(IMAP_FETCH, [user, password]);
+    fetchInbox(user, password, mailbox = "INBOX") {
+      const r = python(IMAP_FETCH, [user, password, mailbox]);
       if (r.status !== 0) throw new Error(`imaplib failed: ${r.stderr}\ndovecot log:\n${log()}`);
       const got = JSON.parse(r.stdout) as { exists: number; messages: string[] };
       return { exists: got.exists, messages: got.messages.map((m) => Buffer.from(m, "base64")) };
+    },
+    mailboxes(user, password) {
+      const r = python(IMAP_LIST, [user, password]);
+      if (r.status !== 0) throw new Error(`imaplib failed: ${r.stderr}\ndovecot log:\n${log()}`);
+      return JSON.parse(r.stdout) as string[];
     },
     lmtpRcpt(address) {
       const r = spawnSync(peerPath("python3")!, ["-c", LMTP_RCPT, lmtpSocket, address], { encoding: "utf8", timeout: 30_000 });
