@@ -292,6 +292,14 @@ describe("Resolver against small servers of our own", () => {
     expect(await r.lookup("a\r\nb.test", "MX")).toMatchObject({ status: "nxdomain" });
     expect(s.queries).toHaveLength(0);
   });
+
+  test("a label may hold any octet but controls (RFC 2181 §11): a space goes out as it is, and its answer is taken", async () => {
+    // An SPF macro expands to such names (RFC 7208 §7.3, the RFC 7208 test suite's macro-mania-in-domain).
+    const s = await stub((q) => [reply(q, { answers: [{ type: "TXT", name: q.questions![0]!.name, ttl: 60, data: ["v=spf1 +all"] }] })]);
+    const r = new Resolver({ servers: [s.server] });
+    expect(await r.lookup("macro%percent  space%20url-space.example.com", "TXT")).toMatchObject({ status: "ok", records: ["v=spf1 +all"] });
+    expect(s.queries).toHaveLength(1);
+  });
 });
 
 describe("servers and names", () => {

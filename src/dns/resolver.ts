@@ -46,10 +46,14 @@ export const RESOLVER_DEFAULTS = {
 /** How long a server that timed out is asked last (see Resolver.order). */
 const DEAD_MS = 30_000;
 
-/** RFC 1035 §2.3.4: 255 octets on the wire (253 characters in text), labels of 1–63 octets. */
+/**
+ * RFC 1035 §2.3.4: 255 octets on the wire (253 characters in text), labels of 1–63 octets. Any octet may be in a
+ * label (RFC 2181 §11; SPF macros expand to names with spaces, RFC 7208 §7.3); control characters are refused: no
+ * name we ask for holds one, and they are what an injection would try.
+ */
 function encodable(name: string): boolean {
   if (name === ".") return true;
-  if (name.length === 0 || name.length > 253 || /[\x00-\x20\x7f]/.test(name)) return false;
+  if (name.length === 0 || name.length > 253 || /[\x00-\x1f\x7f]/.test(name)) return false;
   return name.split(".").every((l) => l.length > 0 && Buffer.byteLength(l) <= 63);
 }
 
