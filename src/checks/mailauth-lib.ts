@@ -110,3 +110,23 @@ export function mailauth(): MailauthLib {
   };
   return lib;
 }
+
+/** One entry of an address list as nodemailer's addressparser (mailauth's) reads it; a group holds mailboxes. */
+export interface ParsedAddress {
+  address?: string;
+  name?: string;
+  group?: ParsedAddress[];
+}
+
+let parser: ((value: string) => ParsedAddress[]) | null = null;
+
+/**
+ * The address-list parser mailauth reads From with (nodemailer/lib/addressparser, resolved from mailauth's own
+ * dependencies), loaded alone: about 2 µs a field, and the From domains then agree with mailauth's to the letter.
+ */
+export function addressParser(): (value: string) => ParsedAddress[] {
+  if (parser !== null) return parser;
+  const require = createRequire(createRequire(import.meta.url).resolve("mailauth/lib/dkim/dkim-verifier.js"));
+  parser = require("nodemailer/lib/addressparser") as (value: string) => ParsedAddress[];
+  return parser;
+}

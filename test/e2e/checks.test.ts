@@ -168,6 +168,8 @@ describe("inbound checks through the MX listener, records served by dnsmasq", ()
     expect(body.final?.raw).toMatch(/^550 5\.7\.1 /);
     const header = await mx(srv!, "writer@signed.test", signed.replace("Subject: dkimpy-tampered", "Subject: dkimpy-tamperet"));
     expect(header.final?.raw).toMatch(/^550 5\.7\.1 /);
+    // The server's log lines are written 10 ms after the first one waits (observe/log.ts): wait for the line.
+    await waitFor(() => /"dkim":\["fail:signed\.test"\]/.test(srv!.logs()) || undefined, 5_000);
     expect(srv!.logs()).toMatch(/"dkim":\["fail:signed\.test"\]/);
   });
 
