@@ -203,13 +203,15 @@ function unverified(h: ParsedHeader): DkimOutcome {
   return unverifiedVerdict(h.line.toString());
 }
 
+const NON_ASCII = /[^\x00-\x7f]/;
+
 /** The author addresses of the From fields (RFC 5322 §3.6.2, groups included, RFC 6854), as mailauth reads them. */
 function fromAddresses(fields: ReadonlyArray<HeaderField>): string[] {
   const parse = addressParser();
   const out: string[] = [];
   for (const f of fields) {
     if (f.name !== "from") continue;
-    const line = Buffer.from(f.raw, "latin1").toString("utf8");
+    const line = NON_ASCII.test(f.raw) ? Buffer.from(f.raw, "latin1").toString("utf8") : f.raw;
     for (const a of parse(line.slice(line.indexOf(":") + 1).trim())) {
       for (const m of a.group ?? [a]) if (m?.address) out.push(m.address);
     }

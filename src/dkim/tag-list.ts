@@ -18,6 +18,7 @@ export interface TagList {
 const TAG_NAME = /^[A-Za-z][A-Za-z0-9_]*$/;
 /** FWS around a tag-spec: SP, HTAB and the CRLF of a fold. */
 const FWS_EDGES = /^[ \t\r\n]+|[ \t\r\n]+$/g;
+const WHITESPACE = /\s/;
 
 export function parseTagList(text: string): TagList {
   const tags = new Map<string, string>();
@@ -34,7 +35,8 @@ export function parseTagList(text: string): TagList {
     }
     const name = segment.slice(0, eq).replace(FWS_EDGES, "");
     if (!TAG_NAME.test(name) || tags.has(name)) invalid = true;
-    tags.set(name, segment.slice(eq + 1).replace(/\s+/g, " ").trim());
+    const value = segment.slice(eq + 1);
+    tags.set(name, WHITESPACE.test(value) ? value.replace(/\s+/g, " ").trim() : value);
     names.push(name);
   }
   return { tags, names, invalid };
@@ -42,5 +44,5 @@ export function parseTagList(text: string): TagList {
 
 /** A value with every whitespace character removed (§3.5: FWS in b=, bh= and h= is not part of them; §3.6.1 p=). */
 export function compact(value: string | undefined): string {
-  return value === undefined ? "" : value.replace(/\s+/g, "");
+  return value === undefined ? "" : WHITESPACE.test(value) ? value.replace(/\s+/g, "") : value;
 }

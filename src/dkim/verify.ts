@@ -174,8 +174,6 @@ function bareRsa(der: Buffer): boolean {
 
 function readKeyRecord(rr: string): KeyRecord {
   const invalid = { before: permerror("invalid public key"), hashes: null };
-  // §3.6.2.2: the strings of the record are one value; whitespace is removed as mailauth does (FWS is allowed
-  // between tags and inside p=).
   if (rr === "") return invalid;
   const { tags, names, invalid: badSyntax } = parseTagList(rr);
   // §6.1.2 step 5: a record that does not adhere to the format is ignored.
@@ -213,21 +211,23 @@ function readKeyRecord(rr: string): KeyRecord {
 }
 
 /**
- * Key records read, by their text: a KeyObject is made once per published key, not once per message. Bounded;
- * the least recently used entry goes first.
+ * Key records read, by their text as DNS gave it: a KeyObject is made once per published key, not once per
+ * message. Bounded; the least recently used entry goes first.
  */
 const KEY_CACHE_SIZE = 1000;
-const keyCache = new Map<string, KeyRecord>();
+const keyCache = new Map<string, KeyRecord | "too-large">();
 
-function keyRecord(rr: string): KeyRecord {
-  let k = keyCache.get(rr);
+function keyRecord(txt: string): KeyRecord | "too-large" {
+  let k = keyCache.get(txt);
   if (k !== undefined) {
-    keyCache.delete(rr);
+    keyCache.delete(txt);
   } else {
-    k = readKeyRecord(rr);
+    // §3.6.2.2: the strings of the record are one value; whitespace is removed (FWS may sit between tags and
+    // inside p=).
+    k = keyRecordTooLarge(txt) ? "too-large" : readKeyRecord(txt.replace(/\s+/g, ""));
     if (keyCache.size >= KEY_CACHE_SIZE) keyCache.delete(keyCache.keys().next().value!);
   }
-  keyCache.set(rr, k);
+  keyCache.set(txt, k);
   return k;
 }
 
@@ -245,9 +245,12 @@ function keyOf(answer: KeyAnswer, hash: BodyHashAlgorithm): Failure | KeyRecord 
     case "servfail":
       return { result: "temperror", reason: "DNS failure: ESERVFAIL" };
   }
-  if (answer.records.some(keyRecordTooLarge)) return { result: "policy", reason: KEY_TOO_LARGE_REASON };
-  // Only the first record is read (§3.6.2.2 leaves several records undefined).
-  const k = keyRecord((answer.records[0] ?? "").replace(/\s+/g, ""));
+  if (answer.records.length === 0) return permerror("invalid public key");
+  // Only the first record is read (§3.6.2.2 leaves several records undefined); every one is bounded.
+  const k = keyRecord(answer.records[0]!);
+  if (k === "too-large" || answer.records.some((r, i) => i > 0 && keyRecordTooLarge(r))) {
+    return { result: "policy", reason: KEY_TOO_LARGE_REASON };
+  }
   if (k.before) return k.before;
   // §6.1.2 step 6: h= lists the hash algorithms the key may be used with.
   if (k.hashes !== null && !k.hashes.includes(hash)) return permerror("inappropriate hash algorithm");
@@ -286,7 +289,7 @@ function canonOf(value: string | undefined): Canon | null {
 
 function readSignature(field: HeaderField): Signature {
   // The field as UTF-8 (RFC 6376 §3.5 allows UTF-8 in i= and z=, RFC 8616), its value after the colon.
-  const text = Buffer.from(field.raw, "latin1").toString("utf8").trim();
+  const text = (NON_ASCII.test(field.raw) ? Buffer.from(field.raw, "latin1").toString("utf8") : field.raw).trim();
   const { tags, invalid: badSyntax } = parseTagList(text.slice(text.indexOf(":") + 1).trim());
   const get = (n: string): string => tags.get(n) ?? "";
   const a = get("a");
