@@ -1,15 +1,35 @@
 /**
  * DKIM (RFC 6376, RFC 8463) and ARC (RFC 8617) verification of one message as it streams in, and the ARC set we
- * add when we forward it. mailauth's DkimVerifier hashes the body chunk by chunk (every body canonicalization a
- * signature asks for, one pass) and keeps only the header section; our dns/ resolver answers its key lookups.
- *
- * mailauth runs in its strict mode: RFC 6376 §6.1.3 makes a body-hash mismatch a PERMFAIL (dkim=fail, CONTRACT
- * "A DKIM body-hash or signature mismatch is dkim=fail"; the lenient mode says neutral), rsa-sha1 is refused
- * (RFC 8301 §3.1), and every DKIM-Signature gets a result, even one too broken to process (the lenient mode drops
- * those silently, and types.ts promises one outcome per field).
+ * add when we forward it. The header section is held (bounded) until its end; then one of two verifiers takes the
+ * message:
+ * - the common message, with no ARC field and no seal to make: our own DKIM verifier (dkim/verify.ts), which
+ *   hashes the body as it streams and verifies the signatures on the runtime's thread pool. The From domains are
+ *   read with mailauth's address parser.
+ * - a message with ARC fields (checks.arc on) or one we may seal, and a header section we cannot split into
+ *   fields: mailauth's DkimVerifier in its strict mode, fed the held header section and then the body, which
+ *   validates the chain and hashes the body for our ARC-Message-Signature.
+ * Both report the same words: RFC 6376 §6.1.3 makes a body-hash mismatch a PERMFAIL (dkim=fail, CONTRACT "A DKIM
+ * body-hash or signature mismatch is dkim=fail"), rsa-sha1 is refused (RFC 8301 §3.1), and every DKIM-Signature
+ * gets a result, even one too broken to process (types.ts promises one outcome per field).
  */
 import { Buffer } from "node:buffer";
+import { authorDomains } from "./from-domains.ts";
 import type { KeyObject } from "node:crypto";
+import {
+  bPrefix,
+  DkimVerification,
+  HeaderSectionReader,
+  KEY_TOO_LARGE_REASON,
+  keyRecordTooLarge,
+  MAX_RSA_BITS,
+  MAX_SIGNATURES,
+  MIN_RSA_BITS,
+  OVER_LIMIT,
+  KEY_TOO_SMALL_REASON,
+  unverifiedVerdict,
+  type HeaderField,
+  type KeyLookup,
+} from "../dkim/index.ts";
 import { nodeDnsAdapter, type DnsLookup } from "../dns/index.ts";
 import {
   mailauth,
@@ -20,6 +40,8 @@ import {
   type ParsedHeaders,
 } from "./mailauth-lib.ts";
 import type { ArcOutcome, DkimOutcome, DkimResult } from "./types.ts";
+
+export { MAX_SIGNATURES, OVER_LIMIT };
 
 export interface ArcSealer {
   readonly domain: string;
@@ -57,30 +79,10 @@ export interface VerifiedMessage {
   seal(authResults: string, now: number): Promise<string | null>;
 }
 
-/**
- * RFC 6376 §6.1: "Verifiers MAY limit the number of signatures they attempt to verify". Past the first ten
- * DKIM-Signature fields, each further one is reported as dkim=policy with OVER_LIMIT as its reason and is neither
- * hashed nor looked up: a message with 10,000 signatures costs ten verifications, not 10,000 body hashes.
- */
-export const MAX_SIGNATURES = 10;
-export const OVER_LIMIT = `not verified: over ${MAX_SIGNATURES} signatures per message (RFC 6376 section 6.1)`;
-
-/** RFC 8301 §3.2: keys of 1024 bits and more are verified; under that, dkim=policy. */
-const MIN_RSA_BITS = 1024;
-/**
- * RFC 8301 §3.2: verifiers "MAY be able to validate signatures with larger keys" than 4096 bits; we accept up to
- * 8192 and call a larger key dkim=policy. A key record longer than an 8192-bit key needs (about 1,450 characters of
- * base64) by a wide margin is refused before it is parsed, so a 64 KB TXT answer costs no key parsing.
- */
-const MAX_RSA_BITS = 8192;
-const MAX_KEY_RECORD = 4096;
-/** An RSA SubjectPublicKeyInfo is the modulus plus about 40 octets of DER; 8192 bits and a margin, in base64. */
-const MAX_KEY_BASE64 = Math.ceil(((MAX_RSA_BITS / 8 + 100) * 4) / 3);
 const KEY_TOO_LARGE = "EKEYTOOLARGE";
-const KEY_TOO_LARGE_REASON = `key too large (over ${MAX_RSA_BITS} bits) or key record too long`;
 
 /**
- * The header section is held until its end (mailauth needs it whole to canonicalize), so it is bounded: past
+ * The header section is held until its end (both verifiers need it whole to canonicalize), so it is bounded: past
  * 8 MiB or 50,000 lines (10,000 fields of 800 bytes fit) the message is not verified (dkim=permerror, arc=fail).
  * The line bound also keeps mailauth's header parser, which joins folded lines in quadratic time, fast.
  */
@@ -136,16 +138,14 @@ function cappedVerifier(): new (o: ConstructorParameters<DkimVerifierClass>[0]) 
   return cappedClass;
 }
 
-/** Our resolver in mailauth's shape, refusing oversized key records (see MAX_KEY_RECORD). */
+/** Our resolver in mailauth's shape, refusing oversized key records (dkim/'s keyRecordTooLarge). */
 function keyResolver(dns: DnsLookup): (name: string, type: string) => Promise<unknown[]> {
   const { resolve } = nodeDnsAdapter(dns);
   return async (name, type) => {
     const answer = await resolve(name, type);
     if (type === "TXT" && name.toLowerCase().includes("._domainkey.")) {
       for (const rec of answer as string[][]) {
-        const txt = rec.join("");
-        const p = txt.length <= MAX_KEY_RECORD ? /(?:^|;)[ \t]*p[ \t]*=([^;]*)/.exec(txt)?.[1]?.replace(/\s+/g, "") : undefined;
-        if (txt.length > MAX_KEY_RECORD || (p !== undefined && p.length > MAX_KEY_BASE64)) {
+        if (keyRecordTooLarge(rec.join(""))) {
           throw Object.assign(new Error(`${name}: ${KEY_TOO_LARGE_REASON}`), { code: KEY_TOO_LARGE });
         }
       }
@@ -154,9 +154,12 @@ function keyResolver(dns: DnsLookup): (name: string, type: string) => Promise<un
   };
 }
 
-/** The first 8 characters of b= (RFC 6008 §4); b= may be folded, FWS is not part of it. */
-function bPrefix(b: string | undefined): string {
-  return (b ?? "").replace(/[ \t\r\n]+/g, "").slice(0, 8);
+/** Our resolver as dkim/'s key-lookup port. */
+function keyLookup(dns: DnsLookup): KeyLookup {
+  return async (name) => {
+    const r = await dns.lookup(name, "TXT");
+    return r.status === "ok" ? { status: "ok", records: r.records } : { status: r.status };
+  };
 }
 
 function dkimOutcome(r: MailauthDkimResult): DkimOutcome {
@@ -180,7 +183,7 @@ function dkimOutcome(r: MailauthDkimResult): DkimOutcome {
     result = "policy";
     reason = KEY_TOO_LARGE_REASON;
   } else if (r.status.result === "policy" && reason === undefined) {
-    reason = `key too small (under ${MIN_RSA_BITS} bits, RFC 8301)`;
+    reason = KEY_TOO_SMALL_REASON;
   } else if (result === "pass" && (r.modulusLength ?? 0) > MAX_RSA_BITS) {
     result = "policy";
     reason = `key too large (${r.modulusLength} bits)`;
@@ -195,18 +198,22 @@ function dkimOutcome(r: MailauthDkimResult): DkimOutcome {
   };
 }
 
-/** d=, s=, a=, b= of a signature we do not verify, read without a full parse (it may be anything). */
+/** A signature past MAX_SIGNATURES: policy, with what can be read of it. */
 function unverified(h: ParsedHeader): DkimOutcome {
-  const line = h.line.toString().slice(0, 4096);
-  const tag = (name: string) => new RegExp(`(?:^|[;:])\\s*${name}\\s*=\\s*([^;]*)`).exec(line)?.[1]?.trim() ?? "";
-  return {
-    result: "policy",
-    domain: tag("d").toLowerCase().slice(0, 255),
-    selector: tag("s").slice(0, 255),
-    algorithm: tag("a").slice(0, 64),
-    b: bPrefix(tag("b")),
-    reason: OVER_LIMIT,
-  };
+  return unverifiedVerdict(h.line.toString());
+}
+
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/** The author domains of the From fields (RFC 5322 §3.6.2, groups included, RFC 6854): checks/from-domains.ts. */
+function fromFieldDomains(fields: ReadonlyArray<HeaderField>): string[] {
+  const values: string[] = [];
+  for (const f of fields) {
+    if (f.name !== "from") continue;
+    const line = NON_ASCII.test(f.raw) ? Buffer.from(f.raw, "latin1").toString("utf8") : f.raw;
+    values.push(line.slice(line.indexOf(":") + 1));
+  }
+  return authorDomains(values);
 }
 
 function fromDomainsOf(addresses: ReadonlyArray<string>): string[] {
@@ -222,86 +229,61 @@ function fromDomainsOf(addresses: ReadonlyArray<string>): string[] {
 
 const NO_ARC: ArcOutcome = { result: "none", instance: 0 };
 
-/**
- * Tracks where the header section ends (the first empty line, RFC 5322 §2.1; a bare LF counts as mailauth reads
- * it) and how big it has grown, so the bound on it is enforced before mailauth buffers more.
- */
-class HeaderMeter {
-  ended = false;
-  bytes = 0;
-  lines = 0;
-  private lineStart = true;
-  private crAtStart = false;
-  /** Feeds bytes; false once the header section is over its bound. */
-  feed(b: Uint8Array): boolean {
-    for (let i = 0; i < b.length && !this.ended; i++) {
-      const c = b[i]!;
-      this.bytes++;
-      if (this.lineStart && (c === 0x0a || (c === 0x0d && !this.crAtStart))) {
-        if (c === 0x0a) this.ended = true;
-        else this.crAtStart = true;
-        continue;
-      }
-      if (this.crAtStart && c === 0x0a) {
-        this.ended = true;
-        continue;
-      }
-      this.lineStart = false;
-      this.crAtStart = false;
-      if (c === 0x0a) {
-        this.lines++;
-        this.lineStart = true;
-      }
-    }
-    return this.bytes <= MAX_HEADER_BYTES && this.lines <= MAX_HEADER_LINES;
-  }
-}
+/** The fields whose presence makes mailauth verify the message (RFC 8617 §4.1: the fields of an ARC set). */
+const ARC_FIELDS = new Set(["arc-seal", "arc-message-signature", "arc-authentication-results"]);
+
+type Phase =
+  /** The header section is being read. */
+  | { kind: "header" }
+  /** Ours: DKIM signatures (null with checks.dkim off) and the From domains. */
+  | { kind: "fast"; dkim: DkimVerification | null; fromDomains: string[] }
+  | { kind: "mailauth"; v: Capped };
 
 export class MessageVerifier {
-  private verifier: Capped | null;
-  private readonly meter = new HeaderMeter();
+  private readonly header = new HeaderSectionReader({ bytes: MAX_HEADER_BYTES, fields: MAX_HEADER_LINES, lines: MAX_HEADER_LINES });
+  private phase: Phase = { kind: "header" };
   private failure: Error | null = null;
   private state: "open" | "ended" | "aborted" | "oversized" = "open";
-  private readonly resolver: (name: string, type: string) => Promise<unknown[]>;
+  private resolverFn: ((name: string, type: string) => Promise<unknown[]>) | null = null;
   private readonly sealKey: string | null;
 
   constructor(private readonly o: VerifyOptions) {
-    this.resolver = keyResolver(o.dns);
     this.sealKey = o.sealer && o.arc ? (o.sealer.key.export({ format: "pem", type: "pkcs8" }) as string) : null;
-    const Verifier = cappedVerifier();
-    this.verifier = new Verifier({
-      resolver: this.resolver,
-      minBitLength: MIN_RSA_BITS,
-      strict: true,
-      // With a seal to make, mailauth also hashes the body relaxed/sha256 for the ARC-Message-Signature's bh=.
-      ...(this.sealKey !== null ? { seal: { signingDomain: o.sealer!.domain, selector: o.sealer!.selector, privateKey: this.sealKey } } : {}),
-    });
-    this.verifier.checkDkim = o.dkim;
-    this.verifier.checkArc = o.arc;
-    this.verifier.on("error", (err) => {
-      this.failure ??= err;
-    });
   }
 
   write(bytes: Uint8Array): void {
-    if (this.state !== "open" || this.verifier === null || bytes.length === 0) return;
-    if (!this.meter.ended && !this.meter.feed(bytes)) {
-      this.state = "oversized";
-      this.verifier.destroy();
-      this.verifier = null;
+    if (this.state !== "open" || bytes.length === 0) return;
+    const p = this.phase;
+    if (p.kind === "fast") {
+      if (p.dkim?.hashing) p.dkim.update(bytes);
       return;
     }
-    // The bytes are lent for this call only: mailauth keeps header chunks until the section ends, so copy.
-    this.verifier.write(Buffer.from(bytes));
+    if (p.kind === "mailauth") {
+      // The bytes are lent for this call only: mailauth keeps header chunks until the section ends, so copy.
+      p.v.write(Buffer.from(bytes));
+      return;
+    }
+    // The reader copies what it keeps.
+    const start = this.header.feed(bytes);
+    if (this.header.state === "too-large") {
+      this.state = "oversized";
+      return;
+    }
+    if (start < 0) return;
+    this.begin();
+    if (start < bytes.length) this.write(bytes.subarray(start));
   }
 
   async end(): Promise<VerifiedMessage> {
-    const v = this.verifier;
     if (this.state === "aborted") return this.result([], NO_ARC, [], null);
-    if (this.state === "oversized" || v === null) {
+    if (this.state === "oversized") {
       return this.result(this.o.dkim ? [{ result: "permerror", domain: "", selector: "", algorithm: "", b: "", reason: HEADER_TOO_LARGE }] : [], this.o.arc ? { result: "fail", instance: 0, reason: HEADER_TOO_LARGE } : NO_ARC, [], null);
     }
     this.state = "ended";
+    // No end of the header section: mailauth reads such a message its own way.
+    const p = this.phase.kind === "header" ? this.startMailauth() : this.phase;
+    if (p.kind === "fast") return this.result(p.dkim ? await p.dkim.finish() : [], NO_ARC, p.fromDomains, null);
+    const v = (p as { v: Capped }).v;
     await new Promise<void>((res) => {
       v.on("finish", () => res());
       v.on("close", () => res());
@@ -317,7 +299,7 @@ export class MessageVerifier {
       : [];
     let arc = NO_ARC;
     if (this.o.arc) {
-      const r = await mailauth().arc(v.arc, { resolver: this.resolver, minBitLength: MIN_RSA_BITS, strict: true });
+      const r = await mailauth().arc(v.arc, { resolver: this.resolver(), minBitLength: MIN_RSA_BITS, strict: true });
       const result = r.status.result === "pass" || r.status.result === "fail" ? r.status.result : "none";
       arc = { result, instance: typeof r.i === "number" ? r.i : 0, ...(r.status.comment && result !== "pass" ? { reason: r.status.comment } : {}) };
     }
@@ -326,8 +308,45 @@ export class MessageVerifier {
 
   abort(): void {
     if (this.state === "open") this.state = "aborted";
-    this.verifier?.destroy();
-    this.verifier = null;
+    if (this.phase.kind === "mailauth") this.phase.v.destroy();
+    this.phase = { kind: "header" };
+  }
+
+  /** The header section is complete: pick the verifier (see the top of this file). */
+  private begin(): void {
+    const fields = this.header.parse();
+    if (fields.some((f) => f.name === "" || (this.o.arc && ARC_FIELDS.has(f.name))) || this.sealKey !== null) {
+      this.startMailauth();
+      return;
+    }
+    const dkim = this.o.dkim ? new DkimVerification(fields, { lookup: keyLookup(this.o.dns) }) : null;
+    this.phase = { kind: "fast", dkim, fromDomains: fromFieldDomains(fields) };
+  }
+
+  private resolver(): (name: string, type: string) => Promise<unknown[]> {
+    return (this.resolverFn ??= keyResolver(this.o.dns));
+  }
+
+  /** mailauth takes the message: it is written the header section held so far. */
+  private startMailauth(): { kind: "mailauth"; v: Capped } {
+    const Verifier = cappedVerifier();
+    const v = new Verifier({
+      resolver: this.resolver(),
+      minBitLength: MIN_RSA_BITS,
+      strict: true,
+      // With a seal to make, mailauth also hashes the body relaxed/sha256 for the ARC-Message-Signature's bh=.
+      ...(this.sealKey !== null ? { seal: { signingDomain: this.o.sealer!.domain, selector: this.o.sealer!.selector, privateKey: this.sealKey } } : {}),
+    });
+    v.checkDkim = this.o.dkim;
+    v.checkArc = this.o.arc;
+    v.on("error", (err) => {
+      this.failure ??= err;
+    });
+    const held = this.header.section();
+    if (held.length > 0) v.write(Buffer.from(held));
+    const p = { kind: "mailauth" as const, v };
+    this.phase = p;
+    return p;
   }
 
   private result(dkim: DkimOutcome[], arc: ArcOutcome, fromDomains: string[], v: Capped | null): VerifiedMessage {

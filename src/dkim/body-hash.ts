@@ -1,17 +1,22 @@
 /**
- * The "relaxed" body canonicalization of RFC 6376 §3.4.4, fed incrementally and hashed as it goes (SHA-256), so a
+ * The body canonicalizations of RFC 6376 §3.4.3 ("simple") and §3.4.4 ("relaxed"), fed incrementally and hashed as it goes (SHA-256), so a
  * body is never held in memory: runs of WSP become one SP, WSP at a line end goes, empty lines at the end of the
  * body go, and a non-empty body ends with CRLF. A CR that is not part of CRLF is content; a bare LF ends a line
  * (the session refuses both, but a DSN or a stored file handed to signMessage may be less strict).
  */
+import { Buffer } from "node:buffer";
 import { createHash, type Hash } from "node:crypto";
 
 const CR = 13;
 const LF = 10;
 const SP = 32;
 const TAB = 9;
-/** Canonical bytes are collected here and handed to the hash in blocks. */
-const BLOCK = 16384;
+/**
+ * Canonical bytes of lines that need changes are collected here and handed to the hash in blocks (lines already
+ * canonical are hashed straight from the input). Small, and taken from Buffer's pool without zeroing: a verifier
+ * makes one of these per message, and a 16 KiB zeroed block was a measurable share of verifying a small message.
+ */
+const BLOCK = 2048;
 const CRLF = [CR, LF];
 
 /**
@@ -28,9 +33,41 @@ function canonicalLine(bytes: Uint8Array, from: number, to: number): boolean {
   return true;
 }
 
-export class RelaxedBodyHash {
-  private readonly hash: Hash = createHash("sha256");
-  private readonly out = new Uint8Array(BLOCK);
+/** The hash algorithms of DKIM's a= tag (RFC 6376 §3.3; sha1 only so a verifier can say why it refuses it). */
+export type BodyHashAlgorithm = "sha256" | "sha1";
+
+/** A body hash being computed: update() with the body as it streams, digest() once at its end. */
+export interface BodyHasher {
+  update(bytes: Uint8Array): void;
+  /** The body hash, base64 (the bh= value). The hasher cannot be fed afterwards. */
+  digest(): string;
+}
+
+/**
+ * The hash of the canonical body, cut at `limit` octets: RFC 6376 §3.4.5 (l=) counts the body "after
+ * canonicalization", so the cut is made here, below the canonicalization.
+ */
+class LimitedHash {
+  private readonly hash: Hash;
+  private left: number;
+  constructor(algorithm: BodyHashAlgorithm, limit: number) {
+    this.hash = createHash(algorithm);
+    this.left = limit;
+  }
+  update(bytes: Uint8Array): void {
+    if (this.left <= 0) return;
+    if (bytes.length > this.left) bytes = bytes.subarray(0, this.left);
+    this.left -= bytes.length;
+    this.hash.update(bytes);
+  }
+  digest(): string {
+    return this.hash.digest("base64");
+  }
+}
+
+export class RelaxedBodyHash implements BodyHasher {
+  private readonly hash: LimitedHash;
+  private readonly out: Uint8Array = Buffer.allocUnsafe(BLOCK);
   private used = 0;
   /** WSP seen since the last content byte of this line: one SP is written if content follows on the line. */
   private wsp = false;
@@ -44,6 +81,11 @@ export class RelaxedBodyHash {
   length = 0;
   /** The body holds a NUL octet (RFC 5322 §2.3 and RFC 6152 forbid it; OpenDKIM fails such signatures). */
   sawNul = false;
+
+  /** `limit`: hash only the first so many canonical octets (a signature's l= tag). */
+  constructor(algorithm: BodyHashAlgorithm = "sha256", limit = Infinity) {
+    this.hash = new LimitedHash(algorithm, limit);
+  }
 
   update(bytes: Uint8Array): void {
     const n = bytes.length;
@@ -112,7 +154,7 @@ export class RelaxedBodyHash {
     // §3.4.4: a non-empty body that does not end with CRLF gets one; the empty lines at the end are ignored.
     if (this.content) this.lineEnd();
     this.flush();
-    return this.hash.digest("base64");
+    return this.hash.digest();
   }
 
   private lineEnd(): void {
@@ -154,3 +196,62 @@ export class RelaxedBodyHash {
     this.used = 0;
   }
 }
+
+/**
+ * The "simple" body canonicalization of RFC 6376 §3.4.3: the body as it is, except that the empty lines at its end
+ * go and it ends with exactly one CRLF (an empty body is one CRLF). Only the CRLFs at the end of what has arrived
+ * are held back, as a count: they are the body's end unless content follows.
+ */
+export class SimpleBodyHash implements BodyHasher {
+  private readonly hash: LimitedHash;
+  /** CRLF pairs at the end of what arrived. */
+  private crlfs = 0;
+  /** A CR after them, the last byte so far: an LF next makes it one more pair. */
+  private cr = false;
+  constructor(algorithm: BodyHashAlgorithm = "sha256", limit = Infinity) {
+    this.hash = new LimitedHash(algorithm, limit);
+  }
+  update(bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
+    let from = 0;
+    if (this.cr) {
+      // The held CR ends a line when an LF follows; otherwise it is content.
+      if (bytes[0] === LF) {
+        this.cr = false;
+        this.crlfs++;
+        from = 1;
+      } else {
+        this.release();
+      }
+    }
+    // The run of CRLF pairs at the end of the chunk, and a CR after it.
+    let end = bytes.length;
+    const cr = end > from && bytes[end - 1] === CR;
+    if (cr) end--;
+    while (end - from >= 2 && bytes[end - 2] === CR && bytes[end - 1] === LF) end -= 2;
+    if (end > from) {
+      this.release();
+      this.hash.update(bytes.subarray(from, end));
+      this.crlfs = 0;
+      this.cr = false;
+    }
+    this.crlfs += (bytes.length - (cr ? 1 : 0) - end) / 2;
+    this.cr = cr;
+  }
+  /** What was held back is content after all: written out. */
+  private release(): void {
+    for (; this.crlfs > 0; this.crlfs--) this.hash.update(CRLF_BYTES);
+    if (this.cr) this.hash.update(CR_BYTE);
+    this.cr = false;
+  }
+  digest(): string {
+    if (this.cr) this.release();
+    // The held pairs are the empty lines at the end (and the last line's break): one CRLF stands for them all.
+    this.crlfs = 0;
+    this.hash.update(CRLF_BYTES);
+    return this.hash.digest();
+  }
+}
+
+const CRLF_BYTES = Uint8Array.of(CR, LF);
+const CR_BYTE = Uint8Array.of(CR);

@@ -23,14 +23,24 @@ export interface HeaderField {
   readonly raw: string;
 }
 
+/** Bounds on a header section: octets, fields, and lines (continuation lines included). */
+export interface HeaderLimits {
+  readonly bytes: number;
+  readonly fields: number;
+  readonly lines?: number;
+}
+
 export class HeaderSectionReader {
   private readonly chunks: Uint8Array[] = [];
   private bytes = 0;
   private fields = 0;
+  private lines = 0;
   private atLineStart = true;
   /** A CR at a line start: the next LF ends the section. */
   private crAtLineStart = false;
   state: HeaderState = "reading";
+
+  constructor(private readonly limits: HeaderLimits = { bytes: MAX_HEADER_BYTES, fields: MAX_HEADER_FIELDS }) {}
 
   /**
    * Feeds bytes of the message from its start. Returns the offset in `bytes` where the body begins once the empty
@@ -53,12 +63,13 @@ export class HeaderSectionReader {
           i++;
           continue;
         }
-        if (b !== SP && b !== TAB && ++this.fields > MAX_HEADER_FIELDS) return this.tooLarge();
+        if (b !== SP && b !== TAB && ++this.fields > this.limits.fields) return this.tooLarge();
         this.atLineStart = false;
       }
       // The rest of the line: jump to its LF.
       const lf = bytes.indexOf(LF, i);
       if (lf === -1) break;
+      if (++this.lines > (this.limits.lines ?? Infinity)) return this.tooLarge();
       i = lf + 1;
       this.atLineStart = true;
     }
@@ -67,17 +78,24 @@ export class HeaderSectionReader {
 
   /** The fields, in order, once the section is complete (or the message ended without a body). */
   parse(): HeaderField[] {
-    const all = new Uint8Array(this.bytes);
+    return splitFields(this.section().toString("latin1"));
+  }
+  /** The bytes read so far (the whole section, its empty line included, once it is complete). */
+  section(): Buffer {
+    if (this.chunks.length === 1) return Buffer.from(this.chunks[0]!.buffer, this.chunks[0]!.byteOffset, this.chunks[0]!.length);
+    const all = Buffer.allocUnsafe(this.bytes);
     let off = 0;
     for (const c of this.chunks) {
       all.set(c, off);
       off += c.length;
     }
-    return splitFields(Buffer.from(all.buffer, all.byteOffset, all.length).toString("latin1"));
+    this.chunks.length = 0;
+    this.chunks.push(all);
+    return all;
   }
 
   private keep(bytes: Uint8Array, end: number): boolean {
-    if (this.bytes + end > MAX_HEADER_BYTES) return false;
+    if (this.bytes + end > this.limits.bytes) return false;
     this.chunks.push(bytes.slice(0, end));
     this.bytes += end;
     return true;

@@ -1,9 +1,34 @@
 /**
- * dkim/: DKIM signing (RFC 6376, RFC 8463) and its keys. Pure apart from reading and writing key files; used by the
+ * dkim/: DKIM signing and verification (RFC 6376, RFC 8463) and its keys. Pure apart from reading and writing key files; used by the
  * signing stage in inbound/, by app/ for our DSNs, and by the CLI (`dkim keygen`, `dns-records`).
  */
-export { RelaxedBodyHash } from "./body-hash.ts";
-export { HeaderSectionReader, MAX_HEADER_BYTES, MAX_HEADER_FIELDS, splitFields, type HeaderField } from "./header-section.ts";
+export { RelaxedBodyHash, SimpleBodyHash, type BodyHashAlgorithm, type BodyHasher } from "./body-hash.ts";
+export {
+  HeaderSectionReader,
+  MAX_HEADER_BYTES,
+  MAX_HEADER_FIELDS,
+  splitFields,
+  type HeaderField,
+  type HeaderLimits,
+} from "./header-section.ts";
+export { compact, parseTagList, type TagList } from "./tag-list.ts";
+export {
+  bPrefix,
+  DkimVerification,
+  KEY_TOO_LARGE_REASON,
+  KEY_TOO_SMALL_REASON,
+  keyRecordTooLarge,
+  MAX_RSA_BITS,
+  MAX_SIGNATURES,
+  MIN_RSA_BITS,
+  OVER_LIMIT,
+  unverifiedVerdict,
+  type DkimVerifyOptions,
+  type KeyAnswer,
+  type KeyLookup,
+  type SignatureVerdict,
+  type VerdictResult,
+} from "./verify.ts";
 export {
   DkimKeyring,
   DkimSigning,

@@ -87,16 +87,18 @@ export const SIGNED_FIELDS: readonly string[] = [
 
 const MAX_LINE = 78;
 
+/** A field value that relaxed canonicalization leaves as it is, but for WSP after the colon: no fold, TAB, WSP run or WSP at its end. */
+const RELAXED_CHANGES = /[\t\r\n]| {2}| $/;
+
 /** RFC 6376 §3.4.2 relaxed header canonicalization of one field (latin1, without its final CRLF). */
 export function relaxedHeader(raw: string): string {
   const colon = raw.indexOf(":");
   const name = raw.slice(0, colon).replace(/[ \t]+$/, "").toLowerCase(); // WSP before ":" (obsolete) goes
-  const value = raw
-    .slice(colon + 1)
-    .replace(/\r\n/g, "")
-    .replace(/[ \t]+/g, " ")
-    .replace(/^ /, "")
-    .replace(/ $/, "");
+  let value = raw.slice(colon + 1);
+  // Most values need only the WSP after the colon removed; the full rules run for the rest.
+  if (RELAXED_CHANGES.test(value)) {
+    value = value.replace(/\r\n/g, "").replace(/[ \t]+/g, " ").replace(/^ /, "").replace(/ $/, "");
+  } else if (value.charCodeAt(0) === 32) value = value.slice(1);
   return `${name}:${value}`;
 }
 

@@ -62,10 +62,14 @@ def dnsfunc(name, timeout=5):
     return records.get(n.rstrip('.'), '').encode()
 op = job['op']
 if op == 'sign':
+    canon = job.get('canon', 'relaxed/relaxed').split('/')
+    identity = job.get('identity')
     sig = dkim.sign(msg, job['selector'].encode(), job['domain'].encode(), job['key'].encode(),
+                    identity=identity.encode() if identity else None,
                     signature_algorithm=job['algorithm'].encode(),
                     include_headers=[h.encode() for h in job['headers']],
-                    canonicalize=(b'relaxed', b'relaxed'))
+                    canonicalize=(canon[0].encode(), canon[1].encode()),
+                    length=job.get('length', False))
     sys.stdout.buffer.write(sig + msg)
 elif op == 'arcsign':
     sigs = dkim.arc_sign(msg, job['selector'].encode(), job['domain'].encode(), job['key'].encode(),
@@ -92,9 +96,23 @@ function run(job: object, message: Uint8Array): Buffer {
 
 const HEADERS = ["from", "to", "subject", "date", "message-id"];
 
-/** The message with a DKIM-Signature made by dkimpy (relaxed/relaxed) on top. */
-export function dkimpySign(message: Uint8Array, k: TestKey): Buffer {
-  return run({ op: "sign", selector: k.selector, domain: k.domain, key: k.dkimpyKey, algorithm: k.algorithm, headers: HEADERS }, message);
+export interface SignOptions {
+  /** c=, "relaxed/relaxed" by default. */
+  canon?: string;
+  /** h=: the fields to sign, a name listed more often than present over-signs it. */
+  headers?: string[];
+  /** l=: dkimpy writes the body length it signed. */
+  length?: boolean;
+  /** i=. */
+  identity?: string;
+}
+
+/** The message with a DKIM-Signature made by dkimpy (relaxed/relaxed unless told) on top. */
+export function dkimpySign(message: Uint8Array, k: TestKey, o: SignOptions = {}): Buffer {
+  return run(
+    { op: "sign", selector: k.selector, domain: k.domain, key: k.dkimpyKey, algorithm: k.algorithm, headers: o.headers ?? HEADERS, canon: o.canon, length: o.length ?? false, identity: o.identity },
+    message,
+  );
 }
 
 /** The message with dkimpy's next ARC set on top (it needs an Authentication-Results field of `srvId`). */
