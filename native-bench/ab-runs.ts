@@ -14,18 +14,24 @@ export interface NamedPeer {
   peer: RunningPeer & { output(): string };
 }
 
-/** `--messages N (default 5000) --reps R (default 3)`. */
-export function parseRepsArgs(argv: string[], usage: string): { messages: number; reps: number } {
-  let values;
+/** `--messages N (default 5000) --reps R (default 3)`, and the string options named in `extra`. */
+export function parseRepsArgs(
+  argv: string[],
+  usage: string,
+  extra: string[] = [],
+): { messages: number; reps: number; options: Record<string, string | undefined> } {
+  let values: Record<string, string | boolean | undefined>;
+  const options: Record<string, { type: "string" }> = { messages: { type: "string" }, reps: { type: "string" } };
+  for (const name of extra) options[name] = { type: "string" };
   try {
-    ({ values } = parseArgs({ args: argv, options: { messages: { type: "string" }, reps: { type: "string" } } }));
+    ({ values } = parseArgs({ args: argv, options }));
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
   const messages = Number(values.messages ?? 5000);
   const reps = Number(values.reps ?? 3);
   if (!Number.isInteger(messages) || messages < 1 || !Number.isInteger(reps) || reps < 1) throw new UsageError(usage);
-  return { messages, reps };
+  return { messages, reps, options: Object.fromEntries(extra.map((n) => [n, values[n] as string | undefined])) };
 }
 
 /**

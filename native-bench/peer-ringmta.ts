@@ -65,7 +65,9 @@ export async function startRingmta(limits: { maxConnections?: number; maxConnect
   const [port] = await freePorts(1);
   const configPath = join(dir, "ringmta.toml");
   writeFileSync(configPath, ringmtaToml({ port: port!, dataDir, ...limits }));
-  const c = startChild(process.execPath, [join(REPO, "src", "main.ts"), "serve", "--config", configPath], { cwd: dir });
+  // RINGMTA_BENCH_BUN_ARGS: options for Bun itself, e.g. "--cpu-prof-md --cpu-prof-dir=/tmp/prof" to profile.
+  const bunArgs = (process.env.RINGMTA_BENCH_BUN_ARGS ?? "").split(/\s+/).filter(Boolean);
+  const c = startChild(process.execPath, [...bunArgs, join(REPO, "src", "main.ts"), "serve", "--config", configPath], { cwd: dir });
   try {
     await waitForSmtp(port!, 30_000, () => !exited(c.proc));
   } catch (e) {

@@ -144,7 +144,7 @@ export function buildStages(o: {
     checked: (view) => view.authUser === undefined && !o.policy().inRelayNetworks(view.clientAddress),
     authservId: () => o.config().hostname,
     dns: () => resolver,
-    spf: (q, dns, receiver) => spfMemo.check(q, dns, { receiver }),
+    spf: (q, dns, receiver) => spfMemo.peek(q) ?? spfMemo.check(q, dns, { receiver }),
     sealer: (tx) => forwardSealer(o.config(), keyring, o.localDomains(), tx),
     now: Date.now,
     counted: o.authCheck,

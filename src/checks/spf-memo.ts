@@ -15,6 +15,9 @@ import type { SpfOutcome, SpfQuery } from "./types.ts";
 export const SPF_MEMO_MS = 10_000;
 export const SPF_MEMO_MAX = 10_000;
 
+/** NUL cannot appear in an address, a HELO name or an SMTP path: the key is unambiguous. */
+const keyOf = (q: SpfQuery): string => `${q.ip}\0${q.helo}\0${q.sender}`;
+
 export class SpfMemo {
   private readonly entries = new Map<string, { until: number; outcome: SpfOutcome }>();
 
@@ -27,12 +30,19 @@ export class SpfMemo {
     return this.entries.size;
   }
 
+  /**
+   * The remembered outcome of this query, or undefined: lets the caller answer at once (a MAIL FROM that needs no
+   * busy phase) when the sender was seen within SPF_MEMO_MS.
+   */
+  peek(q: SpfQuery): SpfOutcome | undefined {
+    const hit = this.entries.get(keyOf(q));
+    return hit !== undefined && hit.until > this.now() ? hit.outcome : undefined;
+  }
+
   async check(q: SpfQuery, dns: DnsLookup, opts: SpfOptions = {}): Promise<SpfOutcome> {
-    // NUL cannot appear in an address, a HELO name or an SMTP path: the key is unambiguous.
-    const key = `${q.ip}\0${q.helo}\0${q.sender}`;
-    const t = this.now();
+    const key = keyOf(q);
     const hit = this.entries.get(key);
-    if (hit !== undefined && hit.until > t) return hit.outcome;
+    if (hit !== undefined && hit.until > this.now()) return hit.outcome;
     const outcome = await checkSpf(q, dns, opts);
     if (outcome.result === "temperror") return outcome;
     this.entries.delete(key);

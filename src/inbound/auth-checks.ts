@@ -24,7 +24,7 @@ import {
   type VerifiedMessage,
 } from "../checks/index.ts";
 import type { DnsLookup } from "../dns/index.ts";
-import type { EndVerdict, MessageObserver, SessionView, Stage, StageSession, StageTransaction } from "../mail/index.ts";
+import type { EndVerdict, MessageObserver, SessionView, Stage, StageSession, StageTransaction, Verdict } from "../mail/index.ts";
 
 /** The [checks] settings the stage reads at each transaction (a SIGHUP applies to the next one). */
 export interface AuthCheckSwitches {
@@ -45,8 +45,11 @@ export interface AuthChecksDeps {
   authservId(): string;
   /** The resolver in force (SIGHUP may replace it). */
   dns(): DnsLookup;
-  /** SPF check_host() through `dns` (checks/checkSpf, or its SpfMemo); `receiver` is our name for %{r}. */
-  spf(q: SpfQuery, dns: DnsLookup, receiver: string): Promise<SpfOutcome>;
+  /**
+   * SPF check_host() through `dns` (checks/checkSpf, or its SpfMemo): an outcome known now (remembered), or a
+   * promise of one; `receiver` is our name for %{r}.
+   */
+  spf(q: SpfQuery, dns: DnsLookup, receiver: string): SpfOutcome | Promise<SpfOutcome>;
   /** The key to ARC-seal a transaction that forwards mail (SRS on, an alias target outside our domains), or null. */
   sealer(tx: StageTransaction): ArcSealer | null;
   now(): number;
@@ -190,11 +193,14 @@ export function authChecksStage(deps: AuthChecksDeps): Stage {
           if (!s.spf) return null;
           const q = { ip: view.clientAddress, helo: view.helo ?? "", sender };
           // %{r} in an explanation (RFC 7208 §7.3) is our name, as in the Authentication-Results field.
-          return deps.spf(q, deps.dns(), deps.authservId()).then((r) => {
+          const settle = (r: SpfOutcome): Verdict => {
             spf = r;
             deps.counted("spf", r.result);
             return r.result === "fail" && s.spfReject ? spfRejectReply(r) : null;
-          });
+          };
+          // A known outcome answers synchronously: no busy phase for a sender seen a moment ago.
+          const r = deps.spf(q, deps.dns(), deps.authservId());
+          return r instanceof Promise ? r.then(settle) : settle(r);
         },
         message(tx: StageTransaction) {
           if (sw === null) return null;

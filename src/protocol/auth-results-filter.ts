@@ -97,26 +97,38 @@ export class OwnAuthResultsFilter {
   feed(bytes: Uint8Array, out: (b: Uint8Array) => void): void {
     if (this.done) return out(bytes);
     const len = bytes.length;
+    // bytes[start, i) have the current line's disposition and are not yet passed on: kept lines are handed on in
+    // one piece per chunk, not one per line, so a message costs its observers and the spool a write or two.
     let start = 0;
     const run = (end: number): void => {
       if (end > start) this.dispose(bytes.subarray(start, end), out);
       start = end;
     };
     for (let i = 0; i < len; i++) {
+      if (!this.atLineStart && this.line !== "name") {
+        // The rest of a line whose fate is known: straight to its end (native search, not a byte loop).
+        const lf = bytes.indexOf(LF, i);
+        if (lf < 0) break;
+        i = lf;
+      }
       let b = bytes[i]!;
       if (this.atLineStart) {
         this.atLineStart = false;
         if (b === SP || b === HTAB) {
           // A continuation line (RFC 5322 §2.2.3): it belongs to the current field.
-          this.line = this.field === "held" ? "hold" : this.field === "dropping" ? "drop" : "keep";
+          const next: Disposition = this.field === "held" ? "hold" : this.field === "dropping" ? "drop" : "keep";
+          if (next !== this.line) run(i);
+          this.line = next;
         } else {
+          run(i);
           this.endField(out);
           if (b === CR || b === LF) {
             // The empty line ends the header section: the rest is body.
             this.done = true;
             return out(bytes.subarray(i));
           }
-          this.line = "name";
+          // Only a field whose name starts with "a" can be Authentication-Results: the others are kept at once.
+          this.line = (b | 32) === NAME[0] ? "name" : "keep";
           this.matched = 0;
         }
       }
@@ -138,9 +150,10 @@ export class OwnAuthResultsFilter {
         }
       }
       if (b === LF) {
+        this.atLineStart = true;
+        if (this.line === "keep") continue;
         run(i + 1);
         if (this.line === "name") this.decideName(false, out); // a line without a colon: not ours to judge
-        this.atLineStart = true;
         if (this.field === "held" && this.heldLen > HOLD_MAX) this.decideEarly(out);
       }
     }

@@ -49,3 +49,16 @@ describe("SpfMemo", () => {
     expect(memo.size).toBe(SPF_MEMO_MAX);
   }, 60_000);
 });
+
+describe("SpfMemo.peek", () => {
+  test("answers at once for a remembered query, undefined otherwise or once expired", async () => {
+    let t = 0;
+    const memo = new SpfMemo(() => t, 1_000);
+    const q = { ip: "192.0.2.9", helo: "h.test", sender: "b@memo.test" };
+    expect(memo.peek(q)).toBeUndefined();
+    const r = await memo.check(q, dns);
+    expect(memo.peek(q)).toBe(r);
+    t += 1_001;
+    expect(memo.peek(q)).toBeUndefined();
+  });
+});
