@@ -101,9 +101,9 @@ let lib: MailauthLib | null = null;
 
 export function mailauth(): MailauthLib {
   if (lib !== null) return lib;
-  const verifier = verifierModule as { DkimVerifier: DkimVerifierClass };
-  const arcLib = arcModule as Pick<MailauthLib, "arc" | "createSeal">;
-  const dmarcRecord = dmarcRecordModule as Pick<MailauthLib, "parseDmarcRecord" | "getPolicyTags">;
+  const verifier = verifierModule as unknown as { DkimVerifier: DkimVerifierClass };
+  const arcLib = arcModule as unknown as Pick<MailauthLib, "arc" | "createSeal">;
+  const dmarcRecord = dmarcRecordModule as unknown as Pick<MailauthLib, "parseDmarcRecord" | "getPolicyTags">;
   lib = {
     DkimVerifier: verifier.DkimVerifier,
     arc: arcLib.arc,

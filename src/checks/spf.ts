@@ -42,7 +42,7 @@ interface MailauthSpfResponse {
 
 // mailauth is CommonJS without an exports map: its SPF module is imported statically (module.exports as the
 // default) so that `bun build --compile` bundles it.
-const { spf: mailauthSpf } = spfModule as { spf: (opts: MailauthSpfOptions) => Promise<MailauthSpfResponse> };
+const { spf: mailauthSpf } = spfModule as unknown as { spf: (opts: MailauthSpfOptions) => Promise<MailauthSpfResponse> };
 
 /** RFC 7208 §4.6.4: "at least 20 seconds" is the suggested limit on the whole evaluation. */
 export const SPF_TIMEOUT_MS = 20_000;
