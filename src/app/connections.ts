@@ -6,6 +6,7 @@
  */
 import type { Authenticator } from "../auth/index.ts";
 import type { Config, ListenerConfig } from "../config/index.ts";
+import { anyCheckOn } from "../inbound/index.ts";
 import type { Stage } from "../mail/index.ts";
 import type { Logger } from "../observe/index.ts";
 import { setImmediate } from "node:timers";
@@ -19,8 +20,6 @@ import type { ServerMetrics } from "./metrics.ts";
 const NOOP_HANDLER: ConnHandler = { onData() {}, onDrain() {}, onClose() {} };
 const enc = new TextEncoder();
 
-const checksOn = (c: Config): boolean => c.checks.spf || c.checks.dkim || c.checks.arc || c.checks.dmarc !== "off";
-
 function sessionSettings(c: Config, l: ListenerConfig): SessionSettings {
   return {
     hostname: c.hostname,
@@ -33,7 +32,7 @@ function sessionSettings(c: Config, l: ListenerConfig): SessionSettings {
     errorDelayAfter: c.limits.errorDelayAfter,
     maxErrors: c.limits.maxErrors,
     // RFC 8601 §5: with any check on we add our Authentication-Results, so fields forged with our id go.
-    ownAuthservId: checksOn(c) ? c.hostname : "",
+    ownAuthservId: anyCheckOn(c.checks) ? c.hostname : "",
   };
 }
 

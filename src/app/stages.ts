@@ -28,7 +28,7 @@ import {
   type RateLimitEntry,
 } from "../inbound/index.ts";
 import { SpfMemo, type ArcSealer } from "../checks/index.ts";
-import type { SessionView, Stage, StageTransaction } from "../mail/index.ts";
+import { splitAddress, type SessionView, type Stage, type StageTransaction } from "../mail/index.ts";
 import type { Logger } from "../observe/index.ts";
 import type { Policy } from "../policy/index.ts";
 import type { DsnSigner } from "../queue/index.ts";
@@ -56,7 +56,7 @@ function rateLimitEntries(c: Config, old: readonly RateLimitEntry[]): RateLimitE
  */
 function forwardSealer(c: Config, keyring: DkimKeyring, domains: ReadonlySet<string> | null, tx: StageTransaction): ArcSealer | null {
   if (c.srs.secret === "" || domains === null) return null;
-  const forwards = tx.recipients.some((r) => domains.has(r.domain.toLowerCase()) && r.targets.some((t) => !domains.has(domainOf(t))));
+  const forwards = tx.recipients.some((r) => domains.has(r.domain.toLowerCase()) && r.targets.some((t) => !domains.has(splitAddress(t).domain.toLowerCase())));
   if (!forwards) return null;
   const srsDomain = c.srs.domain !== "" ? c.srs.domain : [...domains][0];
   if (srsDomain === undefined) return null;
@@ -64,7 +64,6 @@ function forwardSealer(c: Config, keyring: DkimKeyring, domains: ReadonlySet<str
   return key === undefined ? null : { domain: key.domain, selector: key.selector, key: key.key };
 }
 
-const domainOf = (address: string): string => address.slice(address.lastIndexOf("@") + 1).toLowerCase();
 
 export interface InboundStages {
   readonly stages: ReadonlyArray<Stage>;

@@ -94,12 +94,17 @@ function lastOutsideQuotes(s: string, ch: string): number {
 
 /** The distinct author domains of these From field values, lower-case, without a trailing dot. */
 export function authorDomains(fromValues: ReadonlyArray<string>): string[] {
+  return domainsOf(fromValues.flatMap(addrSpecs));
+}
+
+/** The distinct domains (after the last "@") of these addresses, lower-case, without a trailing dot. */
+export function domainsOf(addresses: ReadonlyArray<string>): string[] {
   const out = new Set<string>();
-  for (const v of fromValues) {
-    for (const spec of addrSpecs(v)) {
-      const d = spec.slice(spec.lastIndexOf("@") + 1).toLowerCase().replace(/\.$/, "");
-      if (d !== "") out.add(d);
-    }
+  for (const a of addresses) {
+    const at = a.lastIndexOf("@");
+    if (at < 0) continue;
+    const d = a.slice(at + 1).trim().toLowerCase().replace(/\.$/, "");
+    if (d !== "") out.add(d);
   }
   return [...out];
 }

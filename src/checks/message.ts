@@ -13,7 +13,7 @@
  * gets a result, even one too broken to process (types.ts promises one outcome per field).
  */
 import { Buffer } from "node:buffer";
-import { authorDomains } from "./from-domains.ts";
+import { authorDomains, domainsOf } from "./from-domains.ts";
 import type { KeyObject } from "node:crypto";
 import {
   bPrefix,
@@ -216,15 +216,9 @@ function fromFieldDomains(fields: ReadonlyArray<HeaderField>): string[] {
   return authorDomains(values);
 }
 
-function fromDomainsOf(addresses: ReadonlyArray<string>): string[] {
-  const out = new Set<string>();
-  for (const a of addresses) {
-    const at = a.lastIndexOf("@");
-    if (at < 0) continue;
-    const d = a.slice(at + 1).trim().toLowerCase().replace(/\.$/, "");
-    if (d !== "") out.add(d);
-  }
-  return [...out];
+/** One result for a message that could not be verified at all (no signature could be read). */
+function wholeMessage(reason: string): DkimOutcome {
+  return { result: "permerror", domain: "", selector: "", algorithm: "", b: "", reason };
 }
 
 const NO_ARC: ArcOutcome = { result: "none", instance: 0 };
@@ -277,7 +271,7 @@ export class MessageVerifier {
   async end(): Promise<VerifiedMessage> {
     if (this.state === "aborted") return this.result([], NO_ARC, [], null);
     if (this.state === "oversized") {
-      return this.result(this.o.dkim ? [{ result: "permerror", domain: "", selector: "", algorithm: "", b: "", reason: HEADER_TOO_LARGE }] : [], this.o.arc ? { result: "fail", instance: 0, reason: HEADER_TOO_LARGE } : NO_ARC, [], null);
+      return this.result(this.o.dkim ? [wholeMessage(HEADER_TOO_LARGE)] : [], this.o.arc ? { result: "fail", instance: 0, reason: HEADER_TOO_LARGE } : NO_ARC, [], null);
     }
     this.state = "ended";
     // No end of the header section: mailauth reads such a message its own way.
@@ -292,7 +286,7 @@ export class MessageVerifier {
     });
     if (this.failure !== null || v.headers === false) {
       const reason = `message could not be parsed${this.failure ? `: ${this.failure.message}` : ""}`.slice(0, 200);
-      return this.result(this.o.dkim ? [{ result: "permerror", domain: "", selector: "", algorithm: "", b: "", reason }] : [], NO_ARC, fromDomainsOf(v.headerFrom ?? []), null);
+      return this.result(this.o.dkim ? [wholeMessage(reason)] : [], NO_ARC, domainsOf(v.headerFrom ?? []), null);
     }
     const dkim = this.o.dkim
       ? [...v.results.filter((r) => r.status.result !== "none").map(dkimOutcome), ...v.excess.map(unverified)]
@@ -303,7 +297,7 @@ export class MessageVerifier {
       const result = r.status.result === "pass" || r.status.result === "fail" ? r.status.result : "none";
       arc = { result, instance: typeof r.i === "number" ? r.i : 0, ...(r.status.comment && result !== "pass" ? { reason: r.status.comment } : {}) };
     }
-    return this.result(dkim, arc, fromDomainsOf(v.headerFrom), v);
+    return this.result(dkim, arc, domainsOf(v.headerFrom), v);
   }
 
   abort(): void {

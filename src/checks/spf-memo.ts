@@ -40,11 +40,11 @@ export class SpfMemo {
   }
 
   async check(q: SpfQuery, dns: DnsLookup, opts: SpfOptions = {}): Promise<SpfOutcome> {
-    const key = keyOf(q);
-    const hit = this.entries.get(key);
-    if (hit !== undefined && hit.until > this.now()) return hit.outcome;
+    const known = this.peek(q);
+    if (known !== undefined) return known;
     const outcome = await checkSpf(q, dns, opts);
     if (outcome.result === "temperror") return outcome;
+    const key = keyOf(q);
     this.entries.delete(key);
     if (this.entries.size >= SPF_MEMO_MAX) this.entries.delete(this.entries.keys().next().value!);
     this.entries.set(key, { until: this.now() + this.ttlMs, outcome });

@@ -37,6 +37,11 @@ export interface AuthCheckSwitches {
 
 export type AuthCheck = "spf" | "dkim" | "arc" | "dmarc";
 
+/** Whether [checks] asks for anything at all (then our Authentication-Results field is added, forged ones go). */
+export function anyCheckOn(sw: AuthCheckSwitches): boolean {
+  return sw.spf || sw.dkim || sw.arc || sw.dmarc !== "off";
+}
+
 export interface AuthChecksDeps {
   switches(): AuthCheckSwitches;
   /** The sessions that are checked: neither authenticated nor from relay.networks (asked at MAIL, after AUTH). */
@@ -188,17 +193,17 @@ export function authChecksStage(deps: AuthChecksDeps): Stage {
           sw = null;
           if (!deps.checked(view)) return null;
           const s = deps.switches();
-          if (!s.spf && !s.dkim && !s.arc && s.dmarc === "off") return null;
+          if (!anyCheckOn(s)) return null;
           sw = s;
           if (!s.spf) return null;
           const q = { ip: view.clientAddress, helo: view.helo ?? "", sender };
-          // %{r} in an explanation (RFC 7208 §7.3) is our name, as in the Authentication-Results field.
           const settle = (r: SpfOutcome): Verdict => {
             spf = r;
             deps.counted("spf", r.result);
             return r.result === "fail" && s.spfReject ? spfRejectReply(r) : null;
           };
-          // A known outcome answers synchronously: no busy phase for a sender seen a moment ago.
+          // A known outcome answers synchronously: no busy phase for a sender seen a moment ago. %{r} in an
+          // explanation (RFC 7208 §7.3) is our name, as in the Authentication-Results field.
           const r = deps.spf(q, deps.dns(), deps.authservId());
           return r instanceof Promise ? r.then(settle) : settle(r);
         },

@@ -18,6 +18,7 @@ export { RATE_LIMIT_MAX_KEYS, RateLimiter, type RateLimitSpec } from "./rate-lim
 export type { DefenceLog, DefenceReason, DefenceReport } from "./report.ts";
 export { dkimSignStage, type DkimSignSettings } from "./dkim-sign.ts";
 export {
+  anyCheckOn,
   authChecksStage,
   concludeChecks,
   verifierFor,

@@ -8,6 +8,23 @@
  * secret AEAD suites only, in the server's order (TLS 1.3 suites are all AEAD). Both adapters apply it.
  */
 export const TLS_MIN_VERSION = "TLSv1.2";
+
+/**
+ * The chain a TLS peer sent, leaf first, from its certificate as node:tls and Bun both give it (DER in `raw`, the
+ * issuer in `issuerCertificate`, a self-signed one pointing at itself): what DANE matches (RFC 7672, RFC 7671
+ * §5.2.2). At most 10 certificates. Both adapters fill TlsInfo.peerChain with it.
+ */
+export function peerChainOf(leaf: unknown): Uint8Array[] {
+  const chain: Uint8Array[] = [];
+  let cert = (leaf ?? null) as { raw?: Uint8Array; issuerCertificate?: unknown } | null;
+  while (cert !== null && cert.raw instanceof Uint8Array && chain.length < 10) {
+    chain.push(new Uint8Array(cert.raw));
+    const next = cert.issuerCertificate as typeof cert | undefined;
+    if (next === undefined || next === cert) break;
+    cert = next;
+  }
+  return chain;
+}
 export const TLS12_CIPHERS = [
   "ECDHE-ECDSA-AES128-GCM-SHA256",
   "ECDHE-RSA-AES128-GCM-SHA256",

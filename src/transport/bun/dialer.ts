@@ -11,7 +11,7 @@
 import { constants as cryptoConstants } from "node:crypto";
 import { rootCertificates } from "node:tls";
 import { WriteQueue } from "./write-queue.ts";
-import type { ClientConn, ClientTlsOptions, ConnHandler, DialOptions, Dialer, TlsInfo } from "../types.ts";
+import { peerChainOf, type ClientConn, type ClientTlsOptions, type ConnHandler, type DialOptions, type Dialer, type TlsInfo } from "../types.ts";
 
 declare const Bun: any;
 type BunSocket = any;
@@ -35,14 +35,7 @@ function tlsInfoOf(s: BunSocket): TlsInfo {
   const info: TlsInfo = { version: String(s.getTLSVersion?.() ?? "TLS"), cipher: String(cipher?.standardName ?? cipher?.name ?? "") };
   // The native socket's argument is "abbreviated" (node:tls's `detailed` negated): false gives the chain as the
   // server sent it, through issuerCertificate, leaf first (DANE-TA needs it, RFC 7671 §5.2.2).
-  const chain: Uint8Array[] = [];
-  let cert = (s.getPeerCertificate?.(false) ?? null) as { raw?: Uint8Array; issuerCertificate?: unknown } | null;
-  while (cert !== null && cert.raw instanceof Uint8Array && chain.length < 10) {
-    chain.push(new Uint8Array(cert.raw));
-    const next = cert.issuerCertificate as typeof cert | undefined;
-    if (next === undefined || next === cert) break;
-    cert = next;
-  }
+  const chain = peerChainOf(s.getPeerCertificate?.(false));
   if (chain.length > 0) info.peerChain = chain;
   return info;
 }

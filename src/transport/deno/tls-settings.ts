@@ -3,7 +3,7 @@
  * same AEAD-only suites as the Bun adapter, server order first (TLS 1.3 suites are all AEAD).
  */
 import { rootCertificates, createSecureContext, type SecureContext, type TLSSocket } from "node:tls";
-import { TLS_MIN_VERSION, TLS12_CIPHERS, type TlsInfo, type TlsOptions } from "../types.ts";
+import { peerChainOf, TLS_MIN_VERSION, TLS12_CIPHERS, type TlsInfo, type TlsOptions } from "../types.ts";
 
 export const MIN_VERSION = TLS_MIN_VERSION;
 export const CIPHERS = TLS12_CIPHERS;
@@ -39,15 +39,8 @@ export function caList(extra: string | undefined): string[] | undefined {
 export function tlsInfoOf(s: TLSSocket): TlsInfo {
   const c = s.getCipher?.() as { standardName?: string; name?: string } | undefined;
   const info: TlsInfo = { version: String(s.getProtocol?.() ?? "TLS"), cipher: String(c?.standardName ?? c?.name ?? "") };
-  // The chain as the server sent it, leaf first (DANE, RFC 7672); a self-signed end points at itself.
-  const chain: Uint8Array[] = [];
-  let cert = (s.getPeerCertificate?.(true) ?? null) as { raw?: Uint8Array; issuerCertificate?: unknown } | null;
-  while (cert !== null && cert.raw instanceof Uint8Array && chain.length < 10) {
-    chain.push(new Uint8Array(cert.raw));
-    const next = cert.issuerCertificate as typeof cert | undefined;
-    if (next === undefined || next === cert) break;
-    cert = next;
-  }
+  // The chain as the server sent it, leaf first (DANE, RFC 7672).
+  const chain = peerChainOf(s.getPeerCertificate?.(true));
   if (chain.length > 0) info.peerChain = chain;
   return info;
 }
