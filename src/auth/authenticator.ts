@@ -95,11 +95,14 @@ export class Authenticator implements AuthPort {
     rec.times.push(now);
     // The fleet's count was fetched before this failure: it is one more there too.
     const fleet = this.shared?.get(clientAddress)?.failures ?? 0;
-    this.shared?.add(clientAddress);
     if (Math.max(this.prune(rec, now), fleet + 1) >= this.limits.blockAfter) {
       rec.blockedUntil = now + this.limits.blockMs;
       rec.times = [];
+      // The block replaces the counted failures, this one included: recording it as a failure too would race
+      // the block's DELETE on another pooled connection and could leave a stray row behind.
       this.shared?.block(clientAddress, rec.blockedUntil);
+    } else {
+      this.shared?.add(clientAddress);
     }
   }
 
