@@ -58,12 +58,36 @@ export interface DkimVerifierInstance {
   headerFrom: string[];
   arc: MailauthArcData;
   seal?: { bodyHash?: string };
+  /** The body hashes being computed, by "canonicalization:hash:length" (mailauth's own key). */
+  bodyHashes: Map<string, MailauthBodyHasher>;
+  /** The key of the relaxed/sha256 body hash made for a seal, when sealing. */
+  sealBodyHashKey?: string;
+  /** Registers a body hash for a signature (mailauth calls it while reading the header section). */
+  addBodyHash(bodyCanon: string, hashAlgo: string, maxBodyLength: number | string | false): string;
+  /** The byte before the next chunk (mailauth's parser: an LF first in a chunk may end a CRLF). */
+  lastByte?: number;
+  /** Rewrites each bare LF of a chunk to CRLF, in pieces (mailauth's message parser). */
+  ensureLinebreaks(input: Buffer): Generator<Buffer>;
   messageHeaders(headers: ParsedHeaders): Promise<void>;
   write(chunk: Uint8Array): boolean;
   end(cb?: () => void): void;
   destroy(err?: Error): void;
   on(ev: "finish" | "close", cb: () => void): void;
   on(ev: "error", cb: (err: Error) => void): void;
+}
+
+/**
+ * What mailauth's verifier uses of a body hasher: fed the body (bare LFs already made CRLF), asked for the base64
+ * digest once; the rest is reporting (lengths, the lenient mode's MIME-structure fallback) that the strict mode we
+ * run does not act on. `hash` and `mimeStructureStart` are written onto it when the body ends.
+ */
+export interface MailauthBodyHasher {
+  update(chunk: Uint8Array): void;
+  digest(encoding: "base64"): string;
+  setContentType(contentType: unknown): void;
+  getMimeStructureStart(): number | undefined;
+  hash?: string;
+  mimeStructureStart?: number;
 }
 
 export type DkimVerifierClass = new (o: {

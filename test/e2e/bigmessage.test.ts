@@ -1,16 +1,21 @@
 /**
  * CONTRACT: memory per connection is bounded; a 100 MB message grows the server's RSS by less than 64 MB. The
  * message is streamed in 64 KiB writes that wait for 'drain' (backpressure) and must arrive complete. Also with
- * the inbound checks on and an ARC field in the header, which sends the body through mailauth's verifier.
+ * the inbound checks on and an ARC set in the header, which sends the message through mailauth's ARC verifier
+ * (the body hashed by our own canonicalization: 0.54 s for 100 MiB against 0.3 s unchecked, 1.4 s with mailauth's).
  */
 import { closeSync, openSync, readSync, statSync } from "node:fs";
-import { expect, test } from "vitest";
+import { afterAll, expect, test } from "vitest";
 import { SmtpClient, maildirFiles, sleep, uniqueId, useServer, waitFor, type Srv } from "../helpers/index.ts";
+import { startZoneServer } from "../spf/zone-server.ts";
 
 const srv = useServer({ config: "[limits]\nmax_message_size = 209715200\n" });
-// DKIM and ARC on, no SPF or DMARC (no DNS needed); a closed port as the DNS server, should anything be asked.
+// DKIM and ARC on, no SPF or DMARC. The ARC set's key lookup gets a quick NXDOMAIN from an empty zone (a closed
+// port would make the message wait out the resolver's timeouts, which is not what this test measures).
+const zone = await startZoneServer();
+afterAll(() => zone.stop());
 const checked = useServer({
-  config: '[limits]\nmax_message_size = 209715200\n[dns]\nservers = ["127.0.0.1:9"]\n[checks]\nspf = "off"\ndkim = "on"\narc = "on"\ndmarc = "off"\n',
+  config: `[limits]\nmax_message_size = 209715200\n[dns]\nservers = ["${zone.server}"]\n[checks]\nspf = "off"\ndkim = "on"\narc = "on"\ndmarc = "off"\n`,
 });
 
 const BLOCK = 64 * 1024;
@@ -18,7 +23,7 @@ const BLOCKS = 1600; // 1600 × 64 KiB = 100 MiB of body
 
 test("a 100 MB message: RSS growth < 64 MB, delivered file has the right size", () => bigMessage(srv, ""), 240_000);
 
-test("the same with DKIM and ARC checks on and an ARC set in the header (the body streams through mailauth)", () =>
+test("the same with DKIM and ARC checks on and an ARC set in the header (mailauth reads the ARC chain, our hashers the body)", () =>
   bigMessage(
     checked,
     "ARC-Seal: i=1; a=rsa-sha256; cv=none; d=fwd.test; s=arc; t=1764720000; b=AAAA\r\n" +
