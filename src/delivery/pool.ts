@@ -31,7 +31,7 @@ export interface PoolLog {
 
 export interface DeliveryPoolOptions {
   /** The worker entry module (app/delivery-worker.ts: it picks the runtime's Dialer and runs the worker). */
-  workerUrl: URL | string;
+  workerUrl: InstanceType<typeof URL> | string;
   workers: number;
   queueDir: string;
   mailDir: string;
