@@ -400,6 +400,11 @@ export class DkimVerification {
   private readonly keys = new Map<string, Promise<KeyAnswer>>();
   private readonly now: number;
   private index: FieldIndex | null = null;
+  /**
+   * Fields in relaxed canonical form (§3.4.2), each made once: the signatures of a message (often two, RSA and
+   * Ed25519) mostly sign the same fields. Lives as long as this message's verification.
+   */
+  private readonly relaxed = new Map<HeaderField, string>();
 
   constructor(
     private readonly fields: ReadonlyArray<HeaderField>,
@@ -497,10 +502,19 @@ export class DkimVerification {
       used.set(name, n + 1);
       // §5.4.2: a name listed more often than it occurs signs the null string (over-signing).
       const f = index.get(name)?.[n];
-      if (f !== undefined) out += (relaxed ? relaxedHeader(f.raw) : f.raw) + "\r\n";
+      if (f !== undefined) out += (relaxed ? this.relaxedField(f) : f.raw) + "\r\n";
     }
-    out += withoutSignature(relaxed ? relaxedHeader(sig.field.raw) : sig.field.raw);
+    out += withoutSignature(relaxed ? this.relaxedField(sig.field) : sig.field.raw);
     return Buffer.from(out, "latin1");
+  }
+
+  private relaxedField(f: HeaderField): string {
+    let canonical = this.relaxed.get(f);
+    if (canonical === undefined) {
+      canonical = relaxedHeader(f.raw);
+      this.relaxed.set(f, canonical);
+    }
+    return canonical;
   }
 
   private indexFields(): FieldIndex {
