@@ -362,21 +362,36 @@ function readSignature(field: HeaderField): Signature {
 
 /**
  * RFC 6376 §3.7: the signature's own field, canonicalized, with the value of its b= tag (the last tag named "b",
- * its surrounding whitespace included) emptied.
+ * its surrounding whitespace included) emptied. The tag-specs are walked from the end with lastIndexOf (b= is
+ * usually the last one), not split and joined.
  */
 function withoutSignature(line: string): string {
   const colon = line.indexOf(":");
-  const segments = line.slice(colon + 1).split(";");
-  for (let i = segments.length - 1; i >= 0; i--) {
-    const eq = segments[i]!.indexOf("=");
-    if (eq < 0) continue;
-    const name = Buffer.from(segments[i]!.slice(0, eq), "latin1").toString("utf8").replace(/\s+/g, " ").trim();
-    if (name === "b") {
-      segments[i] = segments[i]!.slice(0, eq + 1);
-      break;
-    }
+  let end = line.length;
+  for (;;) {
+    const semi = end > colon + 1 ? line.lastIndexOf(";", end - 1) : -1;
+    const start = semi > colon ? semi + 1 : colon + 1;
+    const eq = line.indexOf("=", start);
+    if (eq >= 0 && eq < end && isNameB(line, start, eq)) return line.slice(0, eq + 1) + line.slice(end);
+    if (start === colon + 1) return line;
+    end = semi;
   }
-  return line.slice(0, colon + 1) + segments.join(";");
+}
+
+/**
+ * Whether line[start, end) is the tag name "b": read as UTF-8, whitespace around it removed. ASCII by char code;
+ * anything else decoded, as a non-ASCII space (U+00A0 is C2 A0) is whitespace too.
+ */
+function isNameB(line: string, start: number, end: number): boolean {
+  let b = false;
+  for (let i = start; i < end; i++) {
+    const c = line.charCodeAt(i);
+    if (c >= 0x80) return Buffer.from(line.slice(start, end), "latin1").toString("utf8").replace(/\s+/g, " ").trim() === "b";
+    if (c === 32 || (c >= 9 && c <= 13)) continue;
+    if (c !== 0x62 || b) return false;
+    b = true;
+  }
+  return b;
 }
 
 export interface DkimVerifyOptions {
