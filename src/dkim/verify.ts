@@ -295,7 +295,9 @@ function readSignature(field: HeaderField): Signature {
   const a = get("a");
   const d = get("d");
   const s = get("s");
-  const report = { domain: d.toLowerCase(), selector: s, algorithm: a, b: bPrefix(tags.get("b")) };
+  const b = compact(tags.get("b"));
+  // bPrefix of b=, from the one compacted value.
+  const report = { domain: d.toLowerCase(), selector: s, algorithm: a, b: b.slice(0, 8) };
   const dash = a.split("-");
   const signAlgo = dash[0]!.toLowerCase().trim();
   const hash = dash[dash.length - 1]!.toLowerCase().trim();
@@ -309,7 +311,8 @@ function readSignature(field: HeaderField): Signature {
     .split(":")
     .map((n) => n.toLowerCase())
     .filter((n) => n !== "");
-  const sig: Signature = {
+  // One object, completed in place (no copies made with spreads): invalid and identityDomain are set last.
+  const sig: { -readonly [K in keyof Signature]: Signature[K] } = {
     field,
     report,
     headerCanon: headerCanon ?? "simple",
@@ -317,7 +320,7 @@ function readSignature(field: HeaderField): Signature {
     signAlgo: signAlgo === "ed25519" ? "ed25519" : "rsa",
     hash: hash === "sha1" ? "sha1" : "sha256",
     bh: compact(tags.get("bh")),
-    b: compact(tags.get("b")),
+    b,
     names,
     d,
     s,
@@ -325,8 +328,12 @@ function readSignature(field: HeaderField): Signature {
     x,
     identityDomain: null,
     l,
+    invalid: undefined,
   };
-  const invalid = (reason: string): Signature => ({ ...sig, invalid: reason });
+  const invalid = (reason: string): Signature => {
+    sig.invalid = reason;
+    return sig;
+  };
   // §3.3: rsa-sha256 and ed25519-sha256 (RFC 8463); rsa-sha1 is read so that it can be refused by name (RFC 8301).
   const supported = (signAlgo === "rsa" || signAlgo === "ed25519") && (hash === "sha256" || (signAlgo === "rsa" && hash === "sha1"));
   if (!supported || !ALGORITHM.test(a)) return invalid("unknown algorithm");
@@ -357,7 +364,8 @@ function readSignature(field: HeaderField): Signature {
   if (t !== null && x !== null && x <= t) return invalid("invalid expiration");
   // §5.4 / §6.1.1: a signature that does not cover From says nothing of the author.
   if (!names.includes("from")) return invalid("From field not signed");
-  return { ...sig, identityDomain };
+  sig.identityDomain = identityDomain;
+  return sig;
 }
 
 /**
