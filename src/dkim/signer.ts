@@ -107,11 +107,13 @@ export function relaxedHeader(raw: string): string {
 const isWsp = (c: number): boolean => c === 32 || c === 9;
 
 /**
- * §3.4.2 for a field value: CRLFs removed, each run of WSP made one SP, the SP at either end removed. The end SPs
- * are found by char code: anchored regex replaces scan the whole value.
+ * §3.4.2 for a field value: CRLFs removed, each run of WSP made one SP, the SP at either end removed. Only the runs
+ * that are not already one SP are replaced (a run of two or more, or a lone HTAB: the regex matches a run from its
+ * start), not every SP between words; the end SPs are found by char code, as anchored regex replaces scan the whole
+ * value.
  */
 function relaxedValue(value: string): string {
-  const v = value.replace(/\r\n/g, "").replace(/[ \t]+/g, " ");
+  const v = value.replace(/\r\n/g, "").replace(/[ \t]{2,}|\t/g, " ");
   const start = v.charCodeAt(0) === 32 ? 1 : 0;
   const end = v.length > start && v.charCodeAt(v.length - 1) === 32 ? v.length - 1 : v.length;
   return start === 0 && end === v.length ? v : v.slice(start, end);
