@@ -307,10 +307,8 @@ function readSignature(field: HeaderField): Signature {
   const t = tags.has("t") && TIMESTAMP.test(get("t")) ? Number(get("t")) : null;
   const x = tags.has("x") && TIMESTAMP.test(get("x")) ? Number(get("x")) : null;
   const l = tags.has("l") && BODY_LENGTH.test(get("l")) ? Number(get("l")) : null;
-  const names = compact(tags.get("h"))
-    .split(":")
-    .map((n) => n.toLowerCase())
-    .filter((n) => n !== "");
+  const names: string[] = [];
+  for (const n of compact(tags.get("h")).split(":")) if (n !== "") names.push(n.toLowerCase());
   // One object, completed in place (no copies made with spreads): invalid and identityDomain are set last.
   const sig: { -readonly [K in keyof Signature]: Signature[K] } = {
     field,
@@ -482,11 +480,10 @@ export class DkimVerification {
   }
 
   private async verify(sig: Signature, digests: ReadonlyMap<string, string>): Promise<SignatureVerdict> {
-    const verdict = (result: VerdictResult, reason?: string): SignatureVerdict => ({
-      result,
-      ...sig.report,
-      ...(reason !== undefined ? { reason } : {}),
-    });
+    // Written out rather than spread (this runs for every signature); the same properties in the same order.
+    const { domain, selector, algorithm, b } = sig.report;
+    const verdict = (result: VerdictResult, reason?: string): SignatureVerdict =>
+      reason !== undefined ? { result, domain, selector, algorithm, b, reason } : { result, domain, selector, algorithm, b };
     if (sig.invalid !== undefined) return verdict("neutral", sig.invalid);
     // §6.1.3 step 3: a body hash that does not match is a PERMFAIL.
     if (digests.get(sig.bodyKey) !== sig.bh) return verdict("fail", "body hash did not verify");
