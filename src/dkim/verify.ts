@@ -307,8 +307,14 @@ function readSignature(field: HeaderField): Signature {
   const t = tags.has("t") && TIMESTAMP.test(get("t")) ? Number(get("t")) : null;
   const x = tags.has("x") && TIMESTAMP.test(get("x")) ? Number(get("x")) : null;
   const l = tags.has("l") && BODY_LENGTH.test(get("l")) ? Number(get("l")) : null;
+  // h= is lower-cased as one string when it is ASCII (character by character then, and lower-casing each of many
+  // short substrings costs more); a non-ASCII name is lower-cased alone, as Unicode's context rules (the Greek
+  // final sigma) must see only that name.
+  const h = compact(tags.get("h"));
   const names: string[] = [];
-  for (const n of compact(tags.get("h")).split(":")) if (n !== "") names.push(n.toLowerCase());
+  if (NON_ASCII.test(h)) {
+    for (const n of h.split(":")) if (n !== "") names.push(n.toLowerCase());
+  } else for (const n of h.toLowerCase().split(":")) if (n !== "") names.push(n);
   // One object, completed in place (no copies made with spreads): invalid and identityDomain are set last.
   const sig: { -readonly [K in keyof Signature]: Signature[K] } = {
     field,
