@@ -298,12 +298,14 @@ function readSignature(field: HeaderField): Signature {
   const b = compact(tags.get("b"));
   // bPrefix of b=, from the one compacted value.
   const report = { domain: d.toLowerCase(), selector: s, algorithm: a, b: b.slice(0, 8) };
-  const dash = a.split("-");
-  const signAlgo = dash[0]!.toLowerCase().trim();
-  const hash = dash[dash.length - 1]!.toLowerCase().trim();
-  const c = get("c").split("/");
-  const headerCanon = canonOf(c[0]!.toLowerCase().trim() || "simple");
-  const bodyCanon = canonOf((c[1] || "simple").toLowerCase().trim());
+  // a= and c= are lower-cased whole, then split: the same parts as lower-casing each, since "-" and "/" are neither
+  // cased nor case-ignorable (Unicode's context rules do not reach across them), and one call costs less.
+  const dash = a.toLowerCase().split("-");
+  const signAlgo = dash[0]!.trim();
+  const hash = dash[dash.length - 1]!.trim();
+  const c = get("c").toLowerCase().split("/");
+  const headerCanon = canonOf(c[0]!.trim() || "simple");
+  const bodyCanon = canonOf((c[1] || "simple").trim());
   const t = tags.has("t") && TIMESTAMP.test(get("t")) ? Number(get("t")) : null;
   const x = tags.has("x") && TIMESTAMP.test(get("x")) ? Number(get("x")) : null;
   const l = tags.has("l") && BODY_LENGTH.test(get("l")) ? Number(get("l")) : null;
