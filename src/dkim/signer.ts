@@ -93,13 +93,30 @@ const RELAXED_CHANGES = /[\t\r\n]| {2}| $/;
 /** RFC 6376 §3.4.2 relaxed header canonicalization of one field (latin1, without its final CRLF). */
 export function relaxedHeader(raw: string): string {
   const colon = raw.indexOf(":");
-  const name = raw.slice(0, colon).replace(/[ \t]+$/, "").toLowerCase(); // WSP before ":" (obsolete) goes
+  // WSP before ":" (obsolete) goes; without a colon the last character is dropped, as slice(0, -1) did.
+  let end = colon >= 0 ? colon : Math.max(raw.length - 1, 0);
+  while (end > 0 && isWsp(raw.charCodeAt(end - 1))) end--;
+  const name = raw.slice(0, end).toLowerCase();
   let value = raw.slice(colon + 1);
   // Most values need only the WSP after the colon removed; the full rules run for the rest.
-  if (RELAXED_CHANGES.test(value)) {
-    value = value.replace(/\r\n/g, "").replace(/[ \t]+/g, " ").replace(/^ /, "").replace(/ $/, "");
-  } else if (value.charCodeAt(0) === 32) value = value.slice(1);
+  if (RELAXED_CHANGES.test(value)) value = relaxedValue(value);
+  else if (value.charCodeAt(0) === 32) value = value.slice(1);
   return `${name}:${value}`;
+}
+
+const isWsp = (c: number): boolean => c === 32 || c === 9;
+
+/**
+ * §3.4.2 for a field value: CRLFs removed, each run of WSP made one SP, the SP at either end removed. Only the runs
+ * that are not already one SP are replaced (a run of two or more, or a lone HTAB: the regex matches a run from its
+ * start), not every SP between words; the end SPs are found by char code, as anchored regex replaces scan the whole
+ * value.
+ */
+function relaxedValue(value: string): string {
+  const v = value.replace(/\r\n/g, "").replace(/[ \t]{2,}|\t/g, " ");
+  const start = v.charCodeAt(0) === 32 ? 1 : 0;
+  const end = v.length > start && v.charCodeAt(v.length - 1) === 32 ? v.length - 1 : v.length;
+  return start === 0 && end === v.length ? v : v.slice(start, end);
 }
 
 /**

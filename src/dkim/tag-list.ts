@@ -16,9 +16,49 @@ export interface TagList {
 
 /** tag-name = ALPHA *ALNUMPUNC (§3.2). */
 const TAG_NAME = /^[A-Za-z][A-Za-z0-9_]*$/;
-/** FWS around a tag-spec: SP, HTAB and the CRLF of a fold. */
-const FWS_EDGES = /^[ \t\r\n]+|[ \t\r\n]+$/g;
 const WHITESPACE = /\s/;
+
+/** FWS around a tag-spec: SP, HTAB and the CRLF of a fold. */
+const isFws = (c: number): boolean => c === 32 || c === 9 || c === 13 || c === 10;
+/** What /\s/ matches below 0x80: HTAB, LF, VT, FF, CR, SP (the rest of its set is all above 0x9f). */
+const isAsciiSpace = (c: number): boolean => c === 32 || (c >= 9 && c <= 13);
+
+/**
+ * `text` from `start` to `end` with the FWS at both edges removed. A loop over char codes, not a regex replace:
+ * this runs for every tag of every signature.
+ */
+function trimFws(text: string, start: number, end: number): string {
+  while (start < end && isFws(text.charCodeAt(start))) start++;
+  while (end > start && isFws(text.charCodeAt(end - 1))) end--;
+  return start === 0 && end === text.length ? text : text.slice(start, end);
+}
+
+/**
+ * The value of a tag-spec (`segment` after its "="): runs of whitespace made one SP, whitespace at the edges
+ * removed. An ASCII value is read by char code (this runs for every tag of every signature, and b= is folded);
+ * any other goes through the regexes, whose \s (with its Unicode spaces) defines the result.
+ */
+function tagValue(segment: string, start: number): string {
+  let end = segment.length;
+  while (start < end && isAsciiSpace(segment.charCodeAt(start))) start++;
+  while (end > start && isAsciiSpace(segment.charCodeAt(end - 1))) end--;
+  let out = "";
+  let from = start;
+  for (let i = start; i < end; i++) {
+    const c = segment.charCodeAt(i);
+    if (c >= 0x80) {
+      const value = segment.slice(start, end);
+      return WHITESPACE.test(value) ? value.replace(/\s+/g, " ").trim() : value;
+    }
+    if (isAsciiSpace(c)) {
+      out += segment.slice(from, i) + " ";
+      // The value ends in no whitespace: the run ends before `end`.
+      while (isAsciiSpace(segment.charCodeAt(i + 1))) i++;
+      from = i + 1;
+    }
+  }
+  return from === start ? segment.slice(start, end) : out + segment.slice(from, end);
+}
 
 export function parseTagList(text: string): TagList {
   const tags = new Map<string, string>();
@@ -30,13 +70,12 @@ export function parseTagList(text: string): TagList {
     const eq = segment.indexOf("=");
     if (eq < 0) {
       // §3.2 allows one trailing ";"; an empty tag-spec elsewhere, or a part without "=", is no tag-spec.
-      if (segment.replace(FWS_EDGES, "") !== "" || i < segments.length - 1 || segments.length === 1) invalid = true;
+      if (trimFws(segment, 0, segment.length) !== "" || i < segments.length - 1 || segments.length === 1) invalid = true;
       continue;
     }
-    const name = segment.slice(0, eq).replace(FWS_EDGES, "");
+    const name = trimFws(segment, 0, eq);
     if (!TAG_NAME.test(name) || tags.has(name)) invalid = true;
-    const value = segment.slice(eq + 1);
-    tags.set(name, WHITESPACE.test(value) ? value.replace(/\s+/g, " ").trim() : value);
+    tags.set(name, tagValue(segment, eq + 1));
     names.push(name);
   }
   return { tags, names, invalid };

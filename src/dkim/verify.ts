@@ -295,21 +295,30 @@ function readSignature(field: HeaderField): Signature {
   const a = get("a");
   const d = get("d");
   const s = get("s");
-  const report = { domain: d.toLowerCase(), selector: s, algorithm: a, b: bPrefix(tags.get("b")) };
-  const dash = a.split("-");
-  const signAlgo = dash[0]!.toLowerCase().trim();
-  const hash = dash[dash.length - 1]!.toLowerCase().trim();
-  const c = get("c").split("/");
-  const headerCanon = canonOf(c[0]!.toLowerCase().trim() || "simple");
-  const bodyCanon = canonOf((c[1] || "simple").toLowerCase().trim());
+  const b = compact(tags.get("b"));
+  // bPrefix of b=, from the one compacted value.
+  const report = { domain: d.toLowerCase(), selector: s, algorithm: a, b: b.slice(0, 8) };
+  // a= and c= are lower-cased whole, then split: the same parts as lower-casing each, since "-" and "/" are neither
+  // cased nor case-ignorable (Unicode's context rules do not reach across them), and one call costs less.
+  const dash = a.toLowerCase().split("-");
+  const signAlgo = dash[0]!.trim();
+  const hash = dash[dash.length - 1]!.trim();
+  const c = get("c").toLowerCase().split("/");
+  const headerCanon = canonOf(c[0]!.trim() || "simple");
+  const bodyCanon = canonOf((c[1] || "simple").trim());
   const t = tags.has("t") && TIMESTAMP.test(get("t")) ? Number(get("t")) : null;
   const x = tags.has("x") && TIMESTAMP.test(get("x")) ? Number(get("x")) : null;
   const l = tags.has("l") && BODY_LENGTH.test(get("l")) ? Number(get("l")) : null;
-  const names = compact(tags.get("h"))
-    .split(":")
-    .map((n) => n.toLowerCase())
-    .filter((n) => n !== "");
-  const sig: Signature = {
+  // h= is lower-cased as one string when it is ASCII (character by character then, and lower-casing each of many
+  // short substrings costs more); a non-ASCII name is lower-cased alone, as Unicode's context rules (the Greek
+  // final sigma) must see only that name.
+  const h = compact(tags.get("h"));
+  const names: string[] = [];
+  if (NON_ASCII.test(h)) {
+    for (const n of h.split(":")) if (n !== "") names.push(n.toLowerCase());
+  } else for (const n of h.toLowerCase().split(":")) if (n !== "") names.push(n);
+  // One object, completed in place (no copies made with spreads): invalid and identityDomain are set last.
+  const sig: { -readonly [K in keyof Signature]: Signature[K] } = {
     field,
     report,
     headerCanon: headerCanon ?? "simple",
@@ -317,7 +326,7 @@ function readSignature(field: HeaderField): Signature {
     signAlgo: signAlgo === "ed25519" ? "ed25519" : "rsa",
     hash: hash === "sha1" ? "sha1" : "sha256",
     bh: compact(tags.get("bh")),
-    b: compact(tags.get("b")),
+    b,
     names,
     d,
     s,
@@ -325,8 +334,12 @@ function readSignature(field: HeaderField): Signature {
     x,
     identityDomain: null,
     l,
+    invalid: undefined,
   };
-  const invalid = (reason: string): Signature => ({ ...sig, invalid: reason });
+  const invalid = (reason: string): Signature => {
+    sig.invalid = reason;
+    return sig;
+  };
   // §3.3: rsa-sha256 and ed25519-sha256 (RFC 8463); rsa-sha1 is read so that it can be refused by name (RFC 8301).
   const supported = (signAlgo === "rsa" || signAlgo === "ed25519") && (hash === "sha256" || (signAlgo === "rsa" && hash === "sha1"));
   if (!supported || !ALGORITHM.test(a)) return invalid("unknown algorithm");
@@ -357,26 +370,42 @@ function readSignature(field: HeaderField): Signature {
   if (t !== null && x !== null && x <= t) return invalid("invalid expiration");
   // §5.4 / §6.1.1: a signature that does not cover From says nothing of the author.
   if (!names.includes("from")) return invalid("From field not signed");
-  return { ...sig, identityDomain };
+  sig.identityDomain = identityDomain;
+  return sig;
 }
 
 /**
  * RFC 6376 §3.7: the signature's own field, canonicalized, with the value of its b= tag (the last tag named "b",
- * its surrounding whitespace included) emptied.
+ * its surrounding whitespace included) emptied. The tag-specs are walked from the end with lastIndexOf (b= is
+ * usually the last one), not split and joined.
  */
 function withoutSignature(line: string): string {
   const colon = line.indexOf(":");
-  const segments = line.slice(colon + 1).split(";");
-  for (let i = segments.length - 1; i >= 0; i--) {
-    const eq = segments[i]!.indexOf("=");
-    if (eq < 0) continue;
-    const name = Buffer.from(segments[i]!.slice(0, eq), "latin1").toString("utf8").replace(/\s+/g, " ").trim();
-    if (name === "b") {
-      segments[i] = segments[i]!.slice(0, eq + 1);
-      break;
-    }
+  let end = line.length;
+  for (;;) {
+    const semi = end > colon + 1 ? line.lastIndexOf(";", end - 1) : -1;
+    const start = semi > colon ? semi + 1 : colon + 1;
+    const eq = line.indexOf("=", start);
+    if (eq >= 0 && eq < end && isNameB(line, start, eq)) return line.slice(0, eq + 1) + line.slice(end);
+    if (start === colon + 1) return line;
+    end = semi;
   }
-  return line.slice(0, colon + 1) + segments.join(";");
+}
+
+/**
+ * Whether line[start, end) is the tag name "b": read as UTF-8, whitespace around it removed. ASCII by char code;
+ * anything else decoded, as a non-ASCII space (U+00A0 is C2 A0) is whitespace too.
+ */
+function isNameB(line: string, start: number, end: number): boolean {
+  let b = false;
+  for (let i = start; i < end; i++) {
+    const c = line.charCodeAt(i);
+    if (c >= 0x80) return Buffer.from(line.slice(start, end), "latin1").toString("utf8").replace(/\s+/g, " ").trim() === "b";
+    if (c === 32 || (c >= 9 && c <= 13)) continue;
+    if (c !== 0x62 || b) return false;
+    b = true;
+  }
+  return b;
 }
 
 export interface DkimVerifyOptions {
@@ -400,6 +429,11 @@ export class DkimVerification {
   private readonly keys = new Map<string, Promise<KeyAnswer>>();
   private readonly now: number;
   private index: FieldIndex | null = null;
+  /**
+   * Fields in relaxed canonical form (§3.4.2), each made once: the signatures of a message (often two, RSA and
+   * Ed25519) mostly sign the same fields. Lives as long as this message's verification.
+   */
+  private readonly relaxed = new Map<HeaderField, string>();
 
   constructor(
     private readonly fields: ReadonlyArray<HeaderField>,
@@ -454,11 +488,10 @@ export class DkimVerification {
   }
 
   private async verify(sig: Signature, digests: ReadonlyMap<string, string>): Promise<SignatureVerdict> {
-    const verdict = (result: VerdictResult, reason?: string): SignatureVerdict => ({
-      result,
-      ...sig.report,
-      ...(reason !== undefined ? { reason } : {}),
-    });
+    // Written out rather than spread (this runs for every signature); the same properties in the same order.
+    const { domain, selector, algorithm, b } = sig.report;
+    const verdict = (result: VerdictResult, reason?: string): SignatureVerdict =>
+      reason !== undefined ? { result, domain, selector, algorithm, b, reason } : { result, domain, selector, algorithm, b };
     if (sig.invalid !== undefined) return verdict("neutral", sig.invalid);
     // §6.1.3 step 3: a body hash that does not match is a PERMFAIL.
     if (digests.get(sig.bodyKey) !== sig.bh) return verdict("fail", "body hash did not verify");
@@ -497,10 +530,19 @@ export class DkimVerification {
       used.set(name, n + 1);
       // §5.4.2: a name listed more often than it occurs signs the null string (over-signing).
       const f = index.get(name)?.[n];
-      if (f !== undefined) out += (relaxed ? relaxedHeader(f.raw) : f.raw) + "\r\n";
+      if (f !== undefined) out += (relaxed ? this.relaxedField(f) : f.raw) + "\r\n";
     }
-    out += withoutSignature(relaxed ? relaxedHeader(sig.field.raw) : sig.field.raw);
+    out += withoutSignature(relaxed ? this.relaxedField(sig.field) : sig.field.raw);
     return Buffer.from(out, "latin1");
+  }
+
+  private relaxedField(f: HeaderField): string {
+    let canonical = this.relaxed.get(f);
+    if (canonical === undefined) {
+      canonical = relaxedHeader(f.raw);
+      this.relaxed.set(f, canonical);
+    }
+    return canonical;
   }
 
   private indexFields(): FieldIndex {
