@@ -8,6 +8,7 @@ import { UsageError } from "./args.ts";
 import { runLoad } from "./load.ts";
 import { defaultLoadOptions, type LoadOptions } from "./options.ts";
 import { BENCH_DOMAIN, runLocal, type RunningPeer } from "./peer.ts";
+import { cpuSeconds } from "./proc.ts";
 
 export interface NamedPeer {
   name: string;
@@ -35,14 +36,16 @@ export function parseRepsArgs(
 }
 
 /**
- * The rates (messages per second, end to end) of each peer by name; `load` adds options (sender, headers); `after`
- * sees each peer's run (its mailbox) once it is done.
+ * The rates (messages per second, end to end) of each peer by name, and the server's CPU per message in µs (utime +
+ * stime of its process, all threads, over the repetition); `load` adds options (sender, headers); `after` sees each
+ * peer's run (its mailbox) once it is done.
  */
 export async function alternateRuns(
   peers: NamedPeer[],
   o: { messages: number; reps: number; load?: Partial<LoadOptions>; after?: (p: NamedPeer, mailbox: string) => void },
-): Promise<Record<string, number[]>> {
+): Promise<Record<string, number[]> & { cpu: Record<string, number[]> }> {
   const rates: Record<string, number[]> = Object.fromEntries(peers.map((p) => [p.name, [] as number[]]));
+  const cpu: Record<string, number[]> = Object.fromEntries(peers.map((p) => [p.name, [] as number[]]));
   let run = 0;
   for (let r = 0; r < o.reps; r++) {
     const order = r % 2 === 0 ? peers : [...peers].reverse();
@@ -62,13 +65,16 @@ export async function alternateRuns(
         ...o.load,
       });
       // maxErrorRate 0: a single refused message (a defence hit, a failed check) fails the run.
+      const c0 = cpuSeconds(p.peer.pid);
       const res = await runLoad(opts);
+      const cpuUs = ((cpuSeconds(p.peer.pid) - c0) * 1e6) / o.messages;
       if (!res.ok) throw new Error(`${p.name}: run failed (${res.errors} errors; ${res.firstError ?? ""})\n${p.peer.output().slice(-2000)}`);
       const rate = res.maildir ? res.maildir.msgsPerSec : res.msgsPerSec;
       rates[p.name]!.push(rate);
-      console.error(`${p.name} rep ${r + 1}: ${rate.toFixed(0)} msgs/s`);
+      cpu[p.name]!.push(cpuUs);
+      console.error(`${p.name} rep ${r + 1}: ${rate.toFixed(0)} msgs/s, server ${cpuUs.toFixed(0)} µs CPU/msg`);
       o.after?.(p, p.peer.maildir(local)!);
     }
   }
-  return rates;
+  return Object.assign(rates, { cpu });
 }

@@ -19,7 +19,7 @@ import { runLoad } from "./load.ts";
 import { defaultLoadOptions } from "./options.ts";
 import { BENCH_DOMAIN, runLocal } from "./peer.ts";
 import { REPO } from "./peer-ringmta.ts";
-import { exited, freePorts, startChild, stopChild, waitForSmtp, type Child } from "./proc.ts";
+import { cpuSeconds, exited, freePorts, startChild, stopChild, waitForSmtp, type Child } from "./proc.ts";
 import { describeMachine, machineMarkdown } from "./machine.ts";
 import { writeSection } from "./results-file.ts";
 import { formatCount } from "./units.ts";
@@ -89,14 +89,6 @@ async function start(dir: string, name: string, algos: Algo[], users: string): P
     throw new Error(`${name}: ${(e as Error).message}\n${child.output()}`);
   }
   return { name, port: port!, metrics: metrics!, dataDir, child };
-}
-
-/** utime + stime of the process (all its threads) in seconds. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // Fields 14 and 15 of proc(5), counted from the state (field 3) here; in clock ticks of 100 Hz (USER_HZ).
-  return (Number(f[11]) + Number(f[12])) / 100;
 }
 
 async function signedCount(s: Server): Promise<number> {

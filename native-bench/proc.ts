@@ -1,6 +1,6 @@
 /** Child processes and ports for the peers: spawn with collected output, wait for a port, stop by pid. */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, readFileSync } from "node:fs";
 import { createServer, connect, type Server } from "node:net";
 import { delimiter, join } from "node:path";
 
@@ -141,4 +141,12 @@ export async function waitForSmtp(port: number, timeoutMs: number, alive: () => 
     await Bun.sleep(100);
   }
   throw new Error(`no SMTP greeting on port ${port} within ${timeoutMs} ms (last: ${last})`);
+}
+
+/** utime + stime of a process (all its threads) in seconds, from /proc (Linux). */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // Fields 14 and 15 of proc(5), counted from the state (field 3) here; in clock ticks of 100 Hz (USER_HZ).
+  return (Number(f[11]) + Number(f[12])) / 100;
 }
