@@ -131,11 +131,6 @@ function cappedVerifier(): new (o: ConstructorParameters<DkimVerifierClass>[0]) 
     }
 
     /**
-     * Every body hash (DKIM-Signature, ARC-Message-Signature, the seal's) is made by dkim/'s hashers: the same
-     * RFC 6376 §3.4.3/§3.4.4 canonicalization as mailauth's, at native speed (mailauth's reads the body a byte at a
-     * time in JavaScript: a 100 MB message took 5.3 s where ours takes 0.4).
-     */
-    /**
      * mailauth's parser makes each bare LF a CRLF by looking at every byte in JavaScript (0.8 s of a 100 MB
      * body); bareLfToCrlf does the same with the runtime's indexOf.
      */
@@ -145,6 +140,11 @@ function cappedVerifier(): new (o: ConstructorParameters<DkimVerifierClass>[0]) 
       yield* bareLfToCrlf(input, before);
     }
 
+    /**
+     * Every body hash (DKIM-Signature, ARC-Message-Signature, the seal's) is made by dkim/'s hashers: the same
+     * RFC 6376 §3.4.3/§3.4.4 canonicalization as mailauth's, without reading the body a byte at a time in
+     * JavaScript (with bareLfToCrlf, a 100 MiB message with an ARC set: 1.4 s → 0.54 s, 0.3 s unchecked).
+     */
     override addBodyHash(bodyCanon: string, hashAlgo: string, maxBodyLength: number | string | false): string {
       const key = [bodyCanon, hashAlgo, maxBodyLength].join(":");
       if (this.bodyHashes.has(key)) return key;
@@ -153,6 +153,7 @@ function cappedVerifier(): new (o: ConstructorParameters<DkimVerifierClass>[0]) 
       this.bodyHashes.set(key, ours);
       return key;
     }
+
     override async messageHeaders(headers: ParsedHeaders): Promise<void> {
       const sigs = this.checkDkim ? headers.parsed.filter((h) => h.key === "dkim-signature") : [];
       const kept = new Set(sigs.slice(0, MAX_SIGNATURES));
