@@ -20,6 +20,7 @@ import { UsageError } from "./args.ts";
 import { BENCH_DOMAIN } from "./peer.ts";
 import { startRingmta } from "./peer-ringmta.ts";
 import { startBenchDns } from "./dnsmasq.ts";
+import { freePorts } from "./proc.ts";
 import { median } from "./stats.ts";
 
 const SENDER_DOMAIN = "sender.bench.test";
@@ -106,8 +107,9 @@ dmarc = "enforce"
 `;
   const peers: NamedPeer[] = [];
   try {
-    peers.push({ name: "unchecked", peer: await startRingmta() });
-    peers.push({ name: "checked", peer: await startRingmta({ extra: checked }) });
+    const [mOff, mOn] = await freePorts(2);
+    peers.push({ name: "unchecked", peer: await startRingmta({ metricsPort: mOff }) });
+    peers.push({ name: "checked", peer: await startRingmta({ extra: checked, metricsPort: mOn }) });
     let proof = "";
     const rates = await alternateRuns(peers, {
       messages,
@@ -132,6 +134,11 @@ dmarc = "enforce"
     const cu = median(rates.cpu.unchecked!);
     const cc = median(rates.cpu.checked!);
     console.log(`server CPU per message (all threads, median): ${cu.toFixed(0)} µs checks off, ${cc.toFixed(0)} µs checks on (+${(cc - cu).toFixed(0)} µs)`);
+    // Spool group-commit rounds (ringmta_spool_commit_seconds_count) per message taken, over all repetitions.
+    const perRound = async (port: number): Promise<number> => (messages * reps) / (await commitRounds(port));
+    console.log(
+      `messages per spool commit round (all repetitions): ${(await perRound(mOff!)).toFixed(1)} checks off, ${(await perRound(mOn!)).toFixed(1)} checks on`,
+    );
     console.log(`  a delivered message: ${proof}`);
     console.log(`ratio on/off: ${((100 * c) / u).toFixed(1)}% (target >= 70%)`);
     return c / u >= 0.7 ? 0 : 1;
@@ -140,4 +147,12 @@ dmarc = "enforce"
     for (const { peer } of peers) peer.remove();
     dns.stop();
   }
+}
+
+/** The spool's group-commit rounds so far, from a server's metrics endpoint. */
+async function commitRounds(port: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const m = /^ringmta_spool_commit_seconds_count(?:\{[^}]*\})? (\S+)$/m.exec(text);
+  if (m === null) throw new Error("no ringmta_spool_commit_seconds_count in the metrics");
+  return Number(m[1]);
 }

@@ -27,6 +27,8 @@ export interface RingmtaConfig {
   maxConnectionsPerIp?: number;
   /** More TOML appended as it is (e.g. [defence], [[rate_limits]] for `bench defence`). */
   extra?: string;
+  /** A loopback port for the metrics endpoint; none by default. */
+  metricsPort?: number;
 }
 
 export function ringmtaToml(c: RingmtaConfig): string {
@@ -48,7 +50,7 @@ catch_all = true
 workers = 2
 
 [metrics]
-listen = ""
+listen = "${c.metricsPort !== undefined ? `127.0.0.1:${c.metricsPort}` : ""}"
 
 [limits]
 max_connections = ${c.maxConnections ?? 10000}
@@ -57,9 +59,9 @@ ${c.extra ?? ""}`;
 }
 
 /** Starts ringmta in a new temp dir; `extra` overrides the connection limits (the idle test needs more). */
-export async function startRingmta(limits: { maxConnections?: number; maxConnectionsPerIp?: number; extra?: string } = {}): Promise<
-  RunningPeer & { dir: string; dataDir: string; output(): string }
-> {
+export async function startRingmta(
+  limits: { maxConnections?: number; maxConnectionsPerIp?: number; extra?: string; metricsPort?: number } = {},
+): Promise<RunningPeer & { dir: string; dataDir: string; output(): string }> {
   const dir = mkdtempSync(join(tmpdir(), "ringmta-bench-"));
   const dataDir = join(dir, "data");
   const [port] = await freePorts(1);
