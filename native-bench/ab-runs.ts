@@ -38,38 +38,49 @@ export function parseRepsArgs(
 /**
  * The rates (messages per second, end to end) of each peer by name, and the server's CPU per message in µs (utime +
  * stime of its process, all threads, over the repetition); `load` adds options (sender, headers); `after` sees each
- * peer's run (its mailbox) once it is done.
+ * peer's run (its mailbox) once it is done. `warmup`: messages sent to each peer first and not counted, so that the
+ * repetitions compare servers whose code the runtime has already compiled (a server with more code on the message
+ * path, the checks for one, otherwise pays its JIT warm-up inside its first repetition).
  */
 export async function alternateRuns(
   peers: NamedPeer[],
-  o: { messages: number; reps: number; load?: Partial<LoadOptions>; after?: (p: NamedPeer, mailbox: string) => void },
+  o: { messages: number; reps: number; warmup?: number; load?: Partial<LoadOptions>; after?: (p: NamedPeer, mailbox: string) => void },
 ): Promise<Record<string, number[]> & { cpu: Record<string, number[]> }> {
   const rates: Record<string, number[]> = Object.fromEntries(peers.map((p) => [p.name, [] as number[]]));
   const cpu: Record<string, number[]> = Object.fromEntries(peers.map((p) => [p.name, [] as number[]]));
   let run = 0;
+  const once = async (p: NamedPeer, messages: number): Promise<{ rate: number; cpuUs: number; local: string }> => {
+    const local = runLocal(++run);
+    const opts = defaultLoadOptions();
+    Object.assign(opts, {
+      port: p.peer.port,
+      connections: 20,
+      messages,
+      sizes: [{ bytes: 1024, weight: 1 }],
+      to: `${local}@${BENCH_DOMAIN}`,
+      maildir: p.peer.maildir(local),
+      maildirTimeoutMs: 600_000,
+      maxErrorRate: 0,
+      progress: false,
+      ...o.load,
+    });
+    // maxErrorRate 0: a single refused message (a defence hit, a failed check) fails the run.
+    const c0 = cpuSeconds(p.peer.pid);
+    const res = await runLoad(opts);
+    const cpuUs = ((cpuSeconds(p.peer.pid) - c0) * 1e6) / messages;
+    if (!res.ok) throw new Error(`${p.name}: run failed (${res.errors} errors; ${res.firstError ?? ""})\n${p.peer.output().slice(-2000)}`);
+    return { rate: res.maildir ? res.maildir.msgsPerSec : res.msgsPerSec, cpuUs, local };
+  };
+  if ((o.warmup ?? 0) > 0) {
+    for (const p of peers) {
+      const w = await once(p, o.warmup!);
+      console.error(`${p.name} warm-up (${o.warmup} messages, not counted): ${w.rate.toFixed(0)} msgs/s`);
+    }
+  }
   for (let r = 0; r < o.reps; r++) {
     const order = r % 2 === 0 ? peers : [...peers].reverse();
     for (const p of order) {
-      const local = runLocal(++run);
-      const opts = defaultLoadOptions();
-      Object.assign(opts, {
-        port: p.peer.port,
-        connections: 20,
-        messages: o.messages,
-        sizes: [{ bytes: 1024, weight: 1 }],
-        to: `${local}@${BENCH_DOMAIN}`,
-        maildir: p.peer.maildir(local),
-        maildirTimeoutMs: 600_000,
-        maxErrorRate: 0,
-        progress: false,
-        ...o.load,
-      });
-      // maxErrorRate 0: a single refused message (a defence hit, a failed check) fails the run.
-      const c0 = cpuSeconds(p.peer.pid);
-      const res = await runLoad(opts);
-      const cpuUs = ((cpuSeconds(p.peer.pid) - c0) * 1e6) / o.messages;
-      if (!res.ok) throw new Error(`${p.name}: run failed (${res.errors} errors; ${res.firstError ?? ""})\n${p.peer.output().slice(-2000)}`);
-      const rate = res.maildir ? res.maildir.msgsPerSec : res.msgsPerSec;
+      const { rate, cpuUs, local } = await once(p, o.messages);
       rates[p.name]!.push(rate);
       cpu[p.name]!.push(cpuUs);
       console.error(`${p.name} rep ${r + 1}: ${rate.toFixed(0)} msgs/s, server ${cpuUs.toFixed(0)} µs CPU/msg`);
