@@ -64,7 +64,6 @@ function forwardSealer(c: Config, keyring: DkimKeyring, domains: ReadonlySet<str
   return key === undefined ? null : { domain: key.domain, selector: key.selector, key: key.key };
 }
 
-
 export interface InboundStages {
   readonly stages: ReadonlyArray<Stage>;
   /** Load the greylisting state of the last run and start saving it (as the unprivileged user: it is under DATA). */

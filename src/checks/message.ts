@@ -4,7 +4,7 @@
  * message:
  * - the common message, with no ARC field and no seal to make: our own DKIM verifier (dkim/verify.ts), which
  *   hashes the body as it streams and verifies the signatures on the runtime's thread pool. The From domains are
- *   read with mailauth's address parser.
+ *   read by checks/from-domains.ts.
  * - a message with ARC fields (checks.arc on) or one we may seal, and a header section we cannot split into
  *   fields: mailauth's DkimVerifier in its strict mode, fed the held header section and then the body, which
  *   validates the chain; the body hashes it asks for (DKIM, ARC-Message-Signature, our seal's) are made by dkim/'s
@@ -260,7 +260,7 @@ const CRLF = Buffer.from("\r\n");
 
 /**
  * A chunk of the message with each bare LF made CRLF, in pieces, as mailauth's message parser does before it hashes
- * (its ensureLinebreaks; test/checks/message.test.ts compares the two): the same pieces, the LFs found by the
+ * (its ensureLinebreaks; test/checks/line-endings.test.ts compares the two): the same pieces, the LFs found by the
  * runtime's indexOf instead of a loop over every byte. `before`: the last byte of the previous chunk (an LF first in
  * a chunk may end a CRLF), undefined at the start of the message.
  */

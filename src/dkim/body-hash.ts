@@ -1,7 +1,8 @@
 /**
- * The body canonicalizations of RFC 6376 §3.4.3 ("simple") and §3.4.4 ("relaxed"), fed incrementally and hashed as it goes (SHA-256), so a
- * body is never held in memory: runs of WSP become one SP, WSP at a line end goes, empty lines at the end of the
- * body go, and a non-empty body ends with CRLF. A CR that is not part of CRLF is content; a bare LF ends a line
+ * The body canonicalizations of RFC 6376 §3.4.3 ("simple") and §3.4.4 ("relaxed"), fed incrementally and hashed
+ * as they go (SHA-256; SHA-1 so that a verifier can name what it refuses), so a body is never held in memory. Relaxed:
+ * runs of WSP become one SP, WSP at a line end goes, empty lines at the end of the body go, and a non-empty body
+ * ends with CRLF. A CR that is not part of CRLF is content; a bare LF ends a line
  * (the session refuses both, but a DSN or a stored file handed to signMessage may be less strict).
  */
 import { Buffer } from "node:buffer";

@@ -1,6 +1,7 @@
 /**
- * dkim/: DKIM signing and verification (RFC 6376, RFC 8463) and its keys. Pure apart from reading and writing key files; used by the
- * signing stage in inbound/, by app/ for our DSNs, and by the CLI (`dkim keygen`, `dns-records`).
+ * dkim/: DKIM signing and verification (RFC 6376, RFC 8463) and its keys. Pure apart from reading and writing key
+ * files; used by the signing stage in inbound/, by app/ for our DSNs, by checks/ to verify, and by the CLI
+ * (`dkim keygen`, `dns-records`).
  */
 export { RelaxedBodyHash, SimpleBodyHash, type BodyHashAlgorithm, type BodyHasher } from "./body-hash.ts";
 export {

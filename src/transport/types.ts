@@ -8,6 +8,14 @@
  * secret AEAD suites only, in the server's order (TLS 1.3 suites are all AEAD). Both adapters apply it.
  */
 export const TLS_MIN_VERSION = "TLSv1.2";
+export const TLS12_CIPHERS = [
+  "ECDHE-ECDSA-AES128-GCM-SHA256",
+  "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384",
+  "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305",
+  "ECDHE-RSA-CHACHA20-POLY1305",
+].join(":");
 
 /**
  * The chain a TLS peer sent, leaf first, from its certificate as node:tls and Bun both give it (DER in `raw`, the
@@ -25,14 +33,6 @@ export function peerChainOf(leaf: unknown): Uint8Array[] {
   }
   return chain;
 }
-export const TLS12_CIPHERS = [
-  "ECDHE-ECDSA-AES128-GCM-SHA256",
-  "ECDHE-RSA-AES128-GCM-SHA256",
-  "ECDHE-ECDSA-AES256-GCM-SHA384",
-  "ECDHE-RSA-AES256-GCM-SHA384",
-  "ECDHE-ECDSA-CHACHA20-POLY1305",
-  "ECDHE-RSA-CHACHA20-POLY1305",
-].join(":");
 
 export interface TlsOptions {
   cert: string; // PEM
