@@ -8,7 +8,7 @@ import { UsageError } from "./args.ts";
 import { runLoad } from "./load.ts";
 import { defaultLoadOptions, type LoadOptions } from "./options.ts";
 import { BENCH_DOMAIN, runLocal, type RunningPeer } from "./peer.ts";
-import { cpuSeconds } from "./proc.ts";
+import { cpuSeconds, threadCpuSeconds } from "./proc.ts";
 
 export interface NamedPeer {
   name: string;
@@ -40,11 +40,13 @@ export function parseRepsArgs(
  * stime of its process, all threads, over the repetition); `load` adds options (sender, headers); `after` sees each
  * peer's run (its mailbox) once it is done. `warmup`: messages sent to each peer first and not counted, so that the
  * repetitions compare servers whose code the runtime has already compiled (a server with more code on the message
- * path, the checks for one, otherwise pays its JIT warm-up inside its first repetition).
+ * path, the checks for one, otherwise pays its JIT warm-up inside its first repetition). `threadCpu`: also print each
+ * repetition's CPU per message by server thread (main, delivery and spool workers, the runtime's pools and JIT
+ * threads) and the load tool's.
  */
 export async function alternateRuns(
   peers: NamedPeer[],
-  o: { messages: number; reps: number; warmup?: number; load?: Partial<LoadOptions>; after?: (p: NamedPeer, mailbox: string) => void },
+  o: { messages: number; reps: number; warmup?: number; threadCpu?: boolean; load?: Partial<LoadOptions>; after?: (p: NamedPeer, mailbox: string) => void },
 ): Promise<Record<string, number[]> & { cpu: Record<string, number[]> }> {
   const rates: Record<string, number[]> = Object.fromEntries(peers.map((p) => [p.name, [] as number[]]));
   const cpu: Record<string, number[]> = Object.fromEntries(peers.map((p) => [p.name, [] as number[]]));
@@ -66,8 +68,20 @@ export async function alternateRuns(
     });
     // maxErrorRate 0: a single refused message (a defence hit, a failed check) fails the run.
     const c0 = cpuSeconds(p.peer.pid);
+    const t0 = o.threadCpu ? threadCpuSeconds(p.peer.pid) : null;
+    const l0 = process.cpuUsage();
     const res = await runLoad(opts);
     const cpuUs = ((cpuSeconds(p.peer.pid) - c0) * 1e6) / messages;
+    if (t0 !== null) {
+      // Per thread name, µs per message; the load tool is this process (it also reads the server's log lines).
+      const l1 = process.cpuUsage(l0);
+      const threads = [...threadCpuSeconds(p.peer.pid)]
+        .map(([name, s]) => [name, ((s - (t0.get(name) ?? 0)) * 1e6) / messages] as const)
+        .filter(([, us]) => us >= 5)
+        .sort((a, b) => b[1] - a[1]);
+      const loadUs = ((l1.user + l1.system) / messages).toFixed(0);
+      console.error(`  ${p.name} µs CPU/msg by thread: ${threads.map(([n, us]) => `${n} ${us.toFixed(0)}`).join(", ")}; load tool ${loadUs}`);
+    }
     if (!res.ok) throw new Error(`${p.name}: run failed (${res.errors} errors; ${res.firstError ?? ""})\n${p.peer.output().slice(-2000)}`);
     return { rate: res.maildir ? res.maildir.msgsPerSec : res.msgsPerSec, cpuUs, local };
   };

@@ -58,9 +58,12 @@ max_connections_per_ip = ${c.maxConnectionsPerIp ?? 1000}
 ${c.extra ?? ""}`;
 }
 
-/** Starts ringmta in a new temp dir; `extra` overrides the connection limits (the idle test needs more). */
+/**
+ * Starts ringmta in a new temp dir; `extra` overrides the connection limits (the idle test needs more). `repo`: run
+ * the ringmta of another checkout (its src/main.ts, with its own node_modules), to compare two versions in one run.
+ */
 export async function startRingmta(
-  limits: { maxConnections?: number; maxConnectionsPerIp?: number; extra?: string; metricsPort?: number } = {},
+  limits: { maxConnections?: number; maxConnectionsPerIp?: number; extra?: string; metricsPort?: number; repo?: string } = {},
 ): Promise<RunningPeer & { dir: string; dataDir: string; output(): string }> {
   const dir = mkdtempSync(join(tmpdir(), "ringmta-bench-"));
   const dataDir = join(dir, "data");
@@ -69,7 +72,7 @@ export async function startRingmta(
   writeFileSync(configPath, ringmtaToml({ port: port!, dataDir, ...limits }));
   // RINGMTA_BENCH_BUN_ARGS: options for Bun itself, e.g. "--cpu-prof-md --cpu-prof-dir=/tmp/prof" to profile.
   const bunArgs = (process.env.RINGMTA_BENCH_BUN_ARGS ?? "").split(/\s+/).filter(Boolean);
-  const c = startChild(process.execPath, [...bunArgs, join(REPO, "src", "main.ts"), "serve", "--config", configPath], { cwd: dir });
+  const c = startChild(process.execPath, [...bunArgs, join(limits.repo ?? REPO, "src", "main.ts"), "serve", "--config", configPath], { cwd: dir });
   try {
     await waitForSmtp(port!, 30_000, () => !exited(c.proc));
   } catch (e) {

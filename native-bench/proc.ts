@@ -1,6 +1,6 @@
 /** Child processes and ports for the peers: spawn with collected output, wait for a port, stop by pid. */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { accessSync, constants, readFileSync } from "node:fs";
+import { accessSync, constants, readdirSync, readFileSync } from "node:fs";
 import { createServer, connect, type Server } from "node:net";
 import { delimiter, join } from "node:path";
 
@@ -149,4 +149,31 @@ export function cpuSeconds(pid: number): number {
   const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   // Fields 14 and 15 of proc(5), counted from the state (field 3) here; in clock ticks of 100 Hz (USER_HZ).
   return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+/**
+ * utime + stime of each of a process's threads in seconds, summed by thread name ("main" for the main thread),
+ * from /proc/<pid>/task (Linux). Threads that ended since are not counted: take it around a span in which the
+ * process's threads live on (a server's workers and helper threads do).
+ */
+export function threadCpuSeconds(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  let tids: string[] = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+    } catch {
+      continue; // the thread ended between the listing and the read
+    }
+    const name = tid === String(pid) ? "main" : stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) / 100);
+  }
+  return out;
 }
