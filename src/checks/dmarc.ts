@@ -17,7 +17,8 @@
  */
 import { getDomain } from "tldts";
 import type { DnsLookup } from "../dns/index.ts";
-import { mailauth } from "./mailauth-lib.ts";
+import { mailauth, type MailauthLib } from "./mailauth-lib.ts";
+import { memoize } from "./memo.ts";
 import type { ArcOutcome, DkimOutcome, DmarcOutcome, SpfOutcome } from "./types.ts";
 
 type Policy = DmarcOutcome["policy"];
@@ -27,10 +28,33 @@ const WEAKER: Record<Policy, Policy> = { reject: "quarantine", quarantine: "none
 /** §6.3: "v=DMARC1" exactly, first, with optional WSP around "=". */
 const DMARC_VERSION = /^v[ \t]*=[ \t]*DMARC1[ \t]*(?:;|$)/i;
 
-/** The Public Suffix List's registrable domain (RFC 7489 §3.2), or the name itself when it is a public suffix. */
-export function organizationalDomain(domain: string): string {
-  return getDomain(domain, { allowPrivateDomains: true, allowIcannDomains: true }) ?? domain;
+/**
+ * The Public Suffix List's registrable domain (RFC 7489 §3.2), or the name itself when it is a public suffix.
+ * Remembered for the last 10,000 names (checks/memo.ts): the same From domains come again and again.
+ */
+export const organizationalDomain = memoize(
+  (domain: string): string => getDomain(domain, { allowPrivateDomains: true, allowIcannDomains: true }) ?? domain,
+  10_000,
+);
+
+/** A DMARC record read: mailauth's parse and policy tags (null: invalid), and its pct= (100 when absent or bad). */
+interface ReadRecord {
+  readonly record: ReturnType<MailauthLib["parseDmarcRecord"]>;
+  readonly tags: ReturnType<MailauthLib["getPolicyTags"]>;
+  readonly pct: number;
 }
+
+function readRecordOnce(txt: string): ReadRecord {
+  const { parseDmarcRecord, getPolicyTags } = mailauth();
+  const record = parseDmarcRecord(txt, { strict: true });
+  const tags = record === null ? null : getPolicyTags(record);
+  // An unparseable pct= is ignored (as if 100), like any invalid optional tag.
+  const pctTag = record === null ? null : /(?:^|;)[ \t]*pct[ \t]*=[ \t]*(\d{1,3})[ \t]*(?:;|$)/.exec(record.rr);
+  return { record, tags, pct: pctTag ? Number(pctTag[1]) : 100 };
+}
+
+/** Records read, by their text: the same few domains' records come with every message (checks/memo.ts). */
+const readRecord = memoize(readRecordOnce, 1024);
 
 type Lookup =
   | { kind: "record"; txt: string }
@@ -81,9 +105,8 @@ export async function checkDmarc(o: {
   if (found.kind === "temperror") return { result: "temperror", fromDomain, policy: "none", reason: found.why };
   if (found.kind === "none") return { result: "none", fromDomain, policy: "none", reason: "no DMARC record" };
 
-  const { parseDmarcRecord, getPolicyTags } = mailauth();
-  const record = parseDmarcRecord(found.txt, { strict: true });
-  const tags = record === null ? null : getPolicyTags(record);
+  // A TXT record is at most 64 KiB; only a reasonable one is remembered.
+  const { record, tags, pct } = found.txt.length <= 1024 ? readRecord(found.txt) : readRecordOnce(found.txt);
   const inherited = recordDomain !== fromDomain ? { orgDomain: recordDomain } : {};
   if (record === null || tags === null) {
     // §6.6.3 step 6: no valid p= and nowhere to report: no DMARC processing.
@@ -92,9 +115,6 @@ export async function checkDmarc(o: {
 
   // §6.3 sp=: the policy for subdomains, applied when the record came from the organizational domain.
   let policy = (recordDomain !== fromDomain ? (tags.sp ?? tags.p) : tags.p) as Policy;
-  // An unparseable pct= is ignored (as if 100), like any invalid optional tag.
-  const pctTag = /(?:^|;)[ \t]*pct[ \t]*=[ \t]*(\d{1,3})[ \t]*(?:;|$)/.exec(record.rr);
-  const pct = pctTag ? Number(pctTag[1]) : 100;
   const softened = pct < 100 || record.t === "y";
   if (softened) policy = WEAKER[policy];
 

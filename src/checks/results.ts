@@ -2,6 +2,7 @@
  * The Authentication-Results field (RFC 8601) that reports the checks, and the test for a field carrying our
  * authserv-id (§5: such fields arriving from outside are forgeries and are removed).
  */
+import { memoize } from "./memo.ts";
 import { OVER_LIMIT } from "./message.ts";
 import type { ArcOutcome, DkimOutcome, DmarcOutcome, SpfOutcome } from "./types.ts";
 
@@ -23,7 +24,7 @@ function pvalue(v: string): string {
 }
 
 /** Words of an RFC 5322 §3.2.2 comment, with "(", ")" and "\" quoted; whitespace becomes the folding points. */
-function commentWords(text: string): string[] {
+function wordsOf(text: string): ReadonlyArray<string> {
   const clean = text
     .replace(/[\x00-\x1f\x7f]+/g, " ")
     .replace(/\s+/g, " ")
@@ -36,6 +37,13 @@ function commentWords(text: string): string[] {
   words[words.length - 1] = `${words[words.length - 1]})`;
   return words;
 }
+
+/**
+ * wordsOf, remembered (checks/memo.ts) for reasons of a reasonable length: the same few come with every message,
+ * and five regex passes over each cost the event loop more than the rest of the field.
+ */
+const rememberedWords = memoize(wordsOf, 1024);
+const commentWords = (text: string): ReadonlyArray<string> => (text.length <= 256 ? rememberedWords(text) : wordsOf(text));
 
 function prop(name: string, value: string): string[] {
   return value === "" ? [] : [`${name}=${pvalue(value)}`];
@@ -80,12 +88,13 @@ function dmarcInfo(d: DmarcOutcome): string[] {
 function fold(first: string, resinfos: string[][]): string {
   let out = first;
   let col = first.length;
-  resinfos.forEach((words, i) => {
+  for (let i = 0; i < resinfos.length; i++) {
+    const words = resinfos[i]!;
     const last = i === resinfos.length - 1;
     out += "\r\n ";
     col = 1;
-    words.forEach((w, j) => {
-      const word = j === words.length - 1 && !last ? `${w};` : w;
+    for (let j = 0; j < words.length; j++) {
+      const word = j === words.length - 1 && !last ? `${words[j]};` : words[j]!;
       if (j > 0) {
         if (col + 1 + word.length > FOLD_AT) {
           out += "\r\n   ";
@@ -97,8 +106,8 @@ function fold(first: string, resinfos: string[][]): string {
       }
       out += word;
       col += word.length;
-    });
-  });
+    }
+  }
   return `${out}\r\n`;
 }
 

@@ -95,14 +95,15 @@ export class Resolver implements DnsLookup {
       return Promise.reject(err);
     }
     const qname = canonicalName(name);
-    // A name that cannot be put in a query cannot exist (RFC 1035 §2.3.4); no server needs asking.
-    if (!encodable(qname)) return Promise.resolve(result("nxdomain"));
     const key = `${type} ${qname}`;
+    // The cache first: only names that could be asked are in it.
     const hit = this.cache.get(key);
     if (hit !== undefined) {
       const left = Math.max(0, Math.ceil((hit.expires - this.now()) / 1000));
       return Promise.resolve({ ...hit.value, records: [...hit.value.records], cnames: [...hit.value.cnames], ttl: left } as DnsResult<T>);
     }
+    // A name that cannot be put in a query cannot exist (RFC 1035 §2.3.4); no server needs asking.
+    if (!encodable(qname)) return Promise.resolve(result("nxdomain"));
     let p = this.inflight.get(key);
     if (p === undefined) {
       p = this.query(qname, type).finally(() => this.inflight.delete(key));
