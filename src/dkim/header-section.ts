@@ -115,40 +115,66 @@ export class HeaderSectionReader {
   }
 }
 
+/** RFC 5322 §3.6.8 ftext: printable US-ASCII but ":" (the text before the first colon cannot hold one). */
+function isFieldName(text: string, end: number): boolean {
+  for (let i = 0; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return true;
+}
+
 /**
  * Splits a header section (latin1) into fields; continuation lines (starting with WSP) belong to the field above.
  * A line that is no field (no colon, WSP or other bytes in the name, a continuation at the top) comes back with the
- * name "".
+ * name "". A field's raw text is its lines without their line breaks' final CR LF (or bare LF), joined with CRLF:
+ * one slice of the section when its lines end in CRLF, as they do on the wire. Lines are found with indexOf, not
+ * split off one by one (this runs for every message the checks see; header-section.test.ts compares it with the
+ * line-by-line reading on random sections).
  */
 export function splitFields(text: string): HeaderField[] {
   const out: HeaderField[] = [];
-  const lines = text.split("\n");
-  let current: string | null = null;
+  const n = text.length;
+  /** The current field: where it starts, where its last line's content ends; -1 before the first. */
+  let start = -1;
+  let end = 0;
+  /** The current field joined line by line, once one of its lines ended in a bare LF (no slice is its raw then). */
+  let joined: string | null = null;
+  let bareLf = false;
   const push = (): void => {
-    if (current === null) return;
-    const colon = current.indexOf(":");
-    // RFC 5322 §2.2/§3.6.8: a field name is printable US-ASCII but ":"; a line without one is no field, and so is
-    // one with WSP before the colon (obsolete syntax, §4.5, that dkimpy refuses): both kept with the name "".
-    const name = colon > 0 ? current.slice(0, colon) : "";
-    out.push({ name: /^[\x21-\x39\x3b-\x7e]+$/.test(name) ? name.toLowerCase() : "", raw: current });
-    current = null;
+    if (start < 0) return;
+    const raw = joined ?? text.slice(start, end);
+    const colon = raw.indexOf(":");
+    // RFC 5322 §2.2/§3.6.8: a line without a colon is no field, and neither is one with WSP before the colon
+    // (obsolete syntax, §4.5, that dkimpy refuses): both kept with the name "".
+    out.push({ name: colon > 0 && isFieldName(raw, colon) ? raw.slice(0, colon).toLowerCase() : "", raw });
+    start = -1;
+    joined = null;
   };
-  for (let line of lines) {
-    if (line.endsWith("\r")) line = line.slice(0, -1);
-    if (line === "") {
-      push();
-      break;
-    }
-    const first = line.charCodeAt(0);
+  let ls = 0;
+  for (;;) {
+    let le = text.indexOf("\n", ls);
+    const lastLine = le < 0;
+    if (lastLine) le = n;
+    const ce = le > ls && text.charCodeAt(le - 1) === CR ? le - 1 : le;
+    // The empty line ends the header section.
+    if (ce === ls) break;
+    const first = text.charCodeAt(ls);
     if (first === SP || first === TAB) {
       // A continuation line; at the very top it continues nothing (malformed, name "").
-      if (current === null) out.push({ name: "", raw: line });
-      else current += "\r\n" + line;
-    }
-    else {
+      if (start < 0) out.push({ name: "", raw: text.slice(ls, ce) });
+      else {
+        if (joined !== null || bareLf) joined = `${joined ?? text.slice(start, end)}\r\n${text.slice(ls, ce)}`;
+        end = ce;
+      }
+    } else {
       push();
-      current = line;
+      start = ls;
+      end = ce;
     }
+    if (lastLine) break;
+    bareLf = ce === le;
+    ls = le + 1;
   }
   push();
   return out;

@@ -14,8 +14,6 @@ export interface TagList {
   readonly invalid: boolean;
 }
 
-/** tag-name = ALPHA *ALNUMPUNC (§3.2). */
-const TAG_NAME = /^[A-Za-z][A-Za-z0-9_]*$/;
 const WHITESPACE = /\s/;
 
 /** FWS around a tag-spec: SP, HTAB and the CRLF of a fold. */
@@ -34,49 +32,67 @@ function trimFws(text: string, start: number, end: number): string {
 }
 
 /**
- * The value of a tag-spec (`segment` after its "="): runs of whitespace made one SP, whitespace at the edges
- * removed. An ASCII value is read by char code (this runs for every tag of every signature, and b= is folded);
- * any other goes through the regexes, whose \s (with its Unicode spaces) defines the result.
+ * The value of a tag-spec (`text` from `start` to `end`, after its "="): runs of whitespace made one SP, whitespace
+ * at the edges removed. An ASCII value is read by char code (this runs for every tag of every signature, and b= is
+ * folded); any other goes through the regexes, whose \s (with its Unicode spaces) defines the result.
  */
-function tagValue(segment: string, start: number): string {
-  let end = segment.length;
-  while (start < end && isAsciiSpace(segment.charCodeAt(start))) start++;
-  while (end > start && isAsciiSpace(segment.charCodeAt(end - 1))) end--;
-  let out = "";
-  let from = start;
-  for (let i = start; i < end; i++) {
-    const c = segment.charCodeAt(i);
-    if (c >= 0x80) {
-      const value = segment.slice(start, end);
-      return WHITESPACE.test(value) ? value.replace(/\s+/g, " ").trim() : value;
-    }
-    if (isAsciiSpace(c)) {
-      out += segment.slice(from, i) + " ";
-      // The value ends in no whitespace: the run ends before `end`.
-      while (isAsciiSpace(segment.charCodeAt(i + 1))) i++;
-      from = i + 1;
-    }
-  }
-  return from === start ? segment.slice(start, end) : out + segment.slice(from, end);
+function tagValue(text: string, start: number, end: number): string {
+  while (start < end && isAsciiSpace(text.charCodeAt(start))) start++;
+  while (end > start && isAsciiSpace(text.charCodeAt(end - 1))) end--;
+  const value = text.slice(start, end);
+  if (NON_ASCII.test(value)) return WHITESPACE.test(value) ? value.replace(/\s+/g, " ").trim() : value;
+  return ASCII_SPACE.test(value) ? value.replace(ASCII_SPACE_RUNS, " ") : value;
 }
 
+const NON_ASCII = /[^\x00-\x7f]/;
+/** What /\s/ matches below 0x80 (isAsciiSpace): HTAB, LF, VT, FF, CR, SP. */
+const ASCII_SPACE = /[\t-\r ]/;
+const ASCII_SPACE_RUNS = /[\t-\r ]+/g;
+
+function isTagName(name: string): boolean {
+  const n = name.length;
+  if (n === 0) return false;
+  const first = name.charCodeAt(0) | 32;
+  if (first < 97 || first > 122) return false;
+  for (let i = 1; i < n; i++) {
+    const c = name.charCodeAt(i);
+    const lower = c | 32;
+    if (!((lower >= 97 && lower <= 122) || (c >= 48 && c <= 57) || c === 95)) return false;
+  }
+  return true;
+}
+
+/**
+ * One pass over the list: tag-specs found with indexOf, not split off (this runs for every signature and key
+ * record; tag-list.test.ts compares it with the split-based reading on random lists).
+ */
 export function parseTagList(text: string): TagList {
   const tags = new Map<string, string>();
   const names: string[] = [];
   let invalid = false;
-  const segments = text.split(";");
-  for (let i = 0; i < segments.length; i++) {
-    const segment = segments[i]!;
-    const eq = segment.indexOf("=");
-    if (eq < 0) {
+  const n = text.length;
+  let start = 0;
+  let first = true;
+  // The next "=" at or after `start` (-1: none left), found once and reused while the tag-specs before it have none:
+  // a list of many empty tag-specs is read in linear time.
+  let nextEq = text.indexOf("=");
+  for (;;) {
+    let semi = text.indexOf(";", start);
+    const last = semi < 0;
+    if (last) semi = n;
+    if (nextEq >= 0 && nextEq < start) nextEq = text.indexOf("=", start);
+    if (nextEq < 0 || nextEq >= semi) {
       // §3.2 allows one trailing ";"; an empty tag-spec elsewhere, or a part without "=", is no tag-spec.
-      if (trimFws(segment, 0, segment.length) !== "" || i < segments.length - 1 || segments.length === 1) invalid = true;
-      continue;
+      if (!last || first || trimFws(text, start, semi) !== "") invalid = true;
+    } else {
+      const name = trimFws(text, start, nextEq);
+      if (!isTagName(name) || tags.has(name)) invalid = true;
+      tags.set(name, tagValue(text, nextEq + 1, semi));
+      names.push(name);
     }
-    const name = trimFws(segment, 0, eq);
-    if (!TAG_NAME.test(name) || tags.has(name)) invalid = true;
-    tags.set(name, tagValue(segment, eq + 1));
-    names.push(name);
+    if (last) break;
+    first = false;
+    start = semi + 1;
   }
   return { tags, names, invalid };
 }
