@@ -6,11 +6,11 @@
  * A measurement, not a test: the figures go into native-bench/RESULTS.md.
  */
 import { generateKeyPairSync } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { dkimSign } from "mailauth/lib/dkim/sign";
 import { authenticationResults, checkDmarc, checkSpf, MessageVerifier } from "../../src/checks/index.ts";
 import { Resolver } from "../../src/dns/index.ts";
 import { startZoneServer, type ZoneRecord } from "../spf/zone-server.ts";
+import { mainThreadCpu } from "./measure-common.ts";
 
 const D = "sender.test";
 const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -42,21 +42,6 @@ const signed = await dkimSign(unsigned, {
 const message = Buffer.concat([Buffer.from(signed.signatures), unsigned]);
 const n = Number(process.argv[2] ?? 3000);
 
-/**
- * CPU time of the main (event-loop) thread alone, in µs, from /proc (Linux; clock ticks of 10 ms, so a run of a
- * few thousand iterations is precise to a few per cent); null elsewhere. Process CPU also counts the runtime's
- * thread pool, where the asynchronous crypto.verify runs.
- */
-function mainThreadCpu(): number | null {
-  try {
-    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, "latin1");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return ((Number(f[11]) + Number(f[12])) * 1e6) / 100;
-  } catch {
-    return null;
-  }
-}
-
 async function measure(label: string, fn: () => Promise<unknown>): Promise<void> {
   for (let i = 0; i < 200; i++) await fn();
   const cpu0 = process.cpuUsage();
@@ -81,6 +66,16 @@ if (verified.dkim.map((d) => d.result).join() !== "pass,pass") throw new Error(J
 console.log(`${message.length}-byte message, ${n} iterations, answers cached`);
 await measure("spf (one include)", () => checkSpf({ ip: "127.0.0.1", helo: "client.test", sender: `a@${D}` }, dns));
 await measure("dkim + arc verify (rsa-2048 + ed25519)", verify);
+const rsaOnly = await dkimSign(unsigned, {
+  canonicalization: "relaxed/relaxed",
+  signatureData: [{ signingDomain: D, selector: "rsa", privateKey: rsa.privateKey.export({ format: "pem", type: "pkcs8" }) as string }],
+} as never);
+const rsaMessage = Buffer.concat([Buffer.from(rsaOnly.signatures), unsigned]);
+await measure("dkim + arc verify (rsa-2048)", async () => {
+  const v = new MessageVerifier({ dns, dkim: true, arc: true });
+  v.write(rsaMessage);
+  return v.end();
+});
 await measure("dmarc", () => checkDmarc({ fromDomains: verified.fromDomains, spf, dkim: verified.dkim, arc: verified.arc, dns }));
 const dmarc = await checkDmarc({ fromDomains: verified.fromDomains, spf, dkim: verified.dkim, arc: verified.arc, dns });
 await measure("authentication-results field", async () => authenticationResults("mx.test", { spf, dkim: verified.dkim, arc: verified.arc, dmarc }));
