@@ -15,6 +15,7 @@
  */
 import { Buffer } from "node:buffer";
 import { authorDomains, domainsOf } from "./from-domains.ts";
+import { memoize } from "./memo.ts";
 import type { KeyObject } from "node:crypto";
 import {
   bPrefix,
@@ -275,6 +276,9 @@ export function* bareLfToCrlf(input: Buffer, before: number | undefined): Genera
   else if (pos < input.length) yield input.subarray(pos);
 }
 
+/** The author domains of one From field value, remembered (checks/memo.ts): a sender's From is the same every time. */
+const oneFromDomains = memoize((value: string): ReadonlyArray<string> => authorDomains([value]), 4096);
+
 /** The author domains of the From fields (RFC 5322 §3.6.2, groups included, RFC 6854): checks/from-domains.ts. */
 function fromFieldDomains(fields: ReadonlyArray<HeaderField>): string[] {
   const values: string[] = [];
@@ -283,7 +287,8 @@ function fromFieldDomains(fields: ReadonlyArray<HeaderField>): string[] {
     const line = NON_ASCII.test(f.raw) ? Buffer.from(f.raw, "latin1").toString("utf8") : f.raw;
     values.push(line.slice(line.indexOf(":") + 1));
   }
-  return authorDomains(values);
+  // The usual message has one From field of a reasonable length.
+  return values.length === 1 && values[0]!.length <= 512 ? oneFromDomains(values[0]!).slice() : authorDomains(values);
 }
 
 /** One result for a message that could not be verified at all (no signature could be read). */

@@ -80,8 +80,10 @@ function arcInfo(arc: ArcOutcome): string[] {
 }
 
 function dmarcInfo(d: DmarcOutcome): string[] {
-  const why = [d.result === "none" || d.result === "temperror" || d.result === "permerror" ? "" : `p=${d.policy}`, d.reason ?? ""];
-  return [`dmarc=${d.result}`, ...commentWords(why.filter(Boolean).join(", ")), ...prop("header.from", d.fromDomain)];
+  const policy = d.result === "none" || d.result === "temperror" || d.result === "permerror" ? "" : `p=${d.policy}`;
+  const reason = d.reason ?? "";
+  const why = policy !== "" && reason !== "" ? `${policy}, ${reason}` : policy || reason;
+  return [`dmarc=${d.result}`, ...commentWords(why), ...prop("header.from", d.fromDomain)];
 }
 
 /** Joins words with spaces, starting a continuation line (CRLF + WSP, RFC 5322 §2.2.3) before 78 columns. */

@@ -347,14 +347,14 @@ function readSignature(field: HeaderField): Signature {
   if (d === "" || s === "") return invalid("signature missing required tag");
   // §3.2: a duplicate tag or other syntax error makes the whole list invalid.
   if (badSyntax) return invalid("signature syntax error");
-  if (REQUIRED_TAGS.some((n) => !tags.has(n))) return invalid("signature missing required tag");
+  for (const n of REQUIRED_TAGS) if (!tags.has(n)) return invalid("signature missing required tag");
   // §6.1.1: "Verifiers MUST return PERMFAIL (incompatible version)" for v= other than 1.
   if (get("v") !== "1") return invalid("incompatible version");
   if ((tags.has("t") && t === null) || (tags.has("x") && x === null) || (tags.has("l") && l === null)) return invalid("signature syntax error");
   if (names.length === 0) return invalid("signature syntax error");
   if (!DOMAIN_NAME.test(aLabel(d)) || !SELECTOR.test(aLabel(s))) return invalid("signature syntax error");
   // §3.5 q=: dns/txt is the only query method.
-  if (tags.has("q") && !colonList(get("q")).includes("dns/txt")) return invalid("unsupported query method");
+  if (tags.has("q") && get("q") !== "dns/txt" && !colonList(get("q")).includes("dns/txt")) return invalid("unsupported query method");
   let identityDomain: string | null = null;
   if (tags.has("i")) {
     // §6.1.1: the i= domain must be d= or a subdomain of it.
