@@ -235,6 +235,14 @@ export function signatureField(fields: ReadonlyArray<HeaderField>, bh: string, k
   return complete(head, cryptoSign(hashOf(key), data, key.key));
 }
 
+/** signatureField with the private-key operation on the runtime's thread pool (crypto.sign's callback form). */
+export function signatureFieldAsync(fields: ReadonlyArray<HeaderField>, bh: string, key: DkimKey, now: number): Promise<string> {
+  const { head, data } = prepare(fields, bh, key, now);
+  return new Promise((resolve, reject) => {
+    cryptoSign(hashOf(key), data, key.key, (err, signature) => (err ? reject(err) : resolve(complete(head, signature))));
+  });
+}
+
 export type SignOutcome =
   | { kind: "signed"; domain: string; fields: string; keys: ReadonlyArray<DkimKey> }
   | { kind: "unsigned"; reason: "header-too-large" | "no-header-end" | "malformed-header" | "nul-octet" | "no-single-from" | "no-selectors" };
@@ -261,6 +269,14 @@ export class DkimSigning {
     const w = this.what(keyring);
     if ("kind" in w) return w;
     return { kind: "signed", domain: w.keys[0]!.domain, fields: w.keys.map((k) => signatureField(w.fields, w.bh, k, now)).join(""), keys: w.keys };
+  }
+
+  /** end, with the signatures made on the runtime's thread pool (the event loop goes on meanwhile). */
+  async endAsync(keyring: DkimKeyring, now: number): Promise<SignOutcome> {
+    const w = this.what(keyring);
+    if ("kind" in w) return w;
+    const fields = await Promise.all(w.keys.map((k) => signatureFieldAsync(w.fields, w.bh, k, now)));
+    return { kind: "signed", domain: w.keys[0]!.domain, fields: fields.join(""), keys: w.keys };
   }
 
   private what(
