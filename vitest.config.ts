@@ -9,5 +9,7 @@ export default defineConfig({
     // e2e files spawn servers on their own free ports; two cores: keep file parallelism modest.
     maxWorkers: 2,
     reporters: ["default", "./test/summary-reporter.ts"],
+    // Each test file's temp dirs are removed after it (test/setup-temp-dirs.ts).
+    setupFiles: ["./test/setup-temp-dirs.ts"],
   },
 });

@@ -349,6 +349,15 @@ export function tempDir(prefix = "ringmta-test-"): string {
   return d;
 }
 
+/**
+ * Removes every temp dir made by tempDir() or a spawned server in this test file (test/setup-temp-dirs.ts calls it
+ * after each file): the exit hook alone is not enough, as a test worker that runs several files may never exit.
+ */
+export function removeTempDirs(): void {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  dirs.clear();
+}
+
 export function removeDir(d: string): void {
   rmSync(d, { recursive: true, force: true });
   dirs.delete(d);
