@@ -20,6 +20,7 @@ import {
   SmtpClient,
   canConnect,
   freePorts,
+  holdPorts,
   havePeer,
   maildirFiles,
   peerPath,
@@ -45,6 +46,7 @@ let nodeConfig = "";
 let cliConfig = "";
 let remotePort = 0;
 let gonePort = 0;
+let held: { release(): Promise<void> } | null = null;
 let migrateRuns: Run[] = [];
 const CAROL = "carol@example.test";
 const CAROL_PW = "carol-db-pass";
@@ -119,6 +121,8 @@ beforeAll(async () => {
   pg = await startPostgres();
   sql = postgres(pg.url, { onnotice: () => {} });
   [remotePort, gonePort] = await freePorts(2);
+  // Served only in the outage test, much later: held until then (down, as the test wants) so no one else takes them.
+  held = await holdPorts([remotePort, gonePort]);
   const dir = tempDir("ringmta-dirpg-");
   cliConfig = join(dir, "ringmta.toml");
   writeFileSync(cliConfig, `[directory]\nkind = "postgres"\nurl = "${pg.url}"\n`);
@@ -147,6 +151,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
+  await held?.release();
   await nodeA?.dispose();
   await nodeB?.dispose();
   await nodeC?.dispose();
@@ -221,7 +226,7 @@ peerTest(
   "initdb",
   "database stopped: RCPT 451 4.3.0, AUTH 454 4.7.0 (never 5xx), mail accepted before is delivered, its bounce waits; started: normal again, the bounce arrives",
   async () => {
-    // Accepted now, deferred: nothing listens on remote.test's or gone.test's port yet.
+    // Accepted now, deferred: remote.test's and gone.test's ports close every connection before a greeting yet.
     const c = await secured(nodeA!);
     expect(codeOf(await c.cmd(`AUTH PLAIN ${b64(`\0${CAROL}\0${CAROL_PW}`)}`))).toBe("235 2.7.0");
     const mid = uniqueId("outage");
@@ -245,6 +250,8 @@ peerTest(
 
     // The message accepted before the outage is delivered during it; the other one is refused (550) there, and
     // its bounce to carol (a local address: routing it needs the directory) waits in the spool.
+    await held?.release();
+    held = null;
     const remote = await CaptureServer.start({}, remotePort);
     const gone = await CaptureServer.start({ script: { RCPT: Array(10).fill("550 5.1.1 no such user") } }, gonePort);
     try {

@@ -1,5 +1,5 @@
 /** Test helpers for the outside-in suites (test/e2e, test/dialogs). */
-export { freePorts, canConnect } from "./ports.ts";
+export { freePorts, canConnect, holdPorts } from "./ports.ts";
 export {
   startServer,
   useServer,

@@ -39,3 +39,24 @@ export function canConnect(port: number, host = "127.0.0.1", timeoutMs = 1000): 
     s.once("error", () => done(false));
   });
 }
+
+/**
+ * Keeps `ports` bound until release(), closing every connection at once (a peer that is down: a client sees its
+ * connection end before any greeting, a temporary failure). For a port a test names in a config now and serves
+ * much later: left unbound meanwhile, the kernel may give it to any outgoing connection as its local port, and the
+ * later bind fails with EADDRINUSE.
+ */
+export async function holdPorts(ports: ReadonlyArray<number>): Promise<{ release(): Promise<void> }> {
+  const servers: Server[] = [];
+  for (const port of ports) {
+    const srv = createServer((s) => s.destroy());
+    servers.push(srv);
+    await new Promise<void>((resolve, reject) => {
+      srv.once("error", reject);
+      srv.listen({ host: "127.0.0.1", port, exclusive: true }, () => resolve());
+    });
+  }
+  return {
+    release: () => Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => {}),
+  };
+}
