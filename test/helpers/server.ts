@@ -195,43 +195,53 @@ export async function waitFor220(port: number, proc: ChildProcess, logs: () => s
 
 export async function startServer(opts: ServerOptions = {}): Promise<Srv> {
   const listeners = opts.listeners ?? DEFAULT_LISTENERS;
-  const got = await freePorts(listeners.length + 1);
-  const ports = { mx: 0, submission: 0, submissions: 0, metrics: got[listeners.length] } as Srv["ports"];
-  listeners.forEach((l, i) => (ports[l.name] = got[i]));
+  const ports = { mx: 0, submission: 0, submissions: 0, metrics: 0 } as Srv["ports"];
 
   const dir = mkdtempSync(join(tmpdir(), "ringmta-test-"));
   dirs.add(dir);
   const configPath = join(dir, "ringmta.toml");
   writeFileSync(join(dir, "users.txt"), usersFile());
-  let config: Toml = {
-    hostname: HOSTNAME,
-    data_dir: "data",
-    tls: { cert: "server.crt", key: "server.key" },
-    listeners: listeners.map((l) => ({
-      name: l.name,
-      host: "127.0.0.1",
-      port: ports[l.name],
-      tls: l.tls,
-      auth: l.auth,
-      ...(l.proxy ? { proxy_protocol: true, ...(l.proxy.from ? { proxy_from: l.proxy.from } : {}) } : {}),
-    })),
-    local: {
-      domains: ["example.test"],
-      users_file: "users.txt",
-      catch_all: false,
-      aliases: {
-        "postmaster@example.test": ["alice@example.test"],
-        "team@example.test": ["alice@example.test", "bob@example.test"],
+  let config: Toml = {};
+  /**
+   * Free ports for the listeners and the metrics endpoint, and the config naming them. Between freePorts and the
+   * server's bind, a port can be taken as the local port of an outgoing connection (two test workers connect all the
+   * time); a server that lost a port that way is started again on new ones (below).
+   */
+  const configure = async (): Promise<void> => {
+    const got = await freePorts(listeners.length + 1);
+    ports.metrics = got[listeners.length]!;
+    listeners.forEach((l, i) => (ports[l.name] = got[i]!));
+    config = {
+      hostname: HOSTNAME,
+      data_dir: "data",
+      tls: { cert: "server.crt", key: "server.key" },
+      listeners: listeners.map((l) => ({
+        name: l.name,
+        host: "127.0.0.1",
+        port: ports[l.name],
+        tls: l.tls,
+        auth: l.auth,
+        ...(l.proxy ? { proxy_protocol: true, ...(l.proxy.from ? { proxy_from: l.proxy.from } : {}) } : {}),
+      })),
+      local: {
+        domains: ["example.test"],
+        users_file: "users.txt",
+        catch_all: false,
+        aliases: {
+          "postmaster@example.test": ["alice@example.test"],
+          "team@example.test": ["alice@example.test", "bob@example.test"],
+        },
       },
-    },
-    delivery: { workers: 2 },
-    limits: { max_recipients: 5, max_message_size: 200000 },
-    metrics: { listen: `127.0.0.1:${ports.metrics}` },
-    // A config file turns [checks] on (CONTRACT defaults); the test server does no DNS unless a test asks for it.
-    checks: { spf: "off", dkim: "off", arc: "off", dmarc: "off" },
+      delivery: { workers: 2 },
+      limits: { max_recipients: 5, max_message_size: 200000 },
+      metrics: { listen: `127.0.0.1:${ports.metrics}` },
+      // A config file turns [checks] on (CONTRACT defaults); the test server does no DNS unless a test asks for it.
+      checks: { spf: "off", dkim: "off", arc: "off", dmarc: "off" },
+    };
+    if (opts.config) config = deepMerge(config, parse(opts.config) as Toml);
+    writeFileSync(configPath, stringify(config) + "\n");
   };
-  if (opts.config) config = deepMerge(config, parse(opts.config) as Toml);
-  writeFileSync(configPath, stringify(config) + "\n");
+  await configure();
 
   const readyTimeout = opts.readyTimeoutMs ?? 20_000;
   let cur: Spawned;
@@ -275,7 +285,17 @@ export async function startServer(opts: ServerOptions = {}): Promise<Srv> {
     return code ?? -1;
   };
 
-  await launch();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await launch();
+      break;
+    } catch (err) {
+      // Only a bind lost to the race above is retried; any other failure is the test's to see.
+      if (attempt >= 3 || !/Failed to listen|EADDRINUSE/.test(logs())) throw err;
+      all += `${cur!.logs()}(attempt ${attempt} lost a port; again on new ports)\n`;
+      await configure();
+    }
+  }
   let disposed = false;
   const srv: Srv = {
     dir,
