@@ -33,8 +33,8 @@ function trimFws(text: string, start: number, end: number): string {
 
 /**
  * The value of a tag-spec (`text` from `start` to `end`, after its "="): runs of whitespace made one SP, whitespace
- * at the edges removed. An ASCII value is read by char code (this runs for every tag of every signature, and b= is
- * folded); any other goes through the regexes, whose \s (with its Unicode spaces) defines the result.
+ * at the edges removed. An ASCII value's runs are collapsed by one regex (this runs for every tag of every
+ * signature, and b= is folded); any other goes through \s, whose Unicode spaces define the result.
  */
 function tagValue(text: string, start: number, end: number): string {
   while (start < end && isAsciiSpace(text.charCodeAt(start))) start++;
@@ -49,6 +49,7 @@ const NON_ASCII = /[^\x00-\x7f]/;
 const ASCII_SPACE = /[\t-\r ]/;
 const ASCII_SPACE_RUNS = /[\t-\r ]+/g;
 
+/** tag-name = ALPHA *ALNUMPUNC (§3.2), by char code. */
 function isTagName(name: string): boolean {
   const n = name.length;
   if (n === 0) return false;
