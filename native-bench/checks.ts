@@ -9,8 +9,9 @@
  * changes are not signed) and a DMARC p=reject record — so every message runs every check and passes them all.
  * Each server first takes 10,000 messages that are not counted (the runtime compiles the code on the message path,
  * the checked server has more of it, and its JIT threads were still taking ~80 µs of CPU per message through the
- * first 20,000 counted ones after a 2,000-message warm-up: `--threads on` shows it). Prints the medians, the ratio checked / unchecked (the issue's target: at
- * least 70%), each server's CPU per message and its messages per spool commit round.
+ * first 20,000 counted ones after a 2,000-message warm-up: `--threads on` shows it). Prints the medians, the ratio
+ * checked / unchecked (the issue's target: at least 70%), each server's CPU per message and its messages per spool
+ * commit round.
  *
  * For performance work: `--checks` narrows the checked server to some checks (their share of the cost),
  * `--pipelining on` sends MAIL, RCPT and DATA in one write (RFC 2920), `--threads on` prints the CPU per message

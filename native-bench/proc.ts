@@ -143,12 +143,16 @@ export async function waitForSmtp(port: number, timeoutMs: number, alive: () => 
   throw new Error(`no SMTP greeting on port ${port} within ${timeoutMs} ms (last: ${last})`);
 }
 
-/** utime + stime of a process (all its threads) in seconds, from /proc (Linux). */
-export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+/** utime + stime in seconds from a proc(5) stat line (a process's or one thread's). */
+function statCpuSeconds(stat: string): number {
   const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   // Fields 14 and 15 of proc(5), counted from the state (field 3) here; in clock ticks of 100 Hz (USER_HZ).
   return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+/** utime + stime of a process (all its threads) in seconds, from /proc (Linux). */
+export function cpuSeconds(pid: number): number {
+  return statCpuSeconds(readFileSync(`/proc/${pid}/stat`, "utf8"));
 }
 
 /**
@@ -172,8 +176,7 @@ export function threadCpuSeconds(pid: number): Map<string, number> {
       continue; // the thread ended between the listing and the read
     }
     const name = tid === String(pid) ? "main" : stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) / 100);
+    out.set(name, (out.get(name) ?? 0) + statCpuSeconds(stat));
   }
   return out;
 }

@@ -34,7 +34,7 @@ const DMARC_VERSION = /^v[ \t]*=[ \t]*DMARC1[ \t]*(?:;|$)/i;
  */
 export const organizationalDomain = memoize(
   (domain: string): string => getDomain(domain, { allowPrivateDomains: true, allowIcannDomains: true }) ?? domain,
-  10_000,
+  { entries: 10_000, keyLength: 253 },
 );
 
 /** A DMARC record read: mailauth's parse and policy tags (null: invalid), and its pct= (100 when absent or bad). */
@@ -53,8 +53,11 @@ function readRecordOnce(txt: string): ReadRecord {
   return { record, tags, pct: pctTag ? Number(pctTag[1]) : 100 };
 }
 
-/** Records read, by their text: the same few domains' records come with every message (checks/memo.ts). */
-const readRecord = memoize(readRecordOnce, 1024);
+/**
+ * Records read, by their text: the same few domains' records come with every message (checks/memo.ts). A TXT record
+ * may be 64 KiB; only one of a reasonable length is kept.
+ */
+const readRecord = memoize(readRecordOnce, { entries: 1024, keyLength: 1024 });
 
 type Lookup =
   | { kind: "record"; txt: string }
@@ -105,8 +108,7 @@ export async function checkDmarc(o: {
   if (found.kind === "temperror") return { result: "temperror", fromDomain, policy: "none", reason: found.why };
   if (found.kind === "none") return { result: "none", fromDomain, policy: "none", reason: "no DMARC record" };
 
-  // A TXT record is at most 64 KiB; only a reasonable one is remembered.
-  const { record, tags, pct } = found.txt.length <= 1024 ? readRecord(found.txt) : readRecordOnce(found.txt);
+  const { record, tags, pct } = readRecord(found.txt);
   const inherited = recordDomain !== fromDomain ? { orgDomain: recordDomain } : {};
   if (record === null || tags === null) {
     // §6.6.3 step 6: no valid p= and nowhere to report: no DMARC processing.

@@ -7,7 +7,7 @@ describe("memoize", () => {
     const f = memoize((k: string) => {
       calls++;
       return { k };
-    }, 10);
+    }, { entries: 10, keyLength: 100 });
     const a = f("x");
     expect(f("x")).toBe(a);
     expect(calls).toBe(1);
@@ -20,7 +20,7 @@ describe("memoize", () => {
     const f = memoize(() => {
       calls++;
       return null;
-    }, 10);
+    }, { entries: 10, keyLength: 100 });
     f("a");
     f("a");
     expect(calls).toBe(1);
@@ -31,7 +31,7 @@ describe("memoize", () => {
     const f = memoize((k: string) => {
       calls++;
       return k.length;
-    }, 3);
+    }, { entries: 3, keyLength: 100 });
     for (const k of ["a", "bb", "ccc", "dddd"]) f(k);
     expect(calls).toBe(4);
     f("dddd");
@@ -39,5 +39,19 @@ describe("memoize", () => {
     expect(calls).toBe(4);
     f("a"); // forgotten when "dddd" came
     expect(calls).toBe(5);
+  });
+
+  it("computes an argument longer than keyLength every time, without keeping it", () => {
+    let calls = 0;
+    const f = memoize((k: string) => {
+      calls++;
+      return k.length;
+    }, { entries: 10, keyLength: 3 });
+    f("abcd");
+    f("abcd");
+    expect(calls).toBe(2);
+    f("abc");
+    f("abc");
+    expect(calls).toBe(3);
   });
 });

@@ -276,19 +276,22 @@ export function* bareLfToCrlf(input: Buffer, before: number | undefined): Genera
   else if (pos < input.length) yield input.subarray(pos);
 }
 
-/** The author domains of one From field value, remembered (checks/memo.ts): a sender's From is the same every time. */
-const oneFromDomains = memoize((value: string): ReadonlyArray<string> => authorDomains([value]), 4096);
+/**
+ * The author domains of one From field value, remembered (checks/memo.ts) for values of a reasonable length: a
+ * sender's From is the same every time.
+ */
+const oneFromDomains = memoize((value: string): ReadonlyArray<string> => authorDomains([value]), { entries: 4096, keyLength: 512 });
 
 /** The author domains of the From fields (RFC 5322 §3.6.2, groups included, RFC 6854): checks/from-domains.ts. */
-function fromFieldDomains(fields: ReadonlyArray<HeaderField>): string[] {
+function fromFieldDomains(fields: ReadonlyArray<HeaderField>): ReadonlyArray<string> {
   const values: string[] = [];
   for (const f of fields) {
     if (f.name !== "from") continue;
     const line = NON_ASCII.test(f.raw) ? Buffer.from(f.raw, "latin1").toString("utf8") : f.raw;
     values.push(line.slice(line.indexOf(":") + 1));
   }
-  // The usual message has one From field of a reasonable length.
-  return values.length === 1 && values[0]!.length <= 512 ? oneFromDomains(values[0]!).slice() : authorDomains(values);
+  // The usual message has one From field.
+  return values.length === 1 ? oneFromDomains(values[0]!) : authorDomains(values);
 }
 
 /** One result for a message that could not be verified at all (no signature could be read). */
@@ -305,7 +308,7 @@ type Phase =
   /** The header section is being read. */
   | { kind: "header" }
   /** Ours: DKIM signatures (null with checks.dkim off) and the From domains. */
-  | { kind: "fast"; dkim: DkimVerification | null; fromDomains: string[] }
+  | { kind: "fast"; dkim: DkimVerification | null; fromDomains: ReadonlyArray<string> }
   | { kind: "mailauth"; v: Capped };
 
 export class MessageVerifier {
@@ -418,7 +421,7 @@ export class MessageVerifier {
     return p;
   }
 
-  private result(dkim: DkimOutcome[], arc: ArcOutcome, fromDomains: string[], v: Capped | null): VerifiedMessage {
+  private result(dkim: DkimOutcome[], arc: ArcOutcome, fromDomains: ReadonlyArray<string>, v: Capped | null): VerifiedMessage {
     const sealer = this.o.sealer ?? null;
     const key = this.sealKey;
     return {

@@ -42,8 +42,7 @@ function wordsOf(text: string): ReadonlyArray<string> {
  * wordsOf, remembered (checks/memo.ts) for reasons of a reasonable length: the same few come with every message,
  * and five regex passes over each cost the event loop more than the rest of the field.
  */
-const rememberedWords = memoize(wordsOf, 1024);
-const commentWords = (text: string): ReadonlyArray<string> => (text.length <= 256 ? rememberedWords(text) : wordsOf(text));
+const commentWords = memoize(wordsOf, { entries: 1024, keyLength: 256 });
 
 function prop(name: string, value: string): string[] {
   return value === "" ? [] : [`${name}=${pvalue(value)}`];
